@@ -1,0 +1,211 @@
+package purge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdnpurge/cdnpurge/internal/dnsserver"
+)
+
+func startDNS(t *testing.T, records ...string) *dnsserver.Server {
+	t.Helper()
+	s, err := dnsserver.Start("127.0.0.1")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Add(records...))
+	return s
+}
+
+func discoverErr(t *testing.T, d Discovery) *DiscoveryError {
+	t.Helper()
+	_, err := Discover(context.Background(), d)
+	require.Error(t, err)
+	var de *DiscoveryError
+	require.True(t, errors.As(err, &de), "want *DiscoveryError, got %T: %v", err, err)
+	return de
+}
+
+func TestDiscoverAAAA(t *testing.T) {
+	s := startDNS(t,
+		"cdn.internal. 5 IN AAAA fdaa::3",
+		"cdn.internal. 5 IN AAAA fdaa::1",
+		"cdn.internal. 5 IN AAAA fdaa::3", // duplicate
+		"cdn.internal. 5 IN A 10.0.0.1",   // other type, ignored
+	)
+	got, err := Discover(context.Background(), Discovery{Name: "cdn.internal", Resolver: s.Addr, Port: 9000})
+	require.NoError(t, err)
+	assert.Equal(t, []Instance{{"fdaa::1", 9000}, {"fdaa::3", 9000}}, got)
+	assert.Equal(t, "[fdaa::1]:9000", got[0].String())
+}
+
+func TestDiscoverA(t *testing.T) {
+	s := startDNS(t, "cdn.example. IN A 10.0.0.2", "cdn.example. IN A 10.0.0.1")
+	got, err := Discover(context.Background(), Discovery{Name: "CDN.example.", Record: RecordA, Resolver: s.Addr})
+	require.NoError(t, err)
+	assert.Equal(t, []Instance{{"10.0.0.1", 80}, {"10.0.0.2", 80}}, got)
+}
+
+func TestDiscoverSRV(t *testing.T) {
+	s := startDNS(t,
+		"_http._tcp.cdn.example. IN SRV 10 5 9000 a.cdn.example.",
+		"_http._tcp.cdn.example. IN SRV 10 5 9001 b.cdn.example.",
+		"a.cdn.example. IN AAAA fdaa::a",
+		"a.cdn.example. IN A 10.0.0.10", // same host, both families: purged once, over IPv6
+		"b.cdn.example. IN A 10.0.0.11",
+	)
+	got, err := Discover(context.Background(), Discovery{Name: "_http._tcp.cdn.example", Record: RecordSRV, Resolver: s.Addr, Port: 1})
+	require.NoError(t, err)
+	assert.Equal(t, []Instance{{"10.0.0.11", 9001}, {"fdaa::a", 9000}}, got)
+}
+
+func TestDiscoverSRVTargetWithoutAddress(t *testing.T) {
+	s := startDNS(t, "_http._tcp.cdn.example. IN SRV 10 5 9000 gone.cdn.example.")
+	de := discoverErr(t, Discovery{Name: "_http._tcp.cdn.example", Record: RecordSRV, Resolver: s.Addr})
+	assert.Equal(t, KindBadAnswer, de.Kind)
+	assert.Contains(t, de.Error(), "gone.cdn.example")
+}
+
+func TestDiscoverCNAME(t *testing.T) {
+	for _, chase := range []bool{true, false} {
+		t.Run(fmt.Sprintf("server-chases=%v", chase), func(t *testing.T) {
+			s := startDNS(t,
+				"cdn.example. IN CNAME fleet.example.",
+				"fleet.example. IN CNAME real.fleet.example.",
+				"real.fleet.example. IN AAAA fdaa::7",
+				"real.fleet.example. IN AAAA fdaa::8",
+			)
+			s.SetNoChase(!chase)
+			got, err := Discover(context.Background(), Discovery{Name: "cdn.example", Resolver: s.Addr, Port: 80})
+			require.NoError(t, err)
+			assert.Equal(t, []Instance{{"fdaa::7", 80}, {"fdaa::8", 80}}, got)
+		})
+	}
+}
+
+func TestDiscoverCNAMELoop(t *testing.T) {
+	s := startDNS(t, "a.example. IN CNAME b.example.", "b.example. IN CNAME a.example.")
+	s.SetNoChase(true)
+	de := discoverErr(t, Discovery{Name: "a.example", Resolver: s.Addr})
+	assert.Equal(t, KindBadAnswer, de.Kind)
+}
+
+func TestDiscoverNXDOMAIN(t *testing.T) {
+	s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
+	de := discoverErr(t, Discovery{Name: "typo.internal", Resolver: s.Addr})
+	assert.Equal(t, KindNXDomain, de.Kind)
+	assert.Contains(t, de.Error(), "typo.internal")
+	assert.Contains(t, de.Error(), "NXDOMAIN")
+	assert.Contains(t, de.Error(), s.Addr)
+}
+
+func TestDiscoverServerErrors(t *testing.T) {
+	for rc, word := range map[int]string{dns.RcodeServerFailure: "SERVFAIL", dns.RcodeRefused: "REFUSED"} {
+		s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
+		s.SetRcode("cdn.internal", rc)
+		de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr})
+		assert.Equal(t, KindServerError, de.Kind)
+		assert.Contains(t, de.Error(), word)
+	}
+}
+
+func TestDiscoverEmptyAnswerSuggestsOtherType(t *testing.T) {
+	s := startDNS(t, "cdn.internal. IN A 10.0.0.1")
+	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr})
+	assert.Equal(t, KindNoRecords, de.Kind)
+	assert.Contains(t, de.Error(), "--record a")
+
+	s2 := startDNS(t, "cdn.internal. IN TXT \"nothing here\"")
+	de = discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s2.Addr})
+	assert.Equal(t, KindNoRecords, de.Kind)
+	assert.Contains(t, de.Error(), "no AAAA, A or SRV records")
+}
+
+func TestDiscoverSlowResolver(t *testing.T) {
+	s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
+	s.SetDelay(time.Second)
+	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr, Timeout: 100 * time.Millisecond})
+	assert.Equal(t, KindTimeout, de.Kind)
+	assert.Contains(t, de.Error(), s.Addr)
+	assert.Contains(t, de.Error(), "did not answer")
+}
+
+func TestDiscoverContextDeadline(t *testing.T) {
+	s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
+	s.SetDelay(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := Discover(ctx, Discovery{Name: "cdn.internal", Resolver: s.Addr})
+	var de *DiscoveryError
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, KindTimeout, de.Kind)
+}
+
+func TestDiscoverUnreachableResolver(t *testing.T) {
+	// A UDP port nobody listens on: the kernel answers "port unreachable".
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := pc.LocalAddr().String()
+	require.NoError(t, pc.Close())
+	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: addr, Timeout: time.Second})
+	assert.Contains(t, []ErrorKind{KindUnreachable, KindTimeout}, de.Kind)
+	assert.Contains(t, de.Error(), addr)
+}
+
+func TestDiscoverLargeFleetFallsBackToTCP(t *testing.T) {
+	s := startDNS(t)
+	const n = 1000
+	for i := 0; i < n; i++ {
+		require.NoError(t, s.Add(fmt.Sprintf("big.internal. IN AAAA fdaa::%x", i+1)))
+	}
+	got, err := Discover(context.Background(), Discovery{Name: "big.internal", Resolver: s.Addr, Port: 9000})
+	require.NoError(t, err)
+	assert.Len(t, got, n)
+	udp, tcp := s.Queries()
+	assert.Equal(t, int64(1), udp)
+	assert.Equal(t, int64(1), tcp, "a truncated answer must be asked again over TCP")
+}
+
+func TestDiscoverConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		d    Discovery
+		want string
+	}{
+		{Discovery{Name: "", Resolver: "127.0.0.1:53"}, "no DNS name"},
+		{Discovery{Name: "https://cdn.example/x", Resolver: "127.0.0.1:53"}, "not a DNS name"},
+		{Discovery{Name: "cdn.example", Record: "mx", Resolver: "127.0.0.1:53"}, "use aaaa, a or srv"},
+		{Discovery{Name: "cdn.example", Port: 70000, Resolver: "127.0.0.1:53"}, "out of range"},
+		{Discovery{Name: "cdn.example", Resolver: "not a resolver!"}, "HOST:PORT"},
+		{Discovery{Name: "cdn.example", ResolvConf: "/nonexistent/resolv.conf"}, "--resolver"},
+	} {
+		de := discoverErr(t, tc.d)
+		assert.Equal(t, KindConfig, de.Kind, tc.want)
+		assert.Contains(t, de.Error(), tc.want)
+	}
+}
+
+func TestResolverFromResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "resolv.conf")
+	require.NoError(t, os.WriteFile(f, []byte("# comment\nsearch example\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n"), 0o644))
+	got, err := resolverAddr("", f)
+	require.NoError(t, err)
+	assert.Equal(t, "192.0.2.53:53", got)
+
+	require.NoError(t, os.WriteFile(f, []byte("search example\n"), 0o644))
+	_, err = resolverAddr("", f)
+	assert.ErrorContains(t, err, "no nameserver")
+
+	got, err = resolverAddr("fdaa::3", "")
+	require.NoError(t, err)
+	assert.Equal(t, "[fdaa::3]:53", got)
+}
