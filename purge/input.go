@@ -31,6 +31,9 @@ func ParseInstance(s string, defaultPort int) (Instance, error) {
 	if in == "" {
 		return Instance{}, fmt.Errorf("instance %q: empty; give ADDR or ADDR:PORT, e.g. 10.0.0.7:9000 or [fdaa::3]:9000", s)
 	}
+	if strings.Contains(in, "/") {
+		return Instance{}, fmt.Errorf("instance %q: give ADDR or ADDR:PORT, not a URL, e.g. 10.0.0.7:9000", s)
+	}
 	// A bare IPv6 address: more than one colon and no brackets.
 	if !strings.HasPrefix(in, "[") && strings.Count(in, ":") > 1 {
 		a, err := netip.ParseAddr(in)
@@ -50,6 +53,9 @@ func ParseInstance(s string, defaultPort int) (Instance, error) {
 			}
 		}
 		host = h
+		if p == "" && strings.HasSuffix(in, ":") {
+			return Instance{}, fmt.Errorf("instance %q: port is empty; give ADDR:PORT", s)
+		}
 		if p != "" {
 			n, err := strconv.Atoi(p)
 			if err != nil {
@@ -125,7 +131,29 @@ func ParseURL(s string) (*url.URL, error) {
 		}
 	}
 	u.Fragment, u.RawFragment = "", ""
+	// Keep the path exactly as written: caches key on the request target as
+	// clients send it, and Go would re-escape characters such as '|'.
+	if raw := rawPath(in); raw != "" && raw != u.EscapedPath() {
+		u.RawPath = raw
+	}
 	return u, nil
+}
+
+// rawPath returns the path of an absolute URL as written, without query or fragment.
+func rawPath(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return ""
+	}
+	i := strings.IndexAny(rest, "/?#")
+	if i < 0 || rest[i] != '/' {
+		return ""
+	}
+	rest = rest[i:]
+	if j := strings.IndexAny(rest, "?#"); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
 }
 
 func errUnwrapURL(err error) error {
@@ -151,7 +179,10 @@ func redactUser(u *url.URL) string {
 // RequestTarget is what goes on the request line for u: its path (or "/")
 // and its query, exactly as written.
 func RequestTarget(u *url.URL) string {
-	p := u.EscapedPath()
+	p := u.RawPath
+	if p == "" {
+		p = u.EscapedPath()
+	}
 	if p == "" {
 		p = "/"
 	}
@@ -159,6 +190,12 @@ func RequestTarget(u *url.URL) string {
 		p += "?" + u.RawQuery
 	}
 	return p
+}
+
+// DisplayURL is u as it is purged: scheme, host and the request target as
+// written.
+func DisplayURL(u *url.URL) string {
+	return u.Scheme + "://" + u.Host + RequestTarget(u)
 }
 
 // ReadURLs reads one URL per line from r. Blank lines and lines whose first

@@ -140,10 +140,10 @@ func Run(ctx context.Context, o Options, instances []Instance, urls []*url.URL) 
 	}
 	rep.Results = make([]Result, 0, len(urls)*len(instances))
 	for ui, u := range urls {
-		rep.URLs = append(rep.URLs, u.String())
+		rep.URLs = append(rep.URLs, DisplayURL(u))
 		for ii, in := range instances {
 			oc := grid[ui][ii]
-			res := Result{URL: u.String(), Instance: in.String(), Status: oc.last.status, Attempts: oc.attempts, Duration: oc.dur}
+			res := Result{URL: DisplayURL(u), Instance: in.String(), Status: oc.last.status, Attempts: oc.attempts, Duration: oc.dur}
 			res.OK = res.Status >= 200 && res.Status < 300 && oc.last.err == nil
 			res.Error = redact(purgeError(oc, in, o), o.Token)
 			rep.Results = append(rep.Results, res)

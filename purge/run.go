@@ -329,7 +329,12 @@ func describeErr(ctx context.Context, err error, in Instance, timeout time.Durat
 }
 
 func (e *engine) newRequest(ctx context.Context, method string, u *url.URL) *http.Request {
-	target := &url.URL{Scheme: e.o.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery, ForceQuery: u.ForceQuery}
+	// Opaque carries the path exactly as written (see ParseURL).
+	path, _, _ := strings.Cut(RequestTarget(u), "?")
+	target := &url.URL{Scheme: e.o.Scheme, Host: u.Host, Opaque: path, RawQuery: u.RawQuery, ForceQuery: u.ForceQuery}
+	if strings.HasPrefix(path, "//") { // Opaque "//..." would read as an authority
+		target.Opaque, target.Path, target.RawPath = "", u.Path, u.RawPath
+	}
 	req := &http.Request{
 		Method:     method,
 		URL:        target,
