@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and the demo use, when missing:
+# varnish (varnishd, varnishtest), iproute2 (ip netns), wrk and dnsutils (the
+# benchmark baselines), curl. Needs root or sudo; does nothing when all are there.
+set -euo pipefail
+need=()
+command -v varnishd >/dev/null || need+=(varnish)
+command -v ip >/dev/null || need+=(iproute2)
+command -v wrk >/dev/null || need+=(wrk)
+command -v dig >/dev/null || need+=(dnsutils)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing ${need[*]} (Debian packages)" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  # The package starts a system varnishd on :6081 that nothing here uses.
+  $sudo systemctl disable --now varnish >/dev/null 2>&1 || true
+fi
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+  echo "note: Go is at /usr/local/go/bin; add it to PATH" >&2
+fi

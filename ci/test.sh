@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README says: installs what it needs (ci/deps.sh),
+# checks formatting and vet, and runs every test with the race detector.
+# End-to-end tests against real varnishd are required here, not skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+bash ci/deps.sh
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "gofmt would change: $unformatted" >&2; exit 1; fi
+go vet ./...
+CDNPURGE_E2E="${CDNPURGE_E2E:-require}" go test -race -count=1 "$@" ./...

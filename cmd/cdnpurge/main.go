@@ -1,0 +1,19 @@
+// Command cdnpurge purges URLs from every instance of a self-hosted cache
+// fleet and verifies the result. Run 'cdnpurge --help' for usage.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cdnpurge/cdnpurge/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
