@@ -118,7 +118,7 @@ func Run(ctx context.Context, o Options, instances []Instance, urls []*url.URL) 
 		return nil, errors.New("no URLs to purge")
 	}
 	e := &engine{o: o, instances: instances, urls: urls, tlsConfig: newTLSConfig(o)}
-	e.do = func(ctx context.Context, rt http.RoundTripper, u *url.URL, in Instance, a *attempt) bool {
+	e.do = func(ctx context.Context, rt *instanceConn, u *url.URL, in Instance, a *attempt) bool {
 		req := e.newRequest(ctx, o.Method, u)
 		if o.Token != "" {
 			req.Header.Set(o.TokenHeader, o.Token)

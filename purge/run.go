@@ -157,7 +157,7 @@ func ParseHeader(s string) (name, value string, err error) {
 
 // exchange is one request to one instance about one URL; it fills res from
 // the response. It returns whether the attempt may be retried.
-type exchange func(ctx context.Context, rt http.RoundTripper, u *url.URL, in Instance, res *attempt) (retry bool)
+type exchange func(ctx context.Context, rt *instanceConn, u *url.URL, in Instance, res *attempt) (retry bool)
 
 type attempt struct {
 	status int
@@ -224,40 +224,21 @@ func (e *engine) run(ctx context.Context) [][]outcome {
 }
 
 func (e *engine) worker(ctx context.Context, lanes <-chan lane, out [][]outcome) {
-	var current atomic.Int64
-	current.Store(-1)
-	dialer := &net.Dialer{Timeout: e.o.Timeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		Proxy: nil,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return dialer.DialContext(ctx, "tcp", e.instances[current.Load()].String())
-		},
-		TLSClientConfig:       e.tlsConfig,
-		TLSHandshakeTimeout:   e.o.Timeout,
-		MaxIdleConns:          1,
-		MaxIdleConnsPerHost:   1,
-		MaxConnsPerHost:       1,
-		IdleConnTimeout:       30 * time.Second,
-		ResponseHeaderTimeout: e.o.Timeout,
-		DisableCompression:    true,
-	}
-	defer tr.CloseIdleConnections()
+	c := newInstanceConn(e.tlsConfig, e.o.Timeout)
+	defer c.close()
 	for l := range lanes {
-		if current.Load() != int64(l.inst) {
-			tr.CloseIdleConnections()
-			current.Store(int64(l.inst))
-		}
+		c.target(e.instances[l.inst].String())
 		for {
 			u := int(l.next.Add(1) - 1)
 			if u >= len(e.urls) {
 				break
 			}
-			out[u][l.inst] = e.attempts(ctx, tr, e.urls[u], e.instances[l.inst])
+			out[u][l.inst] = e.attempts(ctx, c, e.urls[u], e.instances[l.inst])
 		}
 	}
 }
 
-func (e *engine) attempts(ctx context.Context, rt http.RoundTripper, u *url.URL, in Instance) outcome {
+func (e *engine) attempts(ctx context.Context, rt *instanceConn, u *url.URL, in Instance) outcome {
 	start := time.Now()
 	var oc outcome
 	for {
@@ -315,9 +296,12 @@ func describeErr(ctx context.Context, err error, in Instance, timeout time.Durat
 		err = ue.Err
 	}
 	var ne net.Error
+	d, hasDeadline := ctx.Deadline()
 	switch {
 	case ctx.Err() != nil:
 		return fmt.Errorf("%s: stopped: %w", in, ctx.Err())
+	case hasDeadline && !time.Now().Before(d):
+		return fmt.Errorf("%s: stopped: %w", in, context.DeadlineExceeded)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%s: connection refused (is the cache running and listening on that port?)", in)
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():

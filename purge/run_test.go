@@ -439,3 +439,38 @@ func TestReportFormats(t *testing.T) {
 	assert.Equal(t, strings.Index(lines[0], "INSTANCE"), strings.Index(lines[1], a.inst.String()), "columns are aligned")
 	assert.True(t, strings.HasPrefix(lines[3], "FAILED: purged 1 URL on 1/2 instances"))
 }
+
+// A server that closes each connection after one response without saying so:
+// the next request on the kept-alive connection fails, and is sent again on a
+// new connection without counting as a failed attempt.
+func TestRunResendsOnKeptAliveConnectionClosedByServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var accepted atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			buf := make([]byte, 4096)
+			_, _ = c.Read(buf)
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	addr := l.Addr().(*net.TCPAddr)
+	o := fastOpts()
+	o.Retries = -1
+	rep, err := Run(context.Background(), o, []Instance{{"127.0.0.1", addr.Port}}, mustURLs(t, "http://e.com/1", "http://e.com/2", "http://e.com/3"))
+	require.NoError(t, err)
+	require.True(t, rep.OK(), rep.Summary())
+	for _, r := range rep.Results {
+		assert.Equal(t, 1, r.Attempts)
+	}
+	assert.Equal(t, int64(3), accepted.Load())
+}

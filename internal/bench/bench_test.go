@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cdnpurge/cdnpurge/internal/dnsserver"
+	"github.com/cdnpurge/cdnpurge/internal/loopback"
+	"github.com/cdnpurge/cdnpurge/purge"
+)
+
+// fleet is n HTTP instances on 127.0.x.y, one port, answering after delay,
+// listed as A records of "cdn.bench." by a real DNS server.
+type fleet struct {
+	dns   *dnsserver.Server
+	port  int
+	conns atomic.Int64
+	reqs  atomic.Int64
+}
+
+func startFleet(b *testing.B, n int, delay time.Duration) *fleet {
+	b.Helper()
+	ls, port, err := loopback.Listen(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := dnsserver.Start("127.0.0.1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = d.Close() })
+	f := &fleet{dns: d, port: port}
+	for _, l := range ls {
+		if err := d.Add("cdn.bench. 5 IN A " + l.Addr().(*net.TCPAddr).IP.String()); err != nil {
+			b.Fatal(err)
+		}
+		srv := &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				f.reqs.Add(1)
+				if delay > 0 {
+					time.Sleep(delay)
+				}
+			}),
+			ConnState: func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					f.conns.Add(1)
+				}
+			},
+		}
+		go func() { _ = srv.Serve(l) }()
+		b.Cleanup(func() { _ = srv.Close() })
+	}
+	return f
+}
+
+func (f *fleet) discovery() purge.Discovery {
+	return purge.Discovery{Name: "cdn.bench", Record: purge.RecordA, Port: f.port, Resolver: f.dns.Addr}
+}
+
+func urls(b *testing.B, n int) []*url.URL {
+	out := make([]*url.URL, n)
+	for i := range out {
+		u, err := purge.ParseURL(fmt.Sprintf("https://example.com/episode/%d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		out[i] = u
+	}
+	return out
+}
+
+// libraryRun is what a Go program does: discover, then purge.
+func libraryRun(b *testing.B, f *fleet, us []*url.URL, o purge.Options, want int) {
+	ctx := context.Background()
+	in, err := purge.Discover(ctx, f.discovery())
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(in) != want {
+		b.Fatalf("found %d instances, want %d", len(in), want)
+	}
+	rep, err := purge.Run(ctx, o, in, us)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !rep.OK() {
+		b.Fatal(rep.Summary())
+	}
+}
+
+func reportMS(b *testing.B, start time.Time) {
+	b.ReportMetric(float64(time.Since(start).Microseconds())/1000/float64(b.N), "ms/op")
+}
+
+// BenchmarkFleet50 compares, on one fleet of 50 instances answering after
+// 50 ms: the library call, the CLI process, and the seed's bash one-liner
+// (sequential, and with xargs -P 64).
+func BenchmarkFleet50(b *testing.B) {
+	const n = 50
+	f := startFleet(b, n, 50*time.Millisecond)
+	us := urls(b, 1)
+	b.Run("library", func(b *testing.B) {
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			libraryRun(b, f, us, purge.Options{}, n)
+		}
+		reportMS(b, start)
+	})
+	bin := buildCLI(b)
+	b.Run("cli", func(b *testing.B) {
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			cmd := exec.Command(bin, "purge", "--url", us[0].String(), "--dns-name", "cdn.bench", "--record", "a",
+				"--resolver", f.dns.Addr, "--port", strconv.Itoa(f.port), "--format", "json")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v\n%s", err, out)
+			}
+		}
+		reportMS(b, start)
+	})
+	host, port, _ := net.SplitHostPort(f.dns.Addr)
+	dig := fmt.Sprintf("dig @%s -p %s +short cdn.bench A", host, port)
+	curl := fmt.Sprintf(`curl -s -o /dev/null -X PURGE -H "Host: example.com" "http://$ip:%d/episode/0"`, f.port)
+	for name, script := range map[string]string{
+		"bash-sequential": fmt.Sprintf(`for ip in $(%s); do %s; done`, dig, curl),
+		"bash-xargs-P64":  fmt.Sprintf(`%s | xargs -P 64 -I{} sh -c 'ip={}; %s'`, dig, curl),
+	} {
+		b.Run(name, func(b *testing.B) {
+			if _, err := exec.LookPath("dig"); err != nil {
+				b.Skip("dig is not installed (apt-get install dnsutils)")
+			}
+			before := f.reqs.Load()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if out, err := exec.Command("bash", "-c", script).CombinedOutput(); err != nil {
+					b.Fatalf("%v\n%s", err, out)
+				}
+			}
+			reportMS(b, start)
+			if got := f.reqs.Load() - before; got != int64(n*b.N) {
+				b.Fatalf("bash baseline sent %d requests, want %d", got, n*b.N)
+			}
+		})
+	}
+}
+
+// BenchmarkFleet1000 is the library call against 1000 instances answering
+// after 50 ms (the DNS answer needs the TCP fallback).
+func BenchmarkFleet1000(b *testing.B) {
+	const n = 1000
+	f := startFleet(b, n, 50*time.Millisecond)
+	us := urls(b, 1)
+	libraryRun(b, f, us, purge.Options{}, n) // warm the DNS server and the listeners' accept queues
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		libraryRun(b, f, us, purge.Options{}, n)
+	}
+	reportMS(b, start)
+}
+
+// BenchmarkManyURLs purges 1000 URLs on 10 instances that answer at once,
+// through the CLI process, and reports purges/s, TCP connections opened and
+// the process's peak RSS.
+func BenchmarkManyURLs(b *testing.B) {
+	const n, nURLs = 10, 1000
+	f := startFleet(b, n, 0)
+	file := filepath.Join(b.TempDir(), "urls.txt")
+	fh, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, u := range urls(b, nURLs) {
+		fmt.Fprintln(fh, u)
+	}
+	fh.Close()
+	bin := buildCLI(b)
+	b.Run("library", func(b *testing.B) {
+		us := urls(b, nURLs)
+		conns := f.conns.Load()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			libraryRun(b, f, us, purge.Options{}, n)
+		}
+		el := time.Since(start)
+		b.ReportMetric(float64(n*nURLs*b.N)/el.Seconds(), "purges/s")
+		b.ReportMetric(float64(f.conns.Load()-conns)/float64(b.N), "conns/op")
+	})
+	b.Run("cli", func(b *testing.B) {
+		// GNU time forks (no vfork), so %M is the CLI's own peak RSS, not
+		// the benchmark process's.
+		if _, err := os.Stat("/usr/bin/time"); err != nil {
+			b.Skip("/usr/bin/time is not installed (apt-get install time)")
+		}
+		var maxKiB int64
+		rssFile := filepath.Join(b.TempDir(), "rss")
+		conns := f.conns.Load()
+		start := time.Now()
+		for i := 0; i < b.N; i++ {
+			cmd := exec.Command("/usr/bin/time", "-f", "%M", "-o", rssFile, bin, "purge", "--urls-file", file,
+				"--dns-name", "cdn.bench", "--record", "a", "--resolver", f.dns.Addr, "--port", strconv.Itoa(f.port), "--format", "json")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v\n%s", err, out)
+			}
+			raw, err := os.ReadFile(rssFile)
+			if err != nil {
+				b.Fatal(err)
+			}
+			kib, err := strconv.ParseInt(strings.TrimSpace(string(raw)), 10, 64)
+			if err != nil {
+				b.Fatalf("time -f %%M wrote %q", raw)
+			}
+			maxKiB = max(maxKiB, kib)
+		}
+		el := time.Since(start)
+		b.ReportMetric(float64(n*nURLs*b.N)/el.Seconds(), "purges/s")
+		b.ReportMetric(float64(f.conns.Load()-conns)/float64(b.N), "conns/op")
+		b.ReportMetric(float64(maxKiB)/1024, "peak-RSS-MiB")
+	})
+}
+
+func buildCLI(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "cdnpurge")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/cdnpurge/cdnpurge/cmd/cdnpurge")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
