@@ -31,11 +31,25 @@ type instanceConn struct {
 	sni     string // server name the TLS connection was made for
 	br      *bufio.Reader
 	bw      *bufio.Writer
-	pending bool // a response body is still open
+	pending bool  // a response body is still open
+	read    int64 // bytes read from instances, over all connections
+}
+
+// countingConn counts the bytes read from the wire.
+type countingConn struct {
+	net.Conn
+	n *int64
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	*c.n += int64(n)
+	return n, err
 }
 
 func newInstanceConn(tlsConf *tls.Config, timeout time.Duration) *instanceConn {
-	return &instanceConn{dialer: net.Dialer{Timeout: timeout, KeepAlive: -1}, tls: tlsConf, timeout: timeout}
+	// No Dialer.Timeout: each attempt's context already carries it.
+	return &instanceConn{dialer: net.Dialer{KeepAlive: -1}, tls: tlsConf, timeout: timeout}
 }
 
 // target points the connection at an instance, closing one to another.
@@ -54,10 +68,11 @@ func (c *instanceConn) close() {
 }
 
 func (c *instanceConn) dial(ctx context.Context, serverName string) error {
-	conn, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	raw, err := c.dialer.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return err
 	}
+	var conn net.Conn = countingConn{raw, &c.read}
 	if c.tls != nil {
 		cfg := c.tls.Clone()
 		cfg.ServerName = serverName
@@ -137,7 +152,7 @@ func (c *instanceConn) exchange(ctx context.Context, req *http.Request) (*http.R
 		return nil, ctxErr(ctx, err)
 	}
 	c.pending = true
-	resp.Body = &connBody{rc: resp.Body, c: c, keep: !resp.Close, stop: stop}
+	resp.Body = &connBody{rc: resp.Body, c: c, keep: !resp.Close, stop: stop, eof: resp.Body == http.NoBody}
 	return resp, nil
 }
 
@@ -181,9 +196,11 @@ func (b *connBody) Close() error {
 	b.done = true
 	b.c.pending = false
 	cancelled := !b.stop()
-	err := b.rc.Close()
 	if !b.keep || !b.eof || cancelled {
+		// Closing net/http's body would read the rest of it; closing the
+		// connection instead reads nothing more.
 		b.c.close()
+		return nil
 	}
-	return err
+	return b.rc.Close()
 }

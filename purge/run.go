@@ -184,9 +184,10 @@ type lane struct {
 }
 
 type outcome struct {
-	attempts int
-	dur      time.Duration
-	last     attempt
+	attempts  int
+	dur       time.Duration
+	bytesRead int64
+	last      attempt
 }
 
 func (e *engine) run(ctx context.Context) [][]outcome {
@@ -239,7 +240,7 @@ func (e *engine) worker(ctx context.Context, lanes <-chan lane, out [][]outcome)
 }
 
 func (e *engine) attempts(ctx context.Context, rt *instanceConn, u *url.URL, in Instance) outcome {
-	start := time.Now()
+	start, read0 := time.Now(), rt.read
 	var oc outcome
 	for {
 		oc.attempts++
@@ -258,6 +259,7 @@ func (e *engine) attempts(ctx context.Context, rt *instanceConn, u *url.URL, in 
 		}
 	}
 	oc.dur = time.Since(start)
+	oc.bytesRead = rt.read - read0
 	return oc
 }
 

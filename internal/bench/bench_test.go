@@ -23,10 +23,11 @@ import (
 // fleet is n HTTP instances on 127.0.x.y, one port, answering after delay,
 // listed as A records of "cdn.bench." by a real DNS server.
 type fleet struct {
-	dns   *dnsserver.Server
-	port  int
-	conns atomic.Int64
-	reqs  atomic.Int64
+	dns         *dnsserver.Server
+	port        int
+	conns       atomic.Int64
+	reqs        atomic.Int64
+	lastArrival atomic.Int64
 }
 
 func startFleet(b *testing.B, n int, delay time.Duration) *fleet {
@@ -48,6 +49,7 @@ func startFleet(b *testing.B, n int, delay time.Duration) *fleet {
 		srv := &http.Server{
 			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				f.reqs.Add(1)
+				f.lastArrival.Store(time.Now().UnixNano())
 				if delay > 0 {
 					time.Sleep(delay)
 				}
@@ -238,4 +240,40 @@ func buildCLI(b *testing.B) string {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	return bin
+}
+
+// BenchmarkVerify1000 verifies 1 URL on 1000 instances answering after 50 ms
+// (the target: within 2 round trips of the slowest, 100 ms) and reports the
+// bytes read per instance.
+func BenchmarkVerify1000(b *testing.B) {
+	const n = 1000
+	f := startFleet(b, n, 50*time.Millisecond)
+	us := urls(b, 1)
+	ctx := context.Background()
+	in, err := purge.Discover(ctx, f.discovery())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var bytesRead int64
+	var sendPhase time.Duration
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		rep, err := purge.Verify(ctx, purge.Options{}, purge.ExpectAny, in, us)
+		sendPhase += time.Unix(0, f.lastArrival.Load()).Sub(t0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !rep.OK() {
+			b.Fatal(rep.Summary())
+		}
+		for _, c := range rep.Checks {
+			bytesRead += c.BytesRead
+		}
+	}
+	reportMS(b, start)
+	b.ReportMetric(float64(bytesRead)/float64(n*b.N), "bytes-read/instance")
+	// When the last request reached its instance: the rest is its 50 ms.
+	b.ReportMetric(float64(sendPhase.Microseconds())/1000/float64(b.N), "last-request-at-ms")
 }

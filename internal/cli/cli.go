@@ -50,6 +50,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"purge", "send PURGE for URLs to every instance of the fleet and report each", (*App).purge},
+		{"verify", "ask every instance for URLs and check their Cache-Status (hit, miss, ...)", (*App).verify},
 		{"version", "print the version", func(a *App, _ context.Context, _ []string) int {
 			fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
 			return ExitOK

@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -28,6 +30,8 @@ const purgeExamples = `  PURGE_TOKEN=... cdnpurge purge --url https://example.co
   git diff --name-only | sed 's|^|https://example.com/|' | cdnpurge purge --urls-file - --instance 10.0.0.7:9000 --instance 10.0.0.8:9000
   cdnpurge purge --url https://example.com/ --dns-name _http._tcp.cdn.example --record srv --resolver 10.0.0.2:53
   cdnpurge purge --url https://example.com/ --dns-name cdn.internal --method BAN --header 'X-Ban-Url: ^/assets/'
+  cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify            # then expect a miss everywhere
+  cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify=miss,hit   # ... and a hit after that
   cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --dry-run`
 
 func (a *App) purge(ctx context.Context, args []string) int {
@@ -39,6 +43,8 @@ func (a *App) purge(ctx context.Context, args []string) int {
 	tokenFile := fs.String("token-file", "", "read the purge token from `FILE` (default: $PURGE_TOKEN; none when neither is set)")
 	tokenHeader := fs.String("token-header", purge.DefaultTokenHeader, "`name` of the header that carries the token")
 	dryRun := fs.Bool("dry-run", false, "find the instances and print what would be sent; send nothing")
+	var verifySteps verifyFlag
+	fs.Var(&verifySteps, "verify", "after purging, ask every instance for each URL and expect a miss (the content is gone);\n--verify=miss,hit then asks again and expects a hit (the content came back)")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
@@ -48,6 +54,10 @@ func (a *App) purge(ctx context.Context, args []string) int {
 	}
 	o.Method, o.TokenHeader = strings.ToUpper(*method), *tokenHeader
 	if o.Token, err = a.token(*tokenFile); err != nil {
+		return a.usageErr(cmd, err)
+	}
+	steps, err := parseVerifySteps(string(verifySteps))
+	if err != nil {
 		return a.usageErr(cmd, err)
 	}
 	urls, err := t.readURLs(a.Stdin)
@@ -68,13 +78,66 @@ func (a *App) purge(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.usageErr(cmd, err)
 	}
-	if err := rep.Write(a.Stdout, format); err != nil {
+	ok := rep.OK()
+	// Verify on every instance, even those whose purge failed: the report
+	// then shows what each one still serves.
+	vo := o
+	vo.Method = purge.DefaultVerifyMethod
+	var checks []*purge.VerifyReport
+	for _, exp := range steps {
+		vrep, err := purge.Verify(ctx, vo, exp, instances, urls)
+		if err != nil {
+			return a.usageErr(cmd, err)
+		}
+		checks = append(checks, vrep)
+		ok = ok && vrep.OK()
+	}
+	if err := writePurgeReports(a.Stdout, format, rep, checks); err != nil {
 		return a.fail(cmd, fmt.Errorf("write report: %w", err))
 	}
-	if !rep.OK() {
+	if !ok {
 		return ExitFailed
 	}
 	return ExitOK
+}
+
+// writePurgeReports writes the purge report and the verify reports after
+// it; in JSON, one object {"purge": ..., "verify": [...]} when there are any.
+func writePurgeReports(w io.Writer, f purge.Format, rep *purge.Report, checks []*purge.VerifyReport) error {
+	if f == purge.FormatJSON && len(checks) > 0 {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Purge  *purge.Report         `json:"purge"`
+			Verify []*purge.VerifyReport `json:"verify"`
+		}{rep, checks})
+	}
+	if err := rep.Write(w, f); err != nil {
+		return err
+	}
+	for _, c := range checks {
+		fmt.Fprintln(w)
+		if err := c.Write(w, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// verifyFlag is --verify: bare (miss) or --verify=miss,hit.
+type verifyFlag string
+
+func (v *verifyFlag) String() string   { return string(*v) }
+func (v *verifyFlag) IsBoolFlag() bool { return true }
+func (v *verifyFlag) Set(s string) error {
+	switch s {
+	case "true":
+		s = "miss"
+	case "false":
+		s = ""
+	}
+	*v = verifyFlag(s)
+	return nil
 }
 
 // token reads the purge token from --token-file or $PURGE_TOKEN.

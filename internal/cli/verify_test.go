@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// cacheFleet behaves like a tiny cache per instance: HEAD/GET miss and store,
+// then hit; PURGE drops the URL, except on instances listed in broken, which
+// answer 200 and keep serving hits.
+func cacheFleet(t *testing.T, n int, broken map[int]bool) *fleet {
+	var mu sync.Mutex
+	cached := map[string]bool{}
+	var f *fleet
+	f = startFleet(t, n, func(addr string, w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		key := addr + " " + r.Host + r.RequestURI
+		switch r.Method {
+		case "PURGE":
+			idx := -1
+			for i, a := range f.addrs {
+				if a == addr {
+					idx = i
+				}
+			}
+			if !broken[idx] {
+				delete(cached, key)
+			}
+		default:
+			if cached[key] {
+				w.Header().Set("Cache-Status", "test-"+addr+"; hit; ttl=60")
+			} else {
+				w.Header().Set("Cache-Status", "test-"+addr+"; fwd=miss; stored")
+				cached[key] = true
+			}
+		}
+	})
+	return f
+}
+
+func TestVerifyCommand(t *testing.T) {
+	f := cacheFleet(t, 3, nil)
+	args := append([]string{"verify", "--url", "https://example.com/feed", "--expect", "hit"}, f.args()...)
+	r := run(t, nil, "", args...)
+	assert.Equal(t, ExitFailed, r.code, "cold caches miss")
+	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 0/3 instances: expected hit")
+	assert.Contains(t, r.stdout, "fwd=miss; stored")
+
+	r = run(t, nil, "", args...)
+	assert.Equal(t, ExitOK, r.code, r.stdout)
+	assert.Contains(t, r.stdout, "verified 1 URL on 3/3 instances: expected hit")
+
+	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/other", "--expect", "hit", "--wait", "5s", "--interval", "10ms"}, f.args()...)...)
+	assert.Equal(t, ExitOK, r.code, r.stdout)
+	assert.Contains(t, r.stdout, "2 rounds")
+}
+
+func TestVerifyCommandUsage(t *testing.T) {
+	f := cacheFleet(t, 1, nil)
+	for _, tc := range []struct{ flag, want string }{
+		{"--expect=warm", "use hit, fresh, stale, miss or any"},
+		{"--method=POST", "HEAD or GET"},
+		{"--interval=0s", "--interval must be positive"},
+	} {
+		r := run(t, nil, "", append([]string{"verify", "--url", "https://e.com/", tc.flag}, f.args()...)...)
+		assert.Equal(t, ExitUsage, r.code, tc.flag)
+		assert.Contains(t, r.stderr, tc.want, tc.flag)
+	}
+	r := run(t, nil, "", "verify", "--help")
+	assert.Equal(t, ExitOK, r.code)
+	for _, s := range []string{"--expect", "--wait", "--interval", "--method", "--header"} {
+		assert.Contains(t, r.stdout, s)
+	}
+}
+
+func TestPurgeVerifyMissThenHit(t *testing.T) {
+	f := cacheFleet(t, 3, nil)
+	warm := append([]string{"verify", "--url", "https://example.com/ep/1", "--expect", "any"}, f.args()...)
+	require.Equal(t, ExitOK, run(t, nil, "", warm...).code)
+
+	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/ep/1", "--verify=miss,hit", "--format", "json"}, f.args()...)...)
+	require.Equal(t, ExitOK, r.code, r.stdout+r.stderr)
+	var out struct {
+		Purge  struct{ OK bool }
+		Verify []struct {
+			OK     bool
+			Expect string
+			Checks []struct{ Class string }
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
+	assert.True(t, out.Purge.OK)
+	require.Len(t, out.Verify, 2)
+	assert.Equal(t, "miss", out.Verify[0].Expect)
+	assert.Equal(t, "hit", out.Verify[1].Expect)
+	for _, v := range out.Verify {
+		assert.True(t, v.OK)
+		assert.Len(t, v.Checks, 3)
+	}
+}
+
+func TestPurgeVerifyCatchesInstanceStillServingHit(t *testing.T) {
+	f := cacheFleet(t, 3, map[int]bool{2: true})
+	warm := append([]string{"verify", "--url", "https://example.com/ep/2", "--expect", "any"}, f.args()...)
+	require.Equal(t, ExitOK, run(t, nil, "", warm...).code)
+
+	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/ep/2", "--verify"}, f.args()...)...)
+	assert.Equal(t, ExitFailed, r.code)
+	assert.Contains(t, r.stdout, "purged 1 URL on 3/3 instances", "every PURGE answered 200")
+	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 2/3 instances: expected miss")
+	var line string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.Contains(l, "FAILED: hit, expected miss") {
+			line = l
+		}
+	}
+	require.NotEmpty(t, line, r.stdout)
+	assert.Contains(t, line, f.addrs[2])
+	assert.Contains(t, line, "test-"+f.addrs[2]+"; hit; ttl=60")
+}
