@@ -1,0 +1,261 @@
+// Package varnish ships cdnpurge's Varnish configuration (a VCL that accepts
+// PURGE and BAN with an optional token and sends an RFC 9211 Cache-Status
+// header) and runs it in a native varnishd process, for end-to-end tests and
+// the local demo fleet.
+package varnish
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+)
+
+//go:embed cdnpurge.vcl.tmpl
+var vclTemplate string
+
+// VCLTemplate returns the shipped VCL template, for users who render it
+// with their own tools.
+func VCLTemplate() string { return vclTemplate }
+
+// VCL describes one instance's configuration.
+type VCL struct {
+	// Name identifies the instance in Cache-Status (a token: letters,
+	// digits, '-', '_', '.'; starting with a letter). Default "varnish".
+	Name string
+	// Origin is the backend as HOST:PORT (an IP address or a host name).
+	Origin string
+	// TokenHeader is the header carrying the purge token; default Purge-Token.
+	TokenHeader string
+	// Grace is how long an expired object may still be served stale while it
+	// is fetched again; default 10s.
+	Grace time.Duration
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9._-]{0,62}$`)
+	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+)
+
+// Render returns the VCL for v.
+func Render(v VCL) (string, error) {
+	if v.Name == "" {
+		v.Name = "varnish"
+	}
+	if !nameRE.MatchString(v.Name) {
+		return "", fmt.Errorf("vcl: instance name %q: use letters, digits, '-', '_' or '.', starting with a letter", v.Name)
+	}
+	if v.TokenHeader == "" {
+		v.TokenHeader = "Purge-Token"
+	}
+	if !headerRE.MatchString(v.TokenHeader) {
+		return "", fmt.Errorf("vcl: token header %q: use letters, digits and '-'", v.TokenHeader)
+	}
+	if v.Grace == 0 {
+		v.Grace = 10 * time.Second
+	}
+	host, port, err := net.SplitHostPort(v.Origin)
+	if err != nil {
+		return "", fmt.Errorf("vcl: origin %q: give HOST:PORT: %w", v.Origin, err)
+	}
+	if host == "" || strings.ContainsAny(host, "\"{}\\ ") {
+		return "", fmt.Errorf("vcl: origin %q: bad host", v.Origin)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("vcl: origin %q: bad port", v.Origin)
+	}
+	t, err := template.New("vcl").Parse(vclTemplate)
+	if err != nil {
+		return "", fmt.Errorf("vcl: template: %w", err)
+	}
+	var b bytes.Buffer
+	err = t.Execute(&b, map[string]any{
+		"Name": v.Name, "OriginHost": host, "OriginPort": port,
+		"TokenHeader": v.TokenHeader, "Grace": int(v.Grace.Seconds()),
+	})
+	if err != nil {
+		return "", fmt.Errorf("vcl: render: %w", err)
+	}
+	return b.String(), nil
+}
+
+// Config is one varnishd process.
+type Config struct {
+	VCL
+	// Listen is the address varnishd serves on, HOST:PORT.
+	Listen string
+	// Token, when set, is passed to varnishd as PURGE_TOKEN.
+	Token string
+	// Storage is varnishd's -s argument; default "malloc,32m".
+	Storage string
+	// Varnishd is the program; default "varnishd" from PATH.
+	Varnishd string
+	// Wrap runs varnishd through another command, e.g.
+	// ["ip", "netns", "exec", "ns1"] to start it in a network namespace.
+	Wrap []string
+	// StartTimeout bounds the wait for varnishd to answer; default 30s.
+	StartTimeout time.Duration
+}
+
+// ErrNotInstalled says that varnishd is not on this machine.
+var ErrNotInstalled = errors.New("varnishd is not installed: on Debian or Ubuntu run 'sudo apt-get install -y varnish'")
+
+// Lookup returns the varnishd program's path or ErrNotInstalled.
+func Lookup(path string) (string, error) {
+	if path == "" {
+		path = "varnishd"
+	}
+	p, err := exec.LookPath(path)
+	if err != nil {
+		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin"} {
+			if _, serr := os.Stat(filepath.Join(dir, path)); serr == nil && !strings.Contains(path, "/") {
+				return filepath.Join(dir, path), nil
+			}
+		}
+		return "", ErrNotInstalled
+	}
+	return p, nil
+}
+
+// Process is a running varnishd.
+type Process struct {
+	Addr string // the address it serves on
+	Name string
+
+	cmd    *exec.Cmd
+	dir    string
+	out    *syncBuffer
+	exited chan struct{}
+	err    error // exit status, once exited is closed
+}
+
+// Start renders the VCL into a new directory, starts varnishd in the
+// foreground (-F) and returns once it accepts connections on cfg.Listen.
+// When varnishd fails or does not come up in time, the error includes what
+// it printed. Call Stop when done.
+func Start(ctx context.Context, cfg Config) (*Process, error) {
+	bin, err := Lookup(cfg.Varnishd)
+	if err != nil {
+		return nil, err
+	}
+	vcl, err := Render(cfg.VCL)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return nil, fmt.Errorf("varnish: listen %q: give HOST:PORT: %w", cfg.Listen, err)
+	}
+	if cfg.Storage == "" {
+		cfg.Storage = "malloc,32m"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	dir, err := os.MkdirTemp("", "cdnpurge-varnish-")
+	if err != nil {
+		return nil, fmt.Errorf("varnish: %w", err)
+	}
+	// varnishd's worker process runs as an unprivileged user and must reach
+	// its working directory.
+	_ = os.Chmod(dir, 0o755)
+	vclPath := filepath.Join(dir, "cdnpurge.vcl")
+	if err := os.WriteFile(vclPath, []byte(vcl), 0o644); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("varnish: write vcl: %w", err)
+	}
+	args := append(append([]string{}, cfg.Wrap...), bin,
+		"-F", "-n", filepath.Join(dir, "work"), "-a", cfg.Listen, "-f", vclPath,
+		"-s", cfg.Storage, "-T", "none",
+		"-p", "http_gzip_support=off", // the origin's encodings are the variants (see the VCL)
+		"-p", "ban_lurker_sleep=0.01", // let BAN lurk quickly
+		"-p", "thread_pool_min=10", "-p", "thread_pools=1")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "PURGE_TOKEN="+cfg.Token)
+	out := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("varnish: start %s: %w", bin, err)
+	}
+	p := &Process{Addr: cfg.Listen, Name: cfg.Name, cmd: cmd, dir: dir, out: out, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	if err := p.waitReady(ctx, cfg); err != nil {
+		p.Stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// waitReady polls until varnishd accepts a connection, it exits, or the
+// deadline passes.
+func (p *Process) waitReady(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.StartTimeout)
+	defer cancel()
+	dial := func() error {
+		d := net.Dialer{Timeout: 200 * time.Millisecond}
+		c, err := d.DialContext(ctx, "tcp", cfg.Listen)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := dial(); err == nil {
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("varnish %s: varnishd exited (%v) before serving on %s:\n%s", p.Name, p.err, cfg.Listen, p.Output())
+		case <-ctx.Done():
+			return fmt.Errorf("varnish %s: not serving on %s after %s:\n%s", p.Name, cfg.Listen, cfg.StartTimeout, p.Output())
+		case <-tick.C:
+		}
+	}
+}
+
+// Output returns what varnishd has printed so far.
+func (p *Process) Output() string { return p.out.String() }
+
+// Stop stops varnishd (SIGTERM, then SIGKILL after 5s) and removes its
+// directory. It is safe to call more than once.
+func (p *Process) Stop() error {
+	select {
+	case <-p.exited:
+	default:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.exited
+		}
+	}
+	return os.RemoveAll(p.dir)
+}
+
+// Running says whether varnishd is still running.
+func (p *Process) Running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}

@@ -1,0 +1,155 @@
+package varnish
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// requireVarnish skips when varnishd is missing, unless CDNPURGE_E2E=require.
+func requireVarnish(t *testing.T, prog string) string {
+	t.Helper()
+	p, err := exec.LookPath(prog)
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/" + prog); serr == nil {
+			return "/usr/sbin/" + prog
+		}
+		if os.Getenv("CDNPURGE_E2E") == "require" {
+			t.Fatalf("%s is not installed and CDNPURGE_E2E=require (apt-get install -y varnish)", prog)
+		}
+		t.Skipf("%s is not installed (apt-get install -y varnish)", prog)
+	}
+	return p
+}
+
+func TestRender(t *testing.T) {
+	v, err := Render(VCL{Name: "cdn-iad", Origin: "10.0.0.5:8080"})
+	require.NoError(t, err)
+	assert.Contains(t, v, `.host = "10.0.0.5";`)
+	assert.Contains(t, v, `.port = "8080";`)
+	assert.Contains(t, v, `"cdn-iad; hit; ttl="`)
+	assert.Contains(t, v, `std.getenv("PURGE_TOKEN")`)
+	assert.Contains(t, v, "req.http.Purge-Token != req.http.x-cdnpurge-want")
+
+	v, err = Render(VCL{Origin: "[fd00::5]:80", TokenHeader: "X-Purge-Key"})
+	require.NoError(t, err)
+	assert.Contains(t, v, `.host = "fd00::5";`)
+	assert.Contains(t, v, "req.http.X-Purge-Key")
+
+	for _, bad := range []VCL{
+		{Name: "1bad", Origin: "a:1"},
+		{Name: `x"; }`, Origin: "a:1"},
+		{Origin: "nohostport"},
+		{Origin: "a:99999"},
+		{Origin: `a"b:80`},
+		{Origin: "a:1", TokenHeader: "bad header"},
+	} {
+		_, err := Render(bad)
+		assert.Error(t, err, "%+v", bad)
+	}
+}
+
+// TestVarnishtest runs the .vtc files against the shipped VCL.
+func TestVarnishtest(t *testing.T) {
+	vt := requireVarnish(t, "varnishtest")
+	vcl, err := Render(VCL{Name: "vt1", Origin: "127.0.0.1:1"})
+	require.NoError(t, err)
+	vcl = strings.Replace(vcl, `.host = "127.0.0.1";`, `.host = "${s1_addr}";`, 1)
+	vcl = strings.Replace(vcl, `.port = "1";`, `.port = "${s1_port}";`, 1)
+	files, err := filepath.Glob("testdata/*.vtc")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
+			src, err := os.ReadFile(f)
+			require.NoError(t, err)
+			path := filepath.Join(t.TempDir(), filepath.Base(f))
+			require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(src), "@VCL@", vcl, 1)), 0o644))
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, vt, "-q", path)
+			cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin")
+			out, err := cmd.CombinedOutput()
+			require.NoError(t, err, "%s", out)
+		})
+	}
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	return addr
+}
+
+func TestStartServesAndStops(t *testing.T) {
+	requireVarnish(t, "varnishd")
+	var hits atomic.Int64
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	})}
+	ol, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = origin.Serve(ol) }()
+	t.Cleanup(func() { origin.Close() })
+
+	p, err := Start(context.Background(), Config{VCL: VCL{Name: "t1", Origin: ol.Addr().String()}, Listen: freePort(t), Token: "tok"})
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Stop() })
+	require.True(t, p.Running())
+
+	get := func(method string, hdr ...string) *http.Response {
+		req, err := http.NewRequest(method, "http://"+p.Addr+"/x", nil)
+		require.NoError(t, err)
+		req.Host = "example.com"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	assert.Equal(t, "t1; fwd=miss; stored", get("GET").Header.Get("Cache-Status"))
+	assert.Contains(t, get("GET").Header.Get("Cache-Status"), "t1; hit")
+	assert.Equal(t, 401, get("PURGE").StatusCode)
+	assert.Equal(t, 200, get("PURGE", "Purge-Token", "tok").StatusCode)
+	assert.Equal(t, "t1; fwd=miss; stored", get("GET").Header.Get("Cache-Status"))
+	assert.Equal(t, int64(2), hits.Load())
+
+	require.NoError(t, p.Stop())
+	assert.False(t, p.Running())
+	require.NoError(t, p.Stop(), "Stop twice is fine")
+}
+
+func TestStartFailureShowsVarnishdOutput(t *testing.T) {
+	requireVarnish(t, "varnishd")
+	// An origin host that does not resolve makes the VCL compiler fail.
+	_, err := Start(context.Background(), Config{VCL: VCL{Origin: "no-such-host.invalid:80"}, Listen: freePort(t), StartTimeout: 20 * time.Second})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exited")
+	assert.Contains(t, err.Error(), "no-such-host.invalid")
+}
+
+func TestLookupMissing(t *testing.T) {
+	_, err := Lookup("varnishd-that-does-not-exist")
+	assert.ErrorIs(t, err, ErrNotInstalled)
+	assert.Contains(t, ErrNotInstalled.Error(), "apt-get install -y varnish")
+}
