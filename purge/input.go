@@ -131,12 +131,37 @@ func ParseURL(s string) (*url.URL, error) {
 		}
 	}
 	u.Fragment, u.RawFragment = "", ""
-	// Keep the path exactly as written: caches key on the request target as
-	// clients send it, and Go would re-escape characters such as '|'.
-	if raw := rawPath(in); raw != "" && raw != u.EscapedPath() {
-		u.RawPath = raw
+	// Keep the path as written: caches key on the request target as
+	// clients send it, and Go would re-escape characters such as '|'. Only
+	// what a browser would escape is escaped (WHATWG URL: controls, space,
+	// non-ASCII and "#<>?`{} in the path; controls, space, non-ASCII and "#<>'
+	// in the query), so "/a b" is purged as "/a%20b", as browsers ask for it.
+	if raw := rawPath(in); raw != "" {
+		u.RawPath = escapeSet(raw, "\"#<>?`{}")
 	}
+	u.RawQuery = escapeSet(u.RawQuery, "\"#<>'")
 	return u, nil
+}
+
+// escapeSet percent-encodes controls, space, non-ASCII bytes and the bytes
+// in set.
+func escapeSet(s, set string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(set, c) >= 0 {
+			if b.Len() == 0 {
+				b.WriteString(s[:i])
+			}
+			fmt.Fprintf(&b, "%%%02X", c)
+		} else if b.Len() > 0 {
+			b.WriteByte(c)
+		}
+	}
+	if b.Len() == 0 {
+		return s
+	}
+	return b.String()
 }
 
 // rawPath returns the path of an absolute URL as written, without query or fragment.

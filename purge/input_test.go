@@ -51,6 +51,10 @@ func TestParseURL(t *testing.T) {
 		"http://example.com/p#frag":        "/p",
 		"http://[::1]:8080/p":              "/p",
 		"http://example.com//double//":     "//double//",
+		"http://example.com/a b?q=x y":     "/a%20b?q=x%20y",
+		"http://example.com/ü?q=ü":         "/%C3%BC?q=%C3%BC",
+		"http://example.com/%C3%BC":        "/%C3%BC",
+		"http://example.com/{a}<b>?'":      "/%7Ba%7D%3Cb%3E?%27",
 	} {
 		u, err := ParseURL(in)
 		require.NoError(t, err, in)

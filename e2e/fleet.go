@@ -1,0 +1,353 @@
+// Package e2e is cdnpurge's end-to-end fleet: an origin, a DNS server that
+// lists the instances, and N real Varnish instances running the shipped VCL,
+// plus the scenarios that prove a purge reaches every instance.
+//
+// A fleet runs in one of three modes:
+//
+//   - netns: each varnishd in its own network namespace with its own IPv6 ULA
+//     address, all on the same port, found by AAAA: the production topology.
+//     Needs root and iproute2.
+//   - loopback: each varnishd on its own 127.0.x.y address, same port, found
+//     by A records. Needs nothing special.
+//   - external: instances started elsewhere (containers, say), given as a
+//     list of addresses; the harness only serves DNS over them.
+//
+// ModeAuto picks netns when it can and loopback otherwise.
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cdnpurge/cdnpurge/internal/dnsserver"
+	"github.com/cdnpurge/cdnpurge/internal/loopback"
+	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/varnish"
+)
+
+// Mode is how a fleet's instances are laid out.
+type Mode string
+
+// The modes.
+const (
+	ModeAuto     Mode = ""
+	ModeNetns    Mode = "netns"
+	ModeLoopback Mode = "loopback"
+	ModeExternal Mode = "external"
+)
+
+// ParseMode accepts auto (or empty), netns, loopback and external.
+func ParseMode(s string) (Mode, error) {
+	switch Mode(s) {
+	case "auto", ModeAuto:
+		return ModeAuto, nil
+	case ModeNetns, ModeLoopback, ModeExternal:
+		return Mode(s), nil
+	}
+	return "", fmt.Errorf("fleet mode %q: use auto, netns, loopback or external", s)
+}
+
+// DNSName is the name every fleet's instances are listed under.
+const DNSName = "fleet.cdnpurge.test"
+
+// Options describe a fleet.
+type Options struct {
+	N    int  // instances; default 3
+	Mode Mode // default auto
+	// Token, when set, is every instance's PURGE_TOKEN.
+	Token string
+	// MaxAge is how long the origin lets caches keep content; default 1h.
+	MaxAge time.Duration
+	// Varnishd is the program; default from PATH (see varnish.Lookup).
+	Varnishd string
+	// Port is the instances' port; 0 picks a free one (9000 in netns mode).
+	Port int
+	// External lists instances started elsewhere (ModeExternal), as
+	// ADDR[:PORT]; OriginAddr is then their origin, HOST:PORT, if the caller
+	// wants origin hit counts.
+	External   []string
+	OriginAddr string
+}
+
+// Member is one instance of a fleet.
+type Member struct {
+	Name     string
+	Instance purge.Instance
+	Netns    string // netns mode: the namespace it runs in
+	process  *varnish.Process
+}
+
+// Fleet is a running fleet. Close stops everything it started.
+type Fleet struct {
+	Mode    Mode
+	Name    string // DNS name listing every instance
+	Record  purge.RecordType
+	Port    int
+	Origin  *Origin
+	Members []*Member
+	DNS     *dnsserver.Server
+
+	net       *netns
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts a fleet. When it fails, whatever it had started is stopped.
+func Start(ctx context.Context, o Options) (f *Fleet, err error) {
+	if o.N == 0 {
+		o.N = 3
+	}
+	if o.MaxAge == 0 {
+		o.MaxAge = time.Hour
+	}
+	mode := o.Mode
+	if mode == ModeAuto {
+		mode = ModeLoopback
+		if len(o.External) > 0 {
+			mode = ModeExternal
+		} else if netnsAvailable() == nil {
+			mode = ModeNetns
+		}
+	}
+	f = &Fleet{Mode: mode, Name: DNSName}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			f = nil
+		}
+	}()
+	if f.DNS, err = dnsserver.Start("127.0.0.1"); err != nil {
+		return nil, err
+	}
+	switch mode {
+	case ModeExternal:
+		err = f.startExternal(o)
+	case ModeNetns:
+		if err = netnsAvailable(); err == nil {
+			err = f.startNetns(ctx, o)
+		}
+	case ModeLoopback:
+		err = f.startLoopback(ctx, o)
+	default:
+		err = fmt.Errorf("fleet mode %q: use auto, netns, loopback or external", mode)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Fleet) startExternal(o Options) error {
+	if len(o.External) == 0 {
+		return errors.New("external fleet: no instances given")
+	}
+	port := o.Port
+	if port == 0 {
+		port = 80
+	}
+	ins, err := purge.StaticInstances(o.External, port)
+	if err != nil {
+		return fmt.Errorf("external fleet: %w", err)
+	}
+	if o.OriginAddr != "" {
+		f.Origin = &Origin{Addr: o.OriginAddr}
+	}
+	f.Record, f.Port = purge.RecordAAAA, ins[0].Port
+	for i, in := range ins {
+		a, err := netip.ParseAddr(in.Host)
+		if err != nil {
+			return fmt.Errorf("external fleet: instance %s: give an IP address, not a host name", in)
+		}
+		if in.Port != f.Port {
+			return errors.New("external fleet: every instance must listen on the same port")
+		}
+		f.Record = purge.RecordA
+		if a.Is6() {
+			f.Record = purge.RecordAAAA
+		}
+		f.Members = append(f.Members, &Member{Name: fmt.Sprintf("external-%d", i+1), Instance: in})
+		if err := f.addRecord(a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Fleet) addRecord(a netip.Addr) error {
+	typ := "A"
+	if a.Is6() {
+		typ = "AAAA"
+	}
+	return f.DNS.Add(fmt.Sprintf("%s. 5 IN %s %s", f.Name, typ, a))
+}
+
+func (f *Fleet) startLoopback(ctx context.Context, o Options) error {
+	var err error
+	if f.Origin, err = StartOrigin("127.0.0.1:0", o.MaxAge); err != nil {
+		return err
+	}
+	f.Record = purge.RecordA
+	// Another process may take the port between the check and varnishd's
+	// bind: try a few ports.
+	for try := 0; try < 5; try++ {
+		port := o.Port
+		if port == 0 {
+			if port, err = loopback.FreePort(o.N); err != nil {
+				return err
+			}
+		}
+		f.Port = port
+		err = f.startMembers(ctx, o, func(i int) (purge.Instance, []string, string, error) {
+			return purge.Instance{Host: loopback.Addr(i), Port: port}, nil, "", nil
+		}, f.Origin.Addr)
+		if err == nil || o.Port != 0 {
+			break
+		}
+		f.stopMembers()
+	}
+	if err != nil {
+		return err
+	}
+	for _, m := range f.Members {
+		if err := f.addRecord(netip.MustParseAddr(m.Instance.Host)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *Fleet) startNetns(ctx context.Context, o Options) error {
+	n, err := newNetns(ctx)
+	if err != nil {
+		return err
+	}
+	f.net = n
+	// The origin listens on the bridge's address, which every namespace reaches.
+	if f.Origin, err = StartOrigin(net.JoinHostPort(n.addr(1).String(), "0"), o.MaxAge); err != nil {
+		return err
+	}
+	f.Record, f.Port = purge.RecordAAAA, o.Port
+	if f.Port == 0 {
+		f.Port = 9000 // every namespace has its own: the same port everywhere, as in production
+	}
+	err = f.startMembers(ctx, o, func(i int) (purge.Instance, []string, string, error) {
+		name, addr, err := n.add(ctx, i)
+		if err != nil {
+			return purge.Instance{}, nil, "", err
+		}
+		return purge.Instance{Host: addr.String(), Port: f.Port}, []string{"ip", "netns", "exec", name}, name, nil
+	}, f.Origin.Addr)
+	if err != nil {
+		return err
+	}
+	for _, m := range f.Members {
+		if err := f.addRecord(netip.MustParseAddr(m.Instance.Host)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startMembers starts N varnishd at once; place gives each one's address,
+// the command that wraps varnishd and its namespace.
+func (f *Fleet) startMembers(ctx context.Context, o Options, place func(i int) (purge.Instance, []string, string, error), origin string) error {
+	f.Members = make([]*Member, o.N)
+	wraps := make([][]string, o.N)
+	for i := range o.N {
+		in, wrap, ns, err := place(i)
+		if err != nil {
+			return err
+		}
+		f.Members[i] = &Member{Name: fmt.Sprintf("cdn-%d", i+1), Instance: in, Netns: ns}
+		wraps[i] = wrap
+	}
+	errs := make([]error, o.N)
+	var wg sync.WaitGroup
+	for i, m := range f.Members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.process, errs[i] = varnish.Start(ctx, varnish.Config{
+				VCL:      varnish.VCL{Name: m.Name, Origin: origin},
+				Listen:   m.Instance.String(),
+				Token:    o.Token,
+				Varnishd: o.Varnishd,
+				Wrap:     wraps[i],
+			})
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (f *Fleet) stopMembers() {
+	var wg sync.WaitGroup
+	for _, m := range f.Members {
+		if m != nil && m.process != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = m.process.Stop()
+			}()
+		}
+	}
+	wg.Wait()
+	f.Members = nil
+}
+
+// Instances returns every instance's address.
+func (f *Fleet) Instances() []purge.Instance {
+	out := make([]purge.Instance, len(f.Members))
+	for i, m := range f.Members {
+		out[i] = m.Instance
+	}
+	return out
+}
+
+// Discovery is how cdnpurge finds this fleet: its DNS name at its resolver.
+func (f *Fleet) Discovery() purge.Discovery {
+	return purge.Discovery{Name: f.Name, Record: f.Record, Port: f.Port, Resolver: f.DNS.Addr}
+}
+
+// DiscoveryArgs are the same as cdnpurge flags.
+func (f *Fleet) DiscoveryArgs() []string {
+	return []string{"--dns-name", f.Name, "--record", string(f.Record), "--port", strconv.Itoa(f.Port), "--resolver", f.DNS.Addr}
+}
+
+// Stop stops instance i (0-based); its address stays listed in DNS, as a
+// crashed machine's would until the platform notices.
+func (f *Fleet) Stop(i int) error {
+	m := f.Members[i]
+	if m.process == nil {
+		return fmt.Errorf("fleet: instance %s was not started here and cannot be stopped", m.Instance)
+	}
+	return m.process.Stop()
+}
+
+// Close stops every process, removes namespaces and stops the DNS server
+// and the origin. It is safe to call more than once.
+func (f *Fleet) Close() error {
+	f.closeOnce.Do(func() {
+		var errs []error
+		f.stopMembers()
+		if f.net != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			errs = append(errs, f.net.close(ctx))
+			cancel()
+		}
+		if f.Origin != nil {
+			errs = append(errs, f.Origin.Close())
+		}
+		if f.DNS != nil {
+			errs = append(errs, f.DNS.Close())
+		}
+		f.closeErr = errors.Join(errs...)
+	})
+	return f.closeErr
+}
