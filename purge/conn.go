@@ -92,14 +92,14 @@ func (c *instanceConn) dial(ctx context.Context, serverName string) error {
 	return nil
 }
 
-// RoundTrip sends req and reads the response headers. The caller must close
-// the body; the connection is kept for the next request only when the body
-// was read to its end and neither side asked to close.
-func (c *instanceConn) RoundTrip(req *http.Request) (*http.Response, error) {
+// RoundTrip sends req and reads the response headers; ctx bounds both (the
+// request's own context is not used). The caller must close the body; the
+// connection is kept for the next request only when the body was read to
+// its end and neither side asked to close.
+func (c *instanceConn) RoundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	if c.pending {
 		return nil, errors.New("instanceConn: previous response body not closed")
 	}
-	ctx := req.Context()
 	serverName := ""
 	if c.tls != nil {
 		serverName = req.URL.Hostname()

@@ -19,16 +19,9 @@ type Result struct {
 	OK       bool          `json:"ok"`     // a 2xx response
 	Attempts int           `json:"attempts"`
 	Duration time.Duration `json:"-"`
-	Error    string        `json:"error,omitempty"`
-}
-
-// MarshalJSON adds duration_ms (milliseconds, float) to the fields above.
-func (r Result) MarshalJSON() ([]byte, error) {
-	type plain Result
-	return json.Marshal(struct {
-		plain
-		DurationMS float64 `json:"duration_ms"`
-	}{plain(r), ms(r.Duration)})
+	// DurationMS is Duration in milliseconds, for JSON.
+	DurationMS float64 `json:"duration_ms"`
+	Error      string  `json:"error,omitempty"`
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -43,16 +36,24 @@ type Report struct {
 	Duration  time.Duration `json:"-"`
 }
 
-// MarshalJSON adds ok, summary and duration_ms to the fields above.
-func (r *Report) MarshalJSON() ([]byte, error) {
-	type plain Report
-	return json.Marshal(struct {
-		*plain
-		OK         bool    `json:"ok"`
-		Summary    string  `json:"summary"`
-		DurationMS float64 `json:"duration_ms"`
-	}{(*plain)(r), r.OK(), r.Summary(), ms(r.Duration)})
+// reportJSON is the JSON form of a Report: its fields plus ok, summary and
+// duration_ms.
+type reportJSON struct {
+	OK         bool     `json:"ok"`
+	Summary    string   `json:"summary"`
+	Method     string   `json:"method"`
+	DurationMS float64  `json:"duration_ms"`
+	URLs       []string `json:"urls"`
+	Instances  []string `json:"instances"`
+	Results    []Result `json:"results"`
 }
+
+func (r *Report) jsonView() reportJSON {
+	return reportJSON{r.OK(), r.Summary(), r.Method, ms(r.Duration), r.URLs, r.Instances, r.Results}
+}
+
+// MarshalJSON adds ok, summary and duration_ms to the fields above.
+func (r *Report) MarshalJSON() ([]byte, error) { return json.Marshal(r.jsonView()) }
 
 // OK says whether every instance answered 2xx for every URL.
 func (r *Report) OK() bool {
@@ -87,7 +88,7 @@ func (r *Report) Summary() string {
 	if r.Method != DefaultMethod {
 		verb = "sent " + r.Method + " for"
 	}
-	s := fmt.Sprintf("%s %s on %d/%d instances in %s", verb, plural(len(r.URLs), "URL"), r.InstancesOK(), len(r.Instances), r.Duration.Round(time.Millisecond))
+	s := fmt.Sprintf("%s %s on %d/%d instances in %s", verb, plural(len(r.URLs), "URL"), r.InstancesOK(), len(r.Instances), fmtDur(r.Duration))
 	if f := r.Failed(); len(f) > 0 {
 		s = fmt.Sprintf("FAILED: %s; %d of %d requests failed", s, len(f), len(r.Results))
 	}
@@ -119,17 +120,18 @@ func Run(ctx context.Context, o Options, instances []Instance, urls []*url.URL) 
 	}
 	e := &engine{o: o, instances: instances, urls: urls, tlsConfig: newTLSConfig(o)}
 	e.do = func(ctx context.Context, rt *instanceConn, u *url.URL, in Instance, a *attempt) bool {
-		req := e.newRequest(ctx, o.Method, u)
+		req := e.newRequest(o.Method, u)
 		if o.Token != "" {
 			req.Header.Set(o.TokenHeader, o.Token)
 		}
-		resp, err := rt.RoundTrip(req)
+		resp, err := rt.RoundTrip(ctx, req)
 		if err != nil {
 			a.err = err
 			return true
 		}
 		a.status, a.header = resp.StatusCode, resp.Header
-		a.detail = readDetail(resp.Body)
+		ok := resp.StatusCode >= 200 && resp.StatusCode < 300
+		a.detail = readBody(resp.Body, !ok)
 		return retryable(resp.StatusCode)
 	}
 	start := time.Now()
@@ -138,12 +140,14 @@ func Run(ctx context.Context, o Options, instances []Instance, urls []*url.URL) 
 	for _, in := range instances {
 		rep.Instances = append(rep.Instances, in.String())
 	}
+	names := rep.Instances
 	rep.Results = make([]Result, 0, len(urls)*len(instances))
 	for ui, u := range urls {
-		rep.URLs = append(rep.URLs, DisplayURL(u))
+		shown := DisplayURL(u)
+		rep.URLs = append(rep.URLs, shown)
 		for ii, in := range instances {
 			oc := grid[ui][ii]
-			res := Result{URL: DisplayURL(u), Instance: in.String(), Status: oc.last.status, Attempts: oc.attempts, Duration: oc.dur}
+			res := Result{URL: shown, Instance: names[ii], Status: oc.last.status, Attempts: oc.attempts, Duration: oc.dur, DurationMS: ms(oc.dur)}
 			res.OK = res.Status >= 200 && res.Status < 300 && oc.last.err == nil
 			res.Error = redact(purgeError(oc, in, o), o.Token)
 			rep.Results = append(rep.Results, res)

@@ -314,7 +314,9 @@ func describeErr(ctx context.Context, err error, in Instance, timeout time.Durat
 	return fmt.Errorf("%s: %w", in, err)
 }
 
-func (e *engine) newRequest(ctx context.Context, method string, u *url.URL) *http.Request {
+// newRequest builds the request for u; instanceConn.RoundTrip takes the
+// context separately, which spares a copy of the request per attempt.
+func (e *engine) newRequest(method string, u *url.URL) *http.Request {
 	// Opaque carries the path exactly as written (see ParseURL).
 	path, _, _ := strings.Cut(RequestTarget(u), "?")
 	target := &url.URL{Scheme: e.o.Scheme, Host: u.Host, Opaque: path, RawQuery: u.RawQuery, ForceQuery: u.ForceQuery}
@@ -334,7 +336,7 @@ func (e *engine) newRequest(ctx context.Context, method string, u *url.URL) *htt
 		req.Header[k] = v
 	}
 	req.Header.Set("User-Agent", e.o.UserAgent)
-	return req.WithContext(ctx)
+	return req
 }
 
 func newTLSConfig(o Options) *tls.Config {
@@ -349,12 +351,18 @@ func retryable(status int) bool {
 	return status == http.StatusTooManyRequests || status >= 500
 }
 
-// readDetail reads the start of a body for the report and drains a little
-// more so the connection can be reused.
-func readDetail(body io.ReadCloser) string {
+// readBody drains a little of a body so the connection can be reused, and
+// returns its start, for the report, when keep is set.
+func readBody(body io.ReadCloser, keep bool) string {
 	defer body.Close()
-	buf := make([]byte, maxDetail)
-	n, _ := io.ReadFull(body, buf)
-	_, _ = io.CopyN(io.Discard, body, maxDrain)
-	return strings.Join(strings.Fields(strings.ToValidUTF8(string(buf[:n]), "?")), " ")
+	var buf [512]byte
+	n, _ := io.ReadFull(body, buf[:])
+	detail := ""
+	if keep {
+		detail = strings.Join(strings.Fields(strings.ToValidUTF8(string(buf[:min(n, maxDetail)]), "?")), " ")
+	}
+	for drained := n; n == len(buf) && drained < maxDrain; drained += n {
+		n, _ = io.ReadFull(body, buf[:])
+	}
+	return detail
 }

@@ -75,16 +75,9 @@ type Check struct {
 	// (headers, and no more body than the read buffer took in).
 	BytesRead int64         `json:"bytes_read"`
 	Duration  time.Duration `json:"-"`
-	Error     string        `json:"error,omitempty"`
-}
-
-// MarshalJSON adds duration_ms.
-func (c Check) MarshalJSON() ([]byte, error) {
-	type plain Check
-	return json.Marshal(struct {
-		plain
-		DurationMS float64 `json:"duration_ms"`
-	}{plain(c), ms(c.Duration)})
+	// DurationMS is Duration in milliseconds, for JSON.
+	DurationMS float64 `json:"duration_ms"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // VerifyReport is the outcome of Verify: one Check per (URL, instance),
@@ -99,16 +92,26 @@ type VerifyReport struct {
 	Duration  time.Duration `json:"-"`
 }
 
-// MarshalJSON adds ok, summary and duration_ms.
-func (r *VerifyReport) MarshalJSON() ([]byte, error) {
-	type plain VerifyReport
-	return json.Marshal(struct {
-		*plain
-		OK         bool    `json:"ok"`
-		Summary    string  `json:"summary"`
-		DurationMS float64 `json:"duration_ms"`
-	}{(*plain)(r), r.OK(), r.Summary(), ms(r.Duration)})
+// verifyJSON is the JSON form of a VerifyReport: its fields plus ok,
+// summary and duration_ms.
+type verifyJSON struct {
+	OK         bool     `json:"ok"`
+	Summary    string   `json:"summary"`
+	Expect     Expect   `json:"expect"`
+	Method     string   `json:"method"`
+	Rounds     int      `json:"rounds"`
+	DurationMS float64  `json:"duration_ms"`
+	URLs       []string `json:"urls"`
+	Instances  []string `json:"instances"`
+	Checks     []Check  `json:"checks"`
 }
+
+func (r *VerifyReport) jsonView() verifyJSON {
+	return verifyJSON{r.OK(), r.Summary(), r.Expect, r.Method, r.Rounds, ms(r.Duration), r.URLs, r.Instances, r.Checks}
+}
+
+// MarshalJSON adds ok, summary and duration_ms.
+func (r *VerifyReport) MarshalJSON() ([]byte, error) { return json.Marshal(r.jsonView()) }
 
 // OK says whether every check matched.
 func (r *VerifyReport) OK() bool {
@@ -137,7 +140,7 @@ func (r *VerifyReport) Summary() string {
 		polled = fmt.Sprintf(", %d rounds", r.Rounds)
 	}
 	s := fmt.Sprintf("verified %s on %d/%d instances: expected %s (%s%s)", plural(len(r.URLs), "URL"),
-		len(r.Instances)-len(bad), len(r.Instances), r.Expect, r.Duration.Round(time.Millisecond), polled)
+		len(r.Instances)-len(bad), len(r.Instances), r.Expect, fmtDur(r.Duration), polled)
 	if n := len(r.Unmatched()); n > 0 {
 		s = fmt.Sprintf("FAILED: %s; %d of %d checks did not match", s, n, len(r.Checks))
 	}
@@ -147,7 +150,7 @@ func (r *VerifyReport) Summary() string {
 // Write writes the report in format f.
 func (r *VerifyReport) Write(w io.Writer, f Format) error {
 	if f == FormatJSON {
-		return writeJSON(w, r)
+		return writeJSON(w, r.jsonView(), len(r.Checks))
 	}
 	t := table{title: "cdnpurge verify: expect " + string(r.Expect), summary: r.Summary(),
 		header: []string{"URL", "INSTANCE", "STATUS", "CACHE", "AGE", "TIME", "RESULT", "HEADER"}}
@@ -202,7 +205,7 @@ func Verify(ctx context.Context, o Options, expect Expect, instances []Instance,
 	}
 	e := &engine{o: o, instances: instances, urls: urls, tlsConfig: newTLSConfig(o)}
 	e.do = func(ctx context.Context, c *instanceConn, u *url.URL, in Instance, a *attempt) bool {
-		resp, err := c.RoundTrip(e.newRequest(ctx, o.Method, u))
+		resp, err := c.RoundTrip(ctx, e.newRequest(o.Method, u))
 		if err != nil {
 			a.err = err
 			return true
@@ -227,7 +230,7 @@ func Verify(ctx context.Context, o Options, expect Expect, instances []Instance,
 }
 
 func newCheck(oc outcome, u string, in Instance, expect Expect) Check {
-	c := Check{URL: u, Instance: in.String(), Status: oc.last.status, Attempts: oc.attempts, Duration: oc.dur,
+	c := Check{URL: u, Instance: in.String(), Status: oc.last.status, Attempts: oc.attempts, Duration: oc.dur, DurationMS: ms(oc.dur),
 		BytesRead: oc.bytesRead, Class: cachestatus.Unknown}
 	if oc.last.err != nil {
 		c.Error = oc.last.err.Error()

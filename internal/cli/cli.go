@@ -51,6 +51,7 @@ func commands() []command {
 	return []command{
 		{"purge", "send PURGE for URLs to every instance of the fleet and report each", (*App).purge},
 		{"verify", "ask every instance for URLs and check their Cache-Status (hit, miss, ...)", (*App).verify},
+		{"demo", "start a local Varnish fleet, purge a URL on it and show the proof", (*App).demo},
 		{"version", "print the version", func(a *App, _ context.Context, _ []string) int {
 			fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
 			return ExitOK

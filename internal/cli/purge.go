@@ -2,10 +2,8 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -92,36 +90,13 @@ func (a *App) purge(ctx context.Context, args []string) int {
 		checks = append(checks, vrep)
 		ok = ok && vrep.OK()
 	}
-	if err := writePurgeReports(a.Stdout, format, rep, checks); err != nil {
+	if err := purge.WriteReports(a.Stdout, format, rep, checks); err != nil {
 		return a.fail(cmd, fmt.Errorf("write report: %w", err))
 	}
 	if !ok {
 		return ExitFailed
 	}
 	return ExitOK
-}
-
-// writePurgeReports writes the purge report and the verify reports after
-// it; in JSON, one object {"purge": ..., "verify": [...]} when there are any.
-func writePurgeReports(w io.Writer, f purge.Format, rep *purge.Report, checks []*purge.VerifyReport) error {
-	if f == purge.FormatJSON && len(checks) > 0 {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
-			Purge  *purge.Report         `json:"purge"`
-			Verify []*purge.VerifyReport `json:"verify"`
-		}{rep, checks})
-	}
-	if err := rep.Write(w, f); err != nil {
-		return err
-	}
-	for _, c := range checks {
-		fmt.Fprintln(w)
-		if err := c.Write(w, f); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // verifyFlag is --verify: bare (miss) or --verify=miss,hit.

@@ -1,0 +1,91 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/cdnpurge/cdnpurge/varnish"
+)
+
+func needVarnish(t *testing.T) {
+	t.Helper()
+	if _, err := varnish.Lookup(""); err != nil {
+		if os.Getenv("CDNPURGE_E2E") == "require" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+}
+
+func TestDemo(t *testing.T) {
+	needVarnish(t)
+	r := run(t, nil, "", "demo", "--instances", "2")
+	require.Equal(t, ExitOK, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "-> 1 of 2 instances still serve the stale copy.")
+	assert.Contains(t, r.stdout, "purged 1 URL on 2/2 instances")
+	assert.Contains(t, r.stdout, "verified 1 URL on 2/2 instances: expected miss")
+	assert.Contains(t, r.stdout, "verified 1 URL on 2/2 instances: expected hit")
+	assert.Contains(t, r.stdout, "Done: the purge reached all 2 instances")
+	assert.Contains(t, r.stdout, "cdn-1; fwd=miss; stored")
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestDemoKeepStaysUpUntilCancelled(t *testing.T) {
+	needVarnish(t)
+	var out, errb lockedBuffer
+	a := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Version: "test", Getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int)
+	go func() { done <- a.Run(ctx, []string{"demo", "--instances", "1", "--mode", "loopback", "--keep"}) }()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), "stays up until Ctrl-C") {
+		select {
+		case code := <-done:
+			t.Fatalf("demo ended (%d) before staying up: %s %s", code, out.String(), errb.String())
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "demo did not come up: %s", out.String())
+		time.Sleep(10 * time.Millisecond)
+	}
+	assert.Contains(t, out.String(), "curl -sI -H 'Host: cdnpurge.example'")
+	assert.Contains(t, out.String(), "cdnpurge verify --url https://cdnpurge.example/episodes/1 --dns-name fleet.cdnpurge.test")
+	cancel()
+	assert.Equal(t, ExitOK, <-done)
+	assert.Contains(t, out.String(), "Stopping the fleet.")
+}
+
+func TestDemoUsage(t *testing.T) {
+	r := run(t, nil, "", "demo", "--instances", "0")
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "--instances must be 1 to 50")
+	r = run(t, nil, "", "demo", "--mode", "external")
+	assert.Equal(t, ExitUsage, r.code)
+	r = run(t, nil, "", "demo", "--help")
+	assert.Equal(t, ExitOK, r.code)
+	assert.Contains(t, r.stdout, "--keep")
+}
