@@ -329,7 +329,15 @@ func TestManyURLsAllPurged(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("# 500 changed pages\n"+strings.Join(raw, "\n")+"\n"), 0o644))
 	code, out := runCLI(t, tok, append([]string{"purge", "--urls-file", file, "--format", "json"}, f.DiscoveryArgs()...)...)
 	require.Equal(t, 0, code, out[:min(len(out), 2000)])
-	assert.Contains(t, out, fmt.Sprintf(`"summary": "purged 500 URLs on %d/%d instances`, len(f.Members), len(f.Members)))
+	var rep struct {
+		OK      bool
+		Summary string
+		Results []purge.Result
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.True(t, rep.OK)
+	assert.Contains(t, rep.Summary, fmt.Sprintf("purged 500 URLs on %d/%d instances", len(f.Members), len(f.Members)))
+	assert.Len(t, rep.Results, 500*len(f.Members))
 
 	miss := verify(t, f, purge.ExpectMiss, us)
 	assert.True(t, miss.OK(), miss.Summary())

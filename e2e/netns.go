@@ -123,11 +123,11 @@ func (n *netns) close(ctx context.Context) error {
 			errs = append(errs, err.Error())
 		}
 	}
+	// A veth whose other end went with its namespace disappears by itself,
+	// possibly while we look: "Cannot find device" is success.
 	for _, l := range n.created {
-		if err := exec.CommandContext(ctx, "ip", "link", "show", l).Run(); err == nil {
-			if err := ipCmd(ctx, "link", "del", l); err != nil {
-				errs = append(errs, err.Error())
-			}
+		if err := ipCmd(ctx, "link", "del", l); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+			errs = append(errs, err.Error())
 		}
 	}
 	if len(errs) > 0 {
