@@ -127,7 +127,7 @@ func Start(ctx context.Context, o Options) (f *Fleet, err error) {
 	}
 	switch mode {
 	case ModeExternal:
-		err = f.startExternal(o)
+		err = f.startExternal(ctx, o)
 	case ModeNetns:
 		if err = netnsAvailable(); err == nil {
 			err = f.startNetns(ctx, o)
@@ -143,7 +143,7 @@ func Start(ctx context.Context, o Options) (f *Fleet, err error) {
 	return f, nil
 }
 
-func (f *Fleet) startExternal(o Options) error {
+func (f *Fleet) startExternal(ctx context.Context, o Options) error {
 	if len(o.External) == 0 {
 		return errors.New("external fleet: no instances given")
 	}
@@ -162,7 +162,13 @@ func (f *Fleet) startExternal(o Options) error {
 	for i, in := range ins {
 		a, err := netip.ParseAddr(in.Host)
 		if err != nil {
-			return fmt.Errorf("external fleet: instance %s: give an IP address, not a host name", in)
+			// A host name (a Dagger service binding, say): list its address.
+			ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", in.Host)
+			if lerr != nil || len(ips) == 0 {
+				return fmt.Errorf("external fleet: instance %s: %v", in, lerr)
+			}
+			a = ips[0].Unmap()
+			in.Host = a.String()
 		}
 		if in.Port != f.Port {
 			return errors.New("external fleet: every instance must listen on the same port")
