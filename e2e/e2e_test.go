@@ -407,3 +407,50 @@ func TestUncacheableIsBypass(t *testing.T) {
 		assert.NotEqual(t, cachestatus.Hit, c.Class, c.CacheStatus)
 	}
 }
+
+// TestExternalFleet runs the harness over instances started elsewhere (here,
+// another fleet's), as the Dagger module's e2e does with containers.
+func TestExternalFleet(t *testing.T) {
+	inner := own(t)
+	var addrs []string
+	for _, m := range inner.Members {
+		addrs = append(addrs, m.Instance.String())
+	}
+	f, err := Start(context.Background(), Options{Mode: ModeExternal, External: addrs, OriginAddr: inner.Origin.Addr})
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, f.Close()) })
+	assert.Equal(t, inner.Record, f.Record)
+	assert.Equal(t, inner.Instances(), f.Instances())
+	us := urlsOf(t, "https://changelog.com/external")
+	verify(t, f, purge.ExpectAny, us)
+	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
+	assert.Equal(t, len(addrs), originHits(t, f, us[0]))
+	assert.Error(t, f.Stop(0), "instances started elsewhere cannot be stopped here")
+
+	_, err = Start(context.Background(), Options{Mode: ModeExternal})
+	assert.ErrorContains(t, err, "no instances given")
+	_, err = Start(context.Background(), Options{Mode: ModeExternal, External: []string{"no-such-host.invalid:80"}})
+	assert.ErrorContains(t, err, "no-such-host.invalid")
+}
+
+func TestStartFailureStopsWhatItStarted(t *testing.T) {
+	o := options(t, "")
+	if o.Mode == ModeExternal {
+		t.Skip("starts its own fleet")
+	}
+	o.Varnishd = "false" // exits at once
+	_, err := Start(context.Background(), o)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "exited")
+	if netnsAvailable() == nil {
+		out, err := exec.Command("ip", "netns", "list").Output()
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, fmt.Sprintf("%s%d-", nsPrefix, os.Getpid())) {
+				// Only the shared fleet's namespaces may remain.
+				require.NotNil(t, sharedFleet, "namespace left behind: %s", line)
+				assert.Contains(t, line, sharedFleet.net.id, "namespace left behind: %s", line)
+			}
+		}
+	}
+}

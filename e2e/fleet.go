@@ -99,7 +99,7 @@ type Fleet struct {
 }
 
 // Start starts a fleet. When it fails, whatever it had started is stopped.
-func Start(ctx context.Context, o Options) (f *Fleet, err error) {
+func Start(ctx context.Context, o Options) (*Fleet, error) {
 	if o.N == 0 {
 		o.N = 3
 	}
@@ -115,32 +115,33 @@ func Start(ctx context.Context, o Options) (f *Fleet, err error) {
 			mode = ModeNetns
 		}
 	}
-	f = &Fleet{Mode: mode, Name: DNSName}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			f = nil
+	f := &Fleet{Mode: mode, Name: DNSName}
+	if err := f.start(ctx, o); err != nil {
+		if cerr := f.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
 		}
-	}()
-	if f.DNS, err = dnsserver.Start("127.0.0.1"); err != nil {
-		return nil, err
-	}
-	switch mode {
-	case ModeExternal:
-		err = f.startExternal(ctx, o)
-	case ModeNetns:
-		if err = netnsAvailable(); err == nil {
-			err = f.startNetns(ctx, o)
-		}
-	case ModeLoopback:
-		err = f.startLoopback(ctx, o)
-	default:
-		err = fmt.Errorf("fleet mode %q: use auto, netns, loopback or external", mode)
-	}
-	if err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+func (f *Fleet) start(ctx context.Context, o Options) error {
+	var err error
+	if f.DNS, err = dnsserver.Start("127.0.0.1"); err != nil {
+		return err
+	}
+	switch f.Mode {
+	case ModeExternal:
+		return f.startExternal(ctx, o)
+	case ModeNetns:
+		if err := netnsAvailable(); err != nil {
+			return err
+		}
+		return f.startNetns(ctx, o)
+	case ModeLoopback:
+		return f.startLoopback(ctx, o)
+	}
+	return fmt.Errorf("fleet mode %q: use auto, netns, loopback or external", f.Mode)
 }
 
 func (f *Fleet) startExternal(ctx context.Context, o Options) error {
