@@ -37,6 +37,7 @@ func (a *App) demo(ctx context.Context, args []string) int {
 	mode := fs.String("mode", "auto", "fleet layout: `auto|netns|loopback`")
 	rawURL := fs.String("url", "https://cdnpurge.example/episodes/1", "the URL to cache, purge and verify")
 	keep := fs.Bool("keep", false, "stay up after the demo until Ctrl-C, and print commands to try by hand")
+	varnishd := fs.String("varnishd", "varnishd", "the varnishd `program` to run")
 	if code, ok := a.parse(fs, args); !ok {
 		return code
 	}
@@ -51,7 +52,7 @@ func (a *App) demo(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.usageErr(cmd, fmt.Errorf("--url: %w", err))
 	}
-	if _, err := varnish.Lookup(""); err != nil {
+	if _, err := varnish.Lookup(*varnishd); err != nil {
 		fmt.Fprintf(a.Stderr, "%s: %v\nThe demo runs real Varnish instances; install varnishd and run it again.\n", cmd, err)
 		return ExitUsage
 	}
@@ -62,7 +63,7 @@ func (a *App) demo(ctx context.Context, args []string) int {
 	w := a.Stdout
 	fmt.Fprintf(w, "Starting %d Varnish instances...\n", *n)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	f, err := e2e.Start(startCtx, e2e.Options{N: *n, Mode: m, Token: token})
+	f, err := e2e.Start(startCtx, e2e.Options{N: *n, Mode: m, Token: token, Varnishd: *varnishd})
 	cancel()
 	if err != nil {
 		return a.fail(cmd, fmt.Errorf("start fleet: %w", err))

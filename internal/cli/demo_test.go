@@ -79,6 +79,14 @@ func TestDemoKeepStaysUpUntilCancelled(t *testing.T) {
 	assert.Contains(t, out.String(), "Stopping the fleet.")
 }
 
+func TestDemoWithoutVarnishd(t *testing.T) {
+	r := run(t, nil, "", "demo", "--varnishd", "/nonexistent/varnishd")
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "varnishd is not installed")
+	assert.Contains(t, r.stderr, "apt-get install -y varnish")
+	assert.Empty(t, r.stdout)
+}
+
 func TestDemoUsage(t *testing.T) {
 	r := run(t, nil, "", "demo", "--instances", "0")
 	assert.Equal(t, ExitUsage, r.code)

@@ -125,3 +125,15 @@ func TestPurgeVerifyCatchesInstanceStillServingHit(t *testing.T) {
 	assert.Contains(t, line, f.addrs[2])
 	assert.Contains(t, line, "test-"+f.addrs[2]+"; hit; ttl=60")
 }
+
+func TestVerifyWaitTimesOutWithExit1(t *testing.T) {
+	f := startFleet(t, 2, func(addr string, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "never-warm; fwd=miss")
+	})
+	r := run(t, nil, "", append([]string{"verify", "--url", "https://example.com/cold", "--expect", "hit", "--wait", "300ms", "--interval", "50ms"}, f.args()...)...)
+	assert.Equal(t, ExitFailed, r.code, r.stdout)
+	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 0/2 instances: expected hit")
+	assert.Contains(t, r.stdout, "rounds")
+	assert.Contains(t, r.stdout, "never-warm; fwd=miss")
+	assert.GreaterOrEqual(t, len(f.requests(f.addrs[0])), 3, "asked again each interval")
+}
