@@ -134,14 +134,24 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 	case ModeExternal:
 		return f.startExternal(ctx, o)
 	case ModeNetns:
-		if err := netnsAvailable(); err != nil {
+		if err = netnsAvailable(); err == nil {
+			err = f.startNetns(ctx, o)
+		}
+	case ModeLoopback:
+		err = f.startLoopback(ctx, o)
+	default:
+		err = fmt.Errorf("fleet mode %q: use auto, netns, loopback or external", f.Mode)
+	}
+	if err != nil {
+		return err
+	}
+	// List every instance in DNS.
+	for _, m := range f.Members {
+		if err := f.addRecord(netip.MustParseAddr(m.Instance.Host)); err != nil {
 			return err
 		}
-		return f.startNetns(ctx, o)
-	case ModeLoopback:
-		return f.startLoopback(ctx, o)
 	}
-	return fmt.Errorf("fleet mode %q: use auto, netns, loopback or external", f.Mode)
+	return nil
 }
 
 func (f *Fleet) startExternal(ctx context.Context, o Options) error {
@@ -179,9 +189,6 @@ func (f *Fleet) startExternal(ctx context.Context, o Options) error {
 			f.Record = purge.RecordAAAA
 		}
 		f.Members = append(f.Members, &Member{Name: fmt.Sprintf("external-%d", i+1), Instance: in})
-		if err := f.addRecord(a); err != nil {
-			return err
-		}
 	}
 	return nil
 }
@@ -218,15 +225,7 @@ func (f *Fleet) startLoopback(ctx context.Context, o Options) error {
 		}
 		f.stopMembers()
 	}
-	if err != nil {
-		return err
-	}
-	for _, m := range f.Members {
-		if err := f.addRecord(netip.MustParseAddr(m.Instance.Host)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 func (f *Fleet) startNetns(ctx context.Context, o Options) error {
@@ -250,15 +249,7 @@ func (f *Fleet) startNetns(ctx context.Context, o Options) error {
 		}
 		return purge.Instance{Host: addr.String(), Port: f.Port}, []string{"ip", "netns", "exec", name}, name, nil
 	}, f.Origin.Addr)
-	if err != nil {
-		return err
-	}
-	for _, m := range f.Members {
-		if err := f.addRecord(netip.MustParseAddr(m.Instance.Host)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // startMembers starts N varnishd at once; place gives each one's address,

@@ -72,6 +72,19 @@ func startInstance(t *testing.T, host string, h http.HandlerFunc) *instance {
 	return in
 }
 
+// silentInstance accepts requests and never answers them.
+func silentInstance(t *testing.T) *instance {
+	block := make(chan struct{})
+	in := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(block) })
+	return in
+}
+
 func mustURLs(t *testing.T, raw ...string) []*url.URL {
 	t.Helper()
 	var out []*url.URL
@@ -201,14 +214,7 @@ func TestRunConnectionRefused(t *testing.T) {
 }
 
 func TestRunInstanceThatNeverAnswersTimesOut(t *testing.T) {
-	block := make(chan struct{})
-	a := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(block) })
+	a := silentInstance(t)
 	o := fastOpts()
 	o.Timeout = 100 * time.Millisecond
 	o.Retries = -1
@@ -357,14 +363,7 @@ func TestRunMoreInstancesThanConcurrency(t *testing.T) {
 }
 
 func TestRunContextCancelledReportsFailures(t *testing.T) {
-	block := make(chan struct{})
-	a := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-block:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(block) })
+	a := silentInstance(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	rep, err := Run(ctx, fastOpts(), []Instance{a.inst}, mustURLs(t, "http://example.com/x"))

@@ -58,16 +58,11 @@ func (a *App) purge(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.usageErr(cmd, err)
 	}
-	urls, err := t.readURLs(a.Stdin)
-	if err != nil {
-		return a.usageErr(cmd, err)
+	ctx, cancel, urls, instances, code := t.load(ctx, a, cmd)
+	if code != ExitOK {
+		return code
 	}
-	ctx, cancel := t.withDeadline(ctx)
 	defer cancel()
-	instances, err := t.discover(ctx)
-	if err != nil {
-		return a.fail(cmd, err)
-	}
 	if *dryRun {
 		a.plan(o, instances, urls)
 		return ExitOK

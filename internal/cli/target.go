@@ -157,6 +157,22 @@ func (t *targetFlags) discover(ctx context.Context) ([]purge.Instance, error) {
 	return purge.Discover(ctx, purge.Discovery{Name: t.dnsName, Record: rt, Port: t.port, Resolver: t.resolver, Timeout: t.dnsTimeout})
 }
 
+// load reads the URLs and finds the instances, under --deadline. On error it
+// has printed it and returns the exit code; otherwise the caller must call
+// cancel when done.
+func (t *targetFlags) load(ctx context.Context, a *App, cmd string) (_ context.Context, cancel context.CancelFunc, urls []*url.URL, instances []purge.Instance, code int) {
+	urls, err := t.readURLs(a.Stdin)
+	if err != nil {
+		return nil, nil, nil, nil, a.usageErr(cmd, err)
+	}
+	ctx, cancel = t.withDeadline(ctx)
+	if instances, err = t.discover(ctx); err != nil {
+		cancel()
+		return nil, nil, nil, nil, a.fail(cmd, err)
+	}
+	return ctx, cancel, urls, instances, ExitOK
+}
+
 // withDeadline applies --deadline to ctx.
 func (t *targetFlags) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if t.deadline > 0 {

@@ -59,16 +59,11 @@ func (a *App) verify(ctx context.Context, args []string) int {
 	if *wait < 0 || *interval <= 0 {
 		return a.usageErr(cmd, fmt.Errorf("--wait must not be negative and --interval must be positive"))
 	}
-	urls, err := t.readURLs(a.Stdin)
-	if err != nil {
-		return a.usageErr(cmd, err)
+	ctx, cancel, urls, instances, code := t.load(ctx, a, cmd)
+	if code != ExitOK {
+		return code
 	}
-	ctx, cancel := t.withDeadline(ctx)
 	defer cancel()
-	instances, err := t.discover(ctx)
-	if err != nil {
-		return a.fail(cmd, err)
-	}
 	rep, err := purge.VerifyUntil(ctx, o, exp, instances, urls, *wait, *interval)
 	if err != nil {
 		return a.usageErr(cmd, err)
