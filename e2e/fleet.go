@@ -132,7 +132,7 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 	}
 	switch f.Mode {
 	case ModeExternal:
-		return f.startExternal(ctx, o)
+		err = f.startExternal(ctx, o)
 	case ModeNetns:
 		if err = netnsAvailable(); err == nil {
 			err = f.startNetns(ctx, o)
