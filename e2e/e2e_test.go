@@ -454,3 +454,25 @@ func TestStartFailureStopsWhatItStarted(t *testing.T) {
 		}
 	}
 }
+
+// TestSoftPurge: with the VCL's Purge-Soft header, every instance serves the
+// old copy once more (stale) while it fetches a fresh one.
+func TestSoftPurge(t *testing.T) {
+	f, tok := shared(t)
+	us := urlsOf(t, "https://changelog.com/soft/1")
+	verify(t, f, purge.ExpectAny, us)
+	requireAll(t, verify(t, f, purge.ExpectFresh, us), cachestatus.Hit)
+
+	in, err := purge.Discover(context.Background(), f.Discovery())
+	require.NoError(t, err)
+	rep, err := purge.Run(context.Background(), opts(tok, "Purge-Soft", "1"), in, us)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), rep.Summary())
+
+	stale := verify(t, f, purge.ExpectStale, us)
+	assert.True(t, stale.OK(), stale.Summary())
+	requireAll(t, stale, cachestatus.Stale)
+	fresh, err := purge.VerifyUntil(context.Background(), opts(""), purge.ExpectFresh, in, us, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, err)
+	assert.True(t, fresh.OK(), fresh.Summary())
+}
