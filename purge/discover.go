@@ -62,7 +62,8 @@ type Discovery struct {
 	// their own). Zero means 80.
 	Port int
 	// Resolver is the DNS server as HOST:PORT (or HOST, port 53). Empty means
-	// the first nameserver of ResolvConf.
+	// the nameservers of ResolvConf, each tried in turn when one does not
+	// answer.
 	Resolver string
 	// ResolvConf is the resolver configuration file used when Resolver is
 	// empty; empty means DefaultResolvConf.
@@ -145,12 +146,13 @@ func Discover(ctx context.Context, d Discovery) ([]Instance, error) {
 	if d.Port < 1 || d.Port > 65535 {
 		return nil, fail(KindConfig, "", fmt.Errorf("port %d is out of range 1-65535", d.Port))
 	}
-	server, err := resolverAddr(d.Resolver, d.ResolvConf)
+	servers, err := resolverAddrs(d.Resolver, d.ResolvConf)
 	if err != nil {
 		return nil, fail(KindConfig, "", err)
 	}
+	server := strings.Join(servers, ", ")
 	d.Resolver = server
-	r := &resolver{server: server, timeout: d.Timeout}
+	r := &resolver{servers: servers, timeout: d.Timeout}
 
 	var out []Instance
 	switch d.Record {
@@ -200,60 +202,87 @@ func compareHost(a, b string) int {
 	return strings.Compare(a, b)
 }
 
-func resolverAddr(resolver, conf string) (string, error) {
+// resolverAddrs returns the DNS servers to ask: resolver alone when set,
+// else the nameservers of conf.
+func resolverAddrs(resolver, conf string) ([]string, error) {
 	if resolver != "" {
 		if _, _, err := net.SplitHostPort(resolver); err == nil {
-			return resolver, nil
+			return []string{resolver}, nil
 		}
 		if a, err := netip.ParseAddr(strings.Trim(resolver, "[]")); err == nil {
-			return net.JoinHostPort(a.String(), "53"), nil
+			return []string{net.JoinHostPort(a.String(), "53")}, nil
 		}
 		if validHostname(resolver) {
-			return net.JoinHostPort(resolver, "53"), nil
+			return []string{net.JoinHostPort(resolver, "53")}, nil
 		}
-		return "", fmt.Errorf("resolver %q: give HOST:PORT, e.g. 127.0.0.1:53 or [fdaa::3]:53", resolver)
+		return nil, fmt.Errorf("resolver %q: give HOST:PORT, e.g. 127.0.0.1:53 or [fdaa::3]:53", resolver)
 	}
 	if conf == "" {
 		conf = DefaultResolvConf
 	}
 	cc, err := dns.ClientConfigFromFile(conf)
 	if err != nil {
-		return "", fmt.Errorf("read system resolver from %s: %w; pass --resolver HOST:PORT", conf, err)
+		return nil, fmt.Errorf("read system resolver from %s: %w; pass --resolver HOST:PORT", conf, err)
 	}
 	if len(cc.Servers) == 0 {
-		return "", fmt.Errorf("no nameserver in %s; pass --resolver HOST:PORT", conf)
+		return nil, fmt.Errorf("no nameserver in %s; pass --resolver HOST:PORT", conf)
 	}
 	port := cc.Port
 	if port == "" {
 		port = "53"
 	}
-	return net.JoinHostPort(cc.Servers[0], port), nil
+	out := make([]string, len(cc.Servers))
+	for i, s := range cc.Servers {
+		out[i] = net.JoinHostPort(s, port)
+	}
+	return out, nil
 }
 
 type resolver struct {
-	server  string
+	servers []string
 	timeout time.Duration
 }
 
-// exchange sends one query with EDNS0 over UDP and asks again over TCP when
-// the answer is truncated.
+// exchange asks each server in turn until one answers (whatever its answer).
 func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	var errs []error
+	for _, s := range r.servers {
+		resp, err := r.exchangeWith(ctx, s, name, qtype)
+		if err == nil {
+			return resp, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 1 {
+		return nil, errs[0]
+	}
+	var de *DiscoveryError
+	errors.As(errs[len(errs)-1], &de)
+	return nil, &DiscoveryError{Kind: de.Kind, Err: fmt.Errorf("no resolver answered: %w", errors.Join(errs...)), Hint: de.Hint}
+}
+
+// exchangeWith sends one query to server with EDNS0 over UDP and asks again
+// over TCP when the answer is truncated.
+func (r *resolver) exchangeWith(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
 	m.SetEdns0(dns.DefaultMsgSize, false)
 
 	udp := &dns.Client{Net: "udp", Timeout: r.timeout, UDPSize: dns.DefaultMsgSize}
-	resp, _, err := udp.ExchangeContext(ctx, m, r.server)
+	resp, _, err := udp.ExchangeContext(ctx, m, server)
 	if err == nil && resp.Truncated {
 		tcp := &dns.Client{Net: "tcp", Timeout: r.timeout}
-		resp, _, err = tcp.ExchangeContext(ctx, m, r.server)
+		resp, _, err = tcp.ExchangeContext(ctx, m, server)
 		if err != nil {
 			err = fmt.Errorf("answer truncated over UDP, and TCP failed: %w", err)
 		}
 	}
 	if err != nil {
-		return nil, classifyNetErr(ctx, err, r.server, r.timeout)
+		return nil, classifyNetErr(ctx, err, server, r.timeout)
 	}
 	return resp, nil
 }

@@ -197,15 +197,35 @@ func TestResolverFromResolvConf(t *testing.T) {
 	dir := t.TempDir()
 	f := filepath.Join(dir, "resolv.conf")
 	require.NoError(t, os.WriteFile(f, []byte("# comment\nsearch example\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n"), 0o644))
-	got, err := resolverAddr("", f)
+	got, err := resolverAddrs("", f)
 	require.NoError(t, err)
-	assert.Equal(t, "192.0.2.53:53", got)
+	assert.Equal(t, []string{"192.0.2.53:53", "192.0.2.54:53"}, got)
 
 	require.NoError(t, os.WriteFile(f, []byte("search example\n"), 0o644))
-	_, err = resolverAddr("", f)
+	_, err = resolverAddrs("", f)
 	assert.ErrorContains(t, err, "no nameserver")
 
-	got, err = resolverAddr("fdaa::3", "")
+	got, err = resolverAddrs("fdaa::3", "")
 	require.NoError(t, err)
-	assert.Equal(t, "[fdaa::3]:53", got)
+	assert.Equal(t, []string{"[fdaa::3]:53"}, got)
+}
+
+func TestResolverFallsBackToNextNameserver(t *testing.T) {
+	s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := pc.LocalAddr().String()
+	require.NoError(t, pc.Close())
+
+	r := &resolver{servers: []string{dead, s.Addr}, timeout: time.Second}
+	got, err := r.addrs(context.Background(), "cdn.internal", dns.TypeAAAA)
+	require.NoError(t, err)
+	assert.Len(t, got, 1)
+
+	r = &resolver{servers: []string{dead, dead}, timeout: 200 * time.Millisecond}
+	_, err = r.addrs(context.Background(), "cdn.internal", dns.TypeAAAA)
+	var de *DiscoveryError
+	require.ErrorAs(t, err, &de)
+	assert.Contains(t, err.Error(), "no resolver answered")
+	assert.Contains(t, err.Error(), dead)
 }

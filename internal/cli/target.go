@@ -41,7 +41,7 @@ func (t *targetFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&t.dnsName, "dns-name", "", "the internal DNS `name` whose records list EVERY instance, e.g. my-cdn.internal\n(never the public host: that reaches one instance)")
 	fs.StringVar(&t.record, "record", "aaaa", "record `type` listing the instances: aaaa (Fly.io's <app>.internal), a, or srv\n(srv: each record's port is used)")
 	fs.IntVar(&t.port, "port", 80, "the instances' `port` (for aaaa, a and --instance without a port)")
-	fs.StringVar(&t.resolver, "resolver", "", "DNS server as `HOST:PORT` (default: the first nameserver in /etc/resolv.conf)")
+	fs.StringVar(&t.resolver, "resolver", "", "DNS server as `HOST:PORT` (default: the nameservers in /etc/resolv.conf, each in turn)")
 	fs.DurationVar(&t.dnsTimeout, "dns-timeout", 3*time.Second, "how long to wait for each DNS answer")
 	fs.Var(&t.instances, "instance", "an instance as `ADDR[:PORT]` ([IPv6]:PORT for IPv6); repeatable; skips DNS")
 	fs.Var(&t.urls, "url", "an absolute `URL` as the public sees it, e.g. https://example.com/feed; repeatable")
