@@ -192,6 +192,13 @@ func TestPurgeUsageAndDiscoveryErrorsExit2(t *testing.T) {
 		{[]string{"purge", "--url", "https://e.com/", "--bogus"}, "flag provided but not defined"},
 		{[]string{"purge", "https://e.com/"}, "unexpected argument"},
 		{[]string{"nonsense"}, "unknown command"},
+		{[]string{"purge", "--url", "https://e.com/", "--port", "0"}, "--port 0"},
+		{[]string{"purge", "--url", "https://e.com/", "--dns-timeout", "0s"}, "--dns-timeout"},
+		{[]string{"purge", "--url", "https://e.com/", "--timeout", "0s"}, "--timeout"},
+		{[]string{"purge", "--url", "https://e.com/", "--retries", "-1"}, "--retries"},
+		{[]string{"purge", "--url", "https://e.com/", "--concurrency", "0"}, "--concurrency"},
+		{[]string{"purge", "--url", "https://e.com/", "--token-file", "/nonexistent/token"}, "--token-file"},
+		{[]string{"purge", "--url", "https://e.com/", "--scheme", "ftp"}, "--scheme"},
 	} {
 		args := append(append([]string{tc.args[0]}, f.args()...), tc.args[1:]...)
 		r := run(t, nil, "", args...)
@@ -223,4 +230,19 @@ func TestHelp(t *testing.T) {
 	assert.Equal(t, ExitUsage, r.code)
 	r = run(t, nil, "", "version")
 	assert.Equal(t, "cdnpurge test\n", r.stdout)
+}
+
+func TestPurgeDeadlineStopsPendingRequests(t *testing.T) {
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	f := startFleet(t, 2, func(addr string, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	})
+	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/slow", "--deadline", "200ms"}, f.args()...)...)
+	assert.Equal(t, ExitFailed, r.code, r.stdout+r.stderr)
+	assert.Contains(t, r.stdout, "stopped")
+	assert.Contains(t, r.stdout, "purged 1 URL on 0/2 instances")
 }

@@ -72,6 +72,15 @@ func (t *targetFlags) options() (purge.Options, purge.Format, error) {
 		return o, f, errors.New("--insecure only applies with --scheme https")
 	}
 	o.Insecure = t.insecure
+	if t.port < 1 || t.port > 65535 {
+		return o, f, fmt.Errorf("--port %d: give a port from 1 to 65535", t.port)
+	}
+	if t.dnsTimeout <= 0 {
+		return o, f, errors.New("--dns-timeout must be positive, e.g. 3s")
+	}
+	if t.deadline < 0 {
+		return o, f, errors.New("--deadline must not be negative")
+	}
 	if t.concurrency < 1 || t.perInstance < 1 {
 		return o, f, errors.New("--concurrency and --per-instance must be at least 1")
 	}
