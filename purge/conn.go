@@ -4,35 +4,37 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"errors"
-	"io"
 	"net"
-	"net/http"
-	"syscall"
 	"time"
 )
 
-// instanceConn sends requests to one instance over at most one connection at
-// a time, kept alive between requests. It is what each engine worker owns, so
-// the number of connections open is exactly bounded by the number of workers.
-// Requests are written and responses parsed by net/http (Request.Write,
-// ReadResponse); only the connection's life is managed here. This costs far
-// less than an http.Transport per worker (no dial, read and write goroutines
-// per connection), which matters when a thousand instances are purged at once.
-//
-// An instanceConn is used by one goroutine at a time.
-type instanceConn struct {
-	dialer  net.Dialer
-	tls     *tls.Config // nil for http
-	timeout time.Duration
+// route is where a connection goes: the address dialled and the TLS server
+// name (empty for plain http).
+type route struct {
+	addr, serverName string
+}
 
-	addr    string // instance host:port
-	conn    net.Conn
-	sni     string // server name the TLS connection was made for
-	br      *bufio.Reader
-	bw      *bufio.Writer
-	pending bool  // a response body is still open
-	read    int64 // bytes read from instances, over all connections
+// conn is one connection to one instance, kept alive between batches. It
+// is owned by one engine worker at a time, so the connections open never
+// exceed the number of workers.
+type conn struct {
+	timeout time.Duration
+	tls     *tls.Config // nil for http
+
+	nc     net.Conn // nil when closed
+	tcp    *net.TCPConn
+	route  route
+	br     *bufio.Reader
+	wbuf   []byte
+	stop   func() bool // unregisters the context's AfterFunc
+	read   int64       // bytes read from instances, over all connections
+	reused bool        // the connection has carried an answer before
+	// verdicts is the worker's buffer for a batch's verdicts.
+	verdicts []verdict
+}
+
+func newConn(tlsConf *tls.Config, timeout time.Duration) *conn {
+	return &conn{tls: tlsConf, timeout: timeout}
 }
 
 // countingConn counts the bytes read from the wire.
@@ -47,160 +49,65 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func newInstanceConn(tlsConf *tls.Config, timeout time.Duration) *instanceConn {
-	// No Dialer.Timeout: each attempt's context already carries it.
-	return &instanceConn{dialer: net.Dialer{KeepAlive: -1}, tls: tlsConf, timeout: timeout}
-}
-
-// target points the connection at an instance, closing one to another.
-func (c *instanceConn) target(addr string) {
-	if c.addr != addr {
+// use makes the connection ready for a batch to r: it keeps the current one
+// when it goes there and has nothing unread (a byte the last answer did not
+// account for means the answers would no longer pair with the requests),
+// and dials otherwise. It says whether the connection was kept.
+func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
+	if c.nc != nil && (c.route != r || c.unread()) {
 		c.close()
-		c.addr = addr
 	}
-}
-
-func (c *instanceConn) close() {
-	if c.conn != nil {
-		_ = c.conn.Close()
-		c.conn, c.br, c.bw, c.sni = nil, nil, nil, ""
+	if c.nc != nil {
+		return true, nil
 	}
-}
-
-func (c *instanceConn) dial(ctx context.Context, serverName string) error {
-	raw, err := c.dialer.DialContext(ctx, "tcp", c.addr)
+	dctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var d net.Dialer
+	d.KeepAlive = -1
+	raw, err := d.DialContext(dctx, "tcp", r.addr)
 	if err != nil {
-		return err
+		return false, err
 	}
-	var conn net.Conn = countingConn{raw, &c.read}
+	c.tcp, _ = raw.(*net.TCPConn)
+	var nc net.Conn = countingConn{raw, &c.read}
 	if c.tls != nil {
 		cfg := c.tls.Clone()
-		cfg.ServerName = serverName
-		tc := tls.Client(conn, cfg)
-		hctx, cancel := context.WithTimeout(ctx, c.timeout)
-		err := tc.HandshakeContext(hctx)
-		cancel()
-		if err != nil {
-			conn.Close()
-			return err
+		cfg.ServerName = r.serverName
+		tc := tls.Client(nc, cfg)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			_ = raw.Close()
+			return false, err
 		}
-		conn = tc
+		nc = tc
+		c.tcp = nil // TLS records (session tickets) may wait unread: not a sign of a bad answer
 	}
-	c.conn, c.sni = conn, serverName
-	c.br = bufio.NewReaderSize(conn, 2048)
-	c.bw = bufio.NewWriterSize(conn, 1024)
-	return nil
+	c.nc, c.route, c.reused = nc, r, false
+	if c.br == nil {
+		c.br = bufio.NewReaderSize(nc, 4096)
+	} else {
+		c.br.Reset(nc)
+	}
+	c.stop = context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	return false, nil
 }
 
-// RoundTrip sends req and reads the response headers; ctx bounds both (the
-// request's own context is not used). The caller must close the body; the
-// connection is kept for the next request only when the body was read to
-// its end and neither side asked to close.
-func (c *instanceConn) RoundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
-	if c.pending {
-		return nil, errors.New("instanceConn: previous response body not closed")
+// unread says whether bytes are waiting that no answer accounted for, or
+// the instance has closed the connection meanwhile.
+func (c *conn) unread() bool {
+	if c.br.Buffered() > 0 {
+		return true
 	}
-	serverName := ""
-	if c.tls != nil {
-		serverName = req.URL.Hostname()
-	}
-	if c.conn != nil && c.sni != serverName {
-		c.close()
-	}
-	for try := 0; ; try++ {
-		reused := c.conn != nil
-		if !reused {
-			if err := c.dial(ctx, serverName); err != nil {
-				return nil, err
-			}
-		}
-		resp, err := c.exchange(ctx, req)
-		if err == nil {
-			return resp, nil
-		}
-		c.close()
-		// A kept-alive connection the server closed meanwhile: send again
-		// on a new one, once, as net/http does.
-		if reused && try == 0 && ctx.Err() == nil && isClosedConn(err) {
-			continue
-		}
-		return nil, err
-	}
+	return c.tcp != nil && peek(c.tcp) != 0
 }
 
-func (c *instanceConn) exchange(ctx context.Context, req *http.Request) (*http.Response, error) {
-	deadline := time.Now().Add(c.timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
+func (c *conn) close() {
+	if c.nc == nil {
+		return
 	}
-	if err := c.conn.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
-	conn := c.conn
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	if err := req.Write(c.bw); err != nil {
-		stop()
-		return nil, ctxErr(ctx, err)
-	}
-	if err := c.bw.Flush(); err != nil {
-		stop()
-		return nil, ctxErr(ctx, err)
-	}
-	resp, err := http.ReadResponse(c.br, req)
-	if err != nil {
-		stop()
-		return nil, ctxErr(ctx, err)
-	}
-	c.pending = true
-	resp.Body = &connBody{rc: resp.Body, c: c, keep: !resp.Close, stop: stop, eof: resp.Body == http.NoBody}
-	return resp, nil
+	c.stop()
+	_ = c.nc.Close()
+	c.nc, c.tcp = nil, nil
 }
 
-// ctxErr prefers the context's reason over the i/o error it caused.
-func ctxErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
-}
-
-func isClosedConn(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// connBody hands the connection back when the body is closed.
-type connBody struct {
-	rc   io.ReadCloser
-	c    *instanceConn
-	keep bool
-	eof  bool
-	stop func() bool
-	done bool
-}
-
-func (b *connBody) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
-	if err == io.EOF {
-		b.eof = true
-	} else if err != nil {
-		b.keep = false
-	}
-	return n, err
-}
-
-func (b *connBody) Close() error {
-	if b.done {
-		return nil
-	}
-	b.done = true
-	b.c.pending = false
-	cancelled := !b.stop()
-	if !b.keep || !b.eof || cancelled {
-		// Closing net/http's body would read the rest of it; closing the
-		// connection instead reads nothing more.
-		b.c.close()
-		return nil
-	}
-	return b.rc.Close()
-}
+// deadline gives the next step (a write, or one answer) the attempt's time.
+func (c *conn) deadline() { _ = c.nc.SetDeadline(time.Now().Add(c.timeout)) }

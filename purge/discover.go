@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -21,18 +21,14 @@ type RecordType string
 const (
 	RecordAAAA RecordType = "aaaa" // IPv6 addresses, as Fly.io's <app>.internal
 	RecordA    RecordType = "a"    // IPv4 addresses
-	RecordSRV  RecordType = "srv"  // targets and ports; targets resolved to A and AAAA
+	RecordSRV  RecordType = "srv"  // targets and ports; targets resolved to addresses
 )
 
 // ParseRecordType accepts aaaa, a or srv in any case.
 func ParseRecordType(s string) (RecordType, error) {
-	switch RecordType(strings.ToLower(strings.TrimSpace(s))) {
-	case RecordAAAA:
-		return RecordAAAA, nil
-	case RecordA:
-		return RecordA, nil
-	case RecordSRV:
-		return RecordSRV, nil
+	switch t := RecordType(strings.ToLower(strings.TrimSpace(s))); t {
+	case RecordAAAA, RecordA, RecordSRV:
+		return t, nil
 	}
 	return "", fmt.Errorf("record type %q: use aaaa, a or srv", s)
 }
@@ -47,11 +43,8 @@ func (t RecordType) qtype() uint16 {
 	return dns.TypeAAAA
 }
 
-// DefaultResolvConf is where Discover finds the system's resolver when
-// Discovery.Resolver is empty.
-const DefaultResolvConf = "/etc/resolv.conf"
-
-// Discovery says how to find a fleet's instances.
+// Discovery says how to find a fleet's instances in DNS. Zero fields take
+// the defaults Job documents.
 type Discovery struct {
 	// Name is the DNS name whose records list every instance (never the
 	// public host, which reaches one instance only).
@@ -59,16 +52,16 @@ type Discovery struct {
 	// Record is the record type to ask for; empty means AAAA.
 	Record RecordType
 	// Port is the instances' port for A and AAAA records (SRV records carry
-	// their own). Zero means 80.
+	// their own). Zero means DefaultPort.
 	Port int
 	// Resolver is the DNS server as HOST:PORT (or HOST, port 53). Empty means
 	// the nameservers of ResolvConf, each tried in turn when one does not
 	// answer.
 	Resolver string
-	// ResolvConf is the resolver configuration file used when Resolver is
-	// empty; empty means DefaultResolvConf.
+	// ResolvConf is the resolver configuration read when Resolver is empty;
+	// empty means DefaultResolvConf.
 	ResolvConf string
-	// Timeout bounds each DNS exchange; zero means 3s.
+	// Timeout bounds each DNS exchange; zero means DefaultDNSTimeout.
 	Timeout time.Duration
 }
 
@@ -83,75 +76,118 @@ const (
 	KindServerError ErrorKind = "server"      // SERVFAIL, REFUSED or another error code
 	KindTimeout     ErrorKind = "timeout"     // the resolver did not answer in time
 	KindUnreachable ErrorKind = "unreachable" // the resolver could not be reached at all
-	KindBadAnswer   ErrorKind = "bad-answer"  // the answer could not be used (CNAME loop, ...)
+	KindBadAnswer   ErrorKind = "bad-answer"  // the answer cannot be used (CNAME loop, SRV port 0, ...)
+	KindAPI         ErrorKind = "api"         // a platform API (Fly Machines) failed or refused
 )
 
-// DiscoveryError is the error Discover returns. Kind says what went wrong;
-// the message says what to do about it.
+// DiscoveryError is the error finding the instances returns. Kind says what
+// went wrong; the message says why and what to check.
 type DiscoveryError struct {
 	Kind     ErrorKind
-	Name     string
-	Record   RecordType
-	Resolver string
-	Hint     string
-	Err      error
+	Name     string     // the DNS name (or app) looked up
+	Record   RecordType // the record type asked for (DNS only)
+	Resolver string     // the resolvers asked (DNS only)
+	// Suggest, with KindNoRecords, is a record type the name does have.
+	Suggest RecordType
+	Err     error
 }
 
 func (e *DiscoveryError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "discover %s %s", strings.ToUpper(string(e.Record)), e.Name)
+	if e.Record != "" {
+		fmt.Fprintf(&b, "discover %s %s", strings.ToUpper(string(e.Record)), e.Name)
+	} else {
+		fmt.Fprintf(&b, "discover %s", e.Name)
+	}
 	if e.Resolver != "" {
-		fmt.Fprintf(&b, " via resolver %s", e.Resolver)
+		fmt.Fprintf(&b, " via %s", e.Resolver)
 	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
-	if e.Hint != "" {
-		fmt.Fprintf(&b, " (%s)", e.Hint)
+	if h := e.hint(); h != "" {
+		fmt.Fprintf(&b, " (%s)", h)
 	}
 	return b.String()
 }
 
+// hint says what to check, in terms of the job's settings, once per error.
+func (e *DiscoveryError) hint() string {
+	switch e.Kind {
+	case KindNXDomain:
+		return "check the name; on Fly.io it is <app>.internal"
+	case KindNoRecords:
+		if e.Suggest != "" {
+			return fmt.Sprintf("it has %s records: use record type %s", strings.ToUpper(string(e.Suggest)), e.Suggest)
+		}
+		return "it has no AAAA, A or SRV records either: check the name and that instances are running"
+	case KindServerError:
+		return "the resolver failed or refused the query: check that it serves this name"
+	case KindTimeout:
+		return "check the resolver address, or give DNS more time"
+	case KindUnreachable:
+		return "check the resolver address and that a DNS server listens there"
+	}
+	return ""
+}
+
 func (e *DiscoveryError) Unwrap() error { return e.Err }
+
+// dnsError is a failure inside discovery; Discover turns it into a
+// DiscoveryError once, with the name, resolver and hint.
+type dnsError struct {
+	kind ErrorKind
+	err  error
+}
+
+func (e *dnsError) Error() string { return e.err.Error() }
+func (e *dnsError) Unwrap() error { return e.err }
+
+func kindOf(err error) ErrorKind {
+	var de *dnsError
+	if errors.As(err, &de) {
+		return de.kind
+	}
+	return KindBadAnswer
+}
 
 const maxCNAMEHops = 8
 
-// Discover looks up d.Name and returns every instance it lists, de-duplicated
-// and in a stable order. Answers too large for UDP are fetched again over TCP,
-// so fleets of thousands of instances are found whole. Zero instances is an
-// error. Errors are *DiscoveryError.
+// Discover looks up d.Name and returns every instance it lists,
+// de-duplicated and in a stable order. Answers too large for UDP are fetched
+// again over TCP, so fleets of thousands of instances are found whole.
+// Zero instances is an error. Errors are *DiscoveryError.
 func Discover(ctx context.Context, d Discovery) ([]Instance, error) {
 	if d.Record == "" {
 		d.Record = RecordAAAA
 	}
 	if d.Port == 0 {
-		d.Port = 80
+		d.Port = DefaultPort
 	}
 	if d.Timeout <= 0 {
-		d.Timeout = 3 * time.Second
+		d.Timeout = DefaultDNSTimeout
 	}
-	fail := func(kind ErrorKind, hint string, err error) *DiscoveryError {
-		return &DiscoveryError{Kind: kind, Name: d.Name, Record: d.Record, Resolver: d.Resolver, Hint: hint, Err: err}
+	fail := func(kind ErrorKind, err error) *DiscoveryError {
+		return &DiscoveryError{Kind: kind, Name: d.Name, Record: d.Record, Resolver: d.Resolver, Err: err}
 	}
 	if _, err := ParseRecordType(string(d.Record)); err != nil {
-		return nil, fail(KindConfig, "", err)
+		return nil, fail(KindConfig, err)
 	}
 	name := strings.TrimSpace(d.Name)
 	if name == "" {
-		return nil, fail(KindConfig, "give the internal DNS name that lists every instance, e.g. my-app.internal", errors.New("no DNS name"))
+		return nil, fail(KindConfig, errors.New("no DNS name: give the internal name that lists every instance, e.g. my-app.internal"))
 	}
-	if _, ok := dns.IsDomainName(name); !ok || strings.Contains(name, "/") || strings.Contains(name, ":") {
-		return nil, fail(KindConfig, "give a DNS name such as my-app.internal, not a URL", fmt.Errorf("%q is not a DNS name", name))
+	if _, ok := dns.IsDomainName(name); !ok || strings.ContainsAny(name, "/: ") {
+		return nil, fail(KindConfig, fmt.Errorf("%q is not a DNS name: give one such as my-app.internal, not a URL", name))
 	}
 	if d.Port < 1 || d.Port > 65535 {
-		return nil, fail(KindConfig, "", fmt.Errorf("port %d is out of range 1-65535", d.Port))
+		return nil, fail(KindConfig, fmt.Errorf("port %d is out of range 1-65535", d.Port))
 	}
 	servers, err := resolverAddrs(d.Resolver, d.ResolvConf)
 	if err != nil {
-		return nil, fail(KindConfig, "", err)
+		return nil, fail(KindConfig, err)
 	}
-	server := strings.Join(servers, ", ")
-	d.Resolver = server
+	d.Resolver = strings.Join(servers, ", ")
 	r := &resolver{servers: servers, timeout: d.Timeout}
 
 	var out []Instance
@@ -160,54 +196,37 @@ func Discover(ctx context.Context, d Discovery) ([]Instance, error) {
 		out, err = r.srv(ctx, name)
 	default:
 		var addrs []netip.Addr
-		addrs, err = r.addrs(ctx, name, d.Record.qtype())
-		for _, a := range addrs {
-			out = append(out, Instance{Host: a.String(), Port: d.Port})
+		if addrs, err = r.addrs(ctx, name, d.Record.qtype()); err == nil {
+			for _, a := range addrs {
+				if err = instanceAddr(a); err != nil {
+					err = &dnsError{KindBadAnswer, fmt.Errorf("the name lists %w", err)}
+					break
+				}
+				out = append(out, Instance{Host: a.String(), Port: d.Port})
+			}
 		}
+	}
+	if err == nil && len(out) == 0 {
+		err = &dnsError{KindNoRecords, errors.New("no instances found")}
 	}
 	if err != nil {
-		var de *DiscoveryError
-		if errors.As(err, &de) {
-			de.Name, de.Record, de.Resolver = d.Name, d.Record, server
-			if de.Kind == KindNoRecords && de.Hint == "" {
-				de.Hint = r.suggest(ctx, name, d.Record)
-			}
-			return nil, de
+		de := fail(kindOf(err), err)
+		if de.Kind == KindNoRecords {
+			de.Suggest = r.suggest(ctx, name, d.Record)
 		}
-		return nil, fail(KindBadAnswer, "", err)
+		return nil, de
 	}
-	out = dedupe(out)
-	if len(out) == 0 {
-		return nil, fail(KindNoRecords, r.suggest(ctx, name, d.Record), errors.New("no instances found"))
-	}
-	return out, nil
-}
-
-func dedupe(in []Instance) []Instance {
-	slices.SortFunc(in, func(a, b Instance) int {
-		if c := compareHost(a.Host, b.Host); c != 0 {
-			return c
-		}
-		return a.Port - b.Port
-	})
-	return slices.Compact(in)
-}
-
-func compareHost(a, b string) int {
-	aa, errA := netip.ParseAddr(a)
-	ba, errB := netip.ParseAddr(b)
-	if errA == nil && errB == nil {
-		return aa.Compare(ba)
-	}
-	return strings.Compare(a, b)
+	return dedupe(out), nil
 }
 
 // resolverAddrs returns the DNS servers to ask: resolver alone when set,
 // else the nameservers of conf.
 func resolverAddrs(resolver, conf string) ([]string, error) {
 	if resolver != "" {
-		if _, _, err := net.SplitHostPort(resolver); err == nil {
-			return []string{resolver}, nil
+		if h, p, err := net.SplitHostPort(resolver); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 && n < 65536 && (validHostname(h) || isIP(h)) {
+				return []string{resolver}, nil
+			}
 		}
 		if a, err := netip.ParseAddr(strings.Trim(resolver, "[]")); err == nil {
 			return []string{net.JoinHostPort(a.String(), "53")}, nil
@@ -222,10 +241,10 @@ func resolverAddrs(resolver, conf string) ([]string, error) {
 	}
 	cc, err := dns.ClientConfigFromFile(conf)
 	if err != nil {
-		return nil, fmt.Errorf("read system resolver from %s: %w; pass --resolver HOST:PORT", conf, err)
+		return nil, fmt.Errorf("read the system's resolver from %s: %w; give a resolver address", conf, err)
 	}
 	if len(cc.Servers) == 0 {
-		return nil, fmt.Errorf("no nameserver in %s; pass --resolver HOST:PORT", conf)
+		return nil, fmt.Errorf("no nameserver in %s; give a resolver address", conf)
 	}
 	port := cc.Port
 	if port == "" {
@@ -238,16 +257,21 @@ func resolverAddrs(resolver, conf string) ([]string, error) {
 	return out, nil
 }
 
+func isIP(s string) bool {
+	_, err := netip.ParseAddr(s)
+	return err == nil
+}
+
 type resolver struct {
 	servers []string
 	timeout time.Duration
 }
 
-// exchange asks each server in turn until one answers (whatever its answer).
-func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+// query asks each server in turn until one answers (whatever its answer).
+func (r *resolver) query(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	var errs []error
 	for _, s := range r.servers {
-		resp, err := r.exchangeWith(ctx, s, name, qtype)
+		resp, err := r.queryServer(ctx, s, name, qtype)
 		if err == nil {
 			return resp, nil
 		}
@@ -259,45 +283,61 @@ func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	if len(errs) == 1 {
 		return nil, errs[0]
 	}
-	var de *DiscoveryError
-	errors.As(errs[len(errs)-1], &de)
-	return nil, &DiscoveryError{Kind: de.Kind, Err: fmt.Errorf("no resolver answered: %w", errors.Join(errs...)), Hint: de.Hint}
+	return nil, &dnsError{kindOf(errs[len(errs)-1]), fmt.Errorf("no resolver answered: %w", errors.Join(errs...))}
 }
 
-// exchangeWith sends one query to server with EDNS0 over UDP and asks again
-// over TCP when the answer is truncated.
-func (r *resolver) exchangeWith(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
+// queryServer sends one query to server with EDNS0 over UDP. It asks again
+// over TCP when the answer is truncated or does not fit a datagram, and
+// without EDNS0 when the server does not understand it (FORMERR).
+func (r *resolver) queryServer(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(name), qtype)
 	m.RecursionDesired = true
 	m.SetEdns0(dns.DefaultMsgSize, false)
 
-	udp := &dns.Client{Net: "udp", Timeout: r.timeout, UDPSize: dns.DefaultMsgSize}
+	udp := &dns.Client{Net: "udp", Timeout: r.timeout, UDPSize: dns.MaxMsgSize}
 	resp, _, err := udp.ExchangeContext(ctx, m, server)
-	if err == nil && resp.Truncated {
-		tcp := &dns.Client{Net: "tcp", Timeout: r.timeout}
-		resp, _, err = tcp.ExchangeContext(ctx, m, server)
-		if err != nil {
-			err = fmt.Errorf("answer truncated over UDP, and TCP failed: %w", err)
-		}
+	if err == nil && resp.Rcode == dns.RcodeFormatError && resp.IsEdns0() == nil {
+		// An old server that does not speak EDNS0: ask plainly (and over
+		// TCP below if the answer is then truncated).
+		m.Extra = nil
+		resp, _, err = udp.ExchangeContext(ctx, m, server)
 	}
-	if err != nil {
+	var ne net.Error
+	switch {
+	case err == nil && !resp.Truncated:
+		return resp, nil
+	case err != nil && (ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() || isRefused(err)):
 		return nil, classifyNetErr(ctx, err, server, r.timeout)
 	}
+	// Truncated, or an answer that could not be read (too big for a
+	// datagram, say): TCP has no size limit.
+	tcp := &dns.Client{Net: "tcp", Timeout: r.timeout}
+	resp, _, terr := tcp.ExchangeContext(ctx, m, server)
+	if terr != nil {
+		why := "the answer was truncated over UDP"
+		if err != nil {
+			why = fmt.Sprintf("the UDP answer could not be read (%v)", err)
+		}
+		return nil, classifyNetErr(ctx, fmt.Errorf("%s, and TCP failed: %w", why, terr), server, r.timeout)
+	}
 	return resp, nil
+}
+
+func isRefused(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && strings.Contains(oe.Err.Error(), "refused")
 }
 
 func classifyNetErr(ctx context.Context, err error, server string, timeout time.Duration) error {
 	var ne net.Error
 	switch {
 	case ctx.Err() != nil:
-		return &DiscoveryError{Kind: KindTimeout, Err: fmt.Errorf("stopped waiting for resolver %s: %w", server, ctx.Err())}
+		return &dnsError{KindTimeout, fmt.Errorf("stopped waiting for resolver %s: %w", server, ctx.Err())}
 	case errors.As(err, &ne) && ne.Timeout():
-		return &DiscoveryError{Kind: KindTimeout, Err: fmt.Errorf("resolver %s did not answer within %s", server, timeout),
-			Hint: "check --resolver, or raise --dns-timeout"}
+		return &dnsError{KindTimeout, fmt.Errorf("resolver %s did not answer within %s", server, timeout)}
 	default:
-		return &DiscoveryError{Kind: KindUnreachable, Err: fmt.Errorf("resolver %s unreachable: %w", server, err),
-			Hint: "check --resolver and that a DNS server listens there"}
+		return &dnsError{KindUnreachable, fmt.Errorf("resolver %s unreachable: %w", server, err)}
 	}
 }
 
@@ -306,31 +346,24 @@ func rcodeErr(resp *dns.Msg, name string, qtype uint16) error {
 	case dns.RcodeSuccess:
 		return nil
 	case dns.RcodeNameError:
-		return &DiscoveryError{Kind: KindNXDomain, Err: fmt.Errorf("name %s does not exist (NXDOMAIN)", name),
-			Hint: "check the spelling; on Fly.io it is <app>.internal"}
+		return &dnsError{KindNXDomain, fmt.Errorf("name %s does not exist (NXDOMAIN)", name)}
 	default:
 		rc := dns.RcodeToString[resp.Rcode]
 		if rc == "" {
 			rc = "rcode " + strconv.Itoa(resp.Rcode)
 		}
-		return &DiscoveryError{Kind: KindServerError, Err: fmt.Errorf("resolver answered %s for %s %s", rc, dns.TypeToString[qtype], name),
-			Hint: "the resolver failed or refused the query; check that it serves this name"}
+		return &dnsError{KindServerError, fmt.Errorf("the resolver answered %s for %s %s", rc, dns.TypeToString[qtype], name)}
 	}
 }
 
 // lookup asks for qtype records of name, following CNAMEs both inside one
-// answer and across queries, and returns the records of that type.
-func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
-	rrs, _, err := r.lookupExtra(ctx, name, qtype)
-	return rrs, err
-}
-
-// lookupExtra is lookup that also returns the answer's additional section.
-func (r *resolver) lookupExtra(ctx context.Context, name string, qtype uint16) ([]dns.RR, []dns.RR, error) {
+// answer and across queries, and returns the records of that type and the
+// answer's additional section.
+func (r *resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, []dns.RR, error) {
 	target := dns.Fqdn(name)
 	seen := map[string]bool{}
 	for hop := 0; hop <= maxCNAMEHops; hop++ {
-		resp, err := r.exchange(ctx, target, qtype)
+		resp, err := r.query(ctx, target, qtype)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -347,7 +380,7 @@ func (r *resolver) lookupExtra(ctx context.Context, name string, qtype uint16) (
 		owner := strings.ToLower(target)
 		for steps := 0; cnames[owner] != ""; steps++ {
 			if steps > maxCNAMEHops || seen[owner] {
-				return nil, nil, &DiscoveryError{Kind: KindBadAnswer, Err: fmt.Errorf("CNAME loop at %s", owner)}
+				return nil, nil, &dnsError{KindBadAnswer, fmt.Errorf("CNAME loop at %s", owner)}
 			}
 			seen[owner] = true
 			owner = strings.ToLower(dns.Fqdn(cnames[owner]))
@@ -362,16 +395,16 @@ func (r *resolver) lookupExtra(ctx context.Context, name string, qtype uint16) (
 			return out, resp.Extra, nil
 		}
 		if owner == strings.ToLower(target) {
-			return nil, nil, &DiscoveryError{Kind: KindNoRecords, Err: fmt.Errorf("name exists but has no %s records", dns.TypeToString[qtype])}
+			return nil, nil, &dnsError{KindNoRecords, fmt.Errorf("the name exists but has no %s records", dns.TypeToString[qtype])}
 		}
 		// The answer ended in a CNAME the server did not resolve: ask for it.
 		target = owner
 	}
-	return nil, nil, &DiscoveryError{Kind: KindBadAnswer, Err: fmt.Errorf("more than %d CNAME hops", maxCNAMEHops)}
+	return nil, nil, &dnsError{KindBadAnswer, fmt.Errorf("more than %d CNAME hops", maxCNAMEHops)}
 }
 
 func (r *resolver) addrs(ctx context.Context, name string, qtype uint16) ([]netip.Addr, error) {
-	rrs, err := r.lookup(ctx, name, qtype)
+	rrs, _, err := r.lookup(ctx, name, qtype)
 	if err != nil {
 		return nil, err
 	}
@@ -400,90 +433,102 @@ func addrsOf(rrs []dns.RR, owner string) []netip.Addr {
 	return out
 }
 
-// srv resolves SRV records and then every target's A and AAAA records. A
-// target with neither is an error: an instance the fleet lists must not be
-// skipped silently.
+// srv resolves SRV records, then every target's addresses, all targets at
+// once and each target once. A target without addresses is an error: an
+// instance the fleet lists must not be skipped silently. So are port 0 and
+// the target "." (RFC 2782: the service is decidedly not available).
 func (r *resolver) srv(ctx context.Context, name string) ([]Instance, error) {
-	rrs, extra, err := r.lookupExtra(ctx, name, dns.TypeSRV)
+	rrs, extra, err := r.lookup(ctx, name, dns.TypeSRV)
 	if err != nil {
 		return nil, err
+	}
+	targets := map[string][]netip.Addr{}
+	var order []string
+	for _, rr := range rrs {
+		s := rr.(*dns.SRV)
+		if s.Target == "." {
+			return nil, &dnsError{KindBadAnswer, errors.New(`an SRV record has the target "." (RFC 2782: the service is not available at this name)`)}
+		}
+		if s.Port == 0 {
+			return nil, &dnsError{KindBadAnswer, fmt.Errorf("the SRV record for %s has port 0", s.Target)}
+		}
+		t := strings.ToLower(s.Target)
+		if _, ok := targets[t]; !ok {
+			// Addresses the server sent along save a query.
+			targets[t] = dualStack(addrsOf(extra, s.Target))
+			order = append(order, t)
+		}
+	}
+	var (
+		mu   sync.Mutex
+		errs []error
+		wg   sync.WaitGroup
+	)
+	for _, t := range order {
+		if len(targets[t]) > 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			found, err := r.targetAddrs(ctx, t)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			targets[t] = found
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, &dnsError{KindBadAnswer, errors.Join(errs...)}
 	}
 	var out []Instance
 	for _, rr := range rrs {
 		s := rr.(*dns.SRV)
-		if s.Target == "." {
-			continue // RFC 2782: the service is decidedly not available here
-		}
-		// Addresses the server sent along save a query per target.
-		found := oneFamily(addrsOf(extra, s.Target))
-		var lastErr error
-		for _, qt := range []uint16{dns.TypeAAAA, dns.TypeA} {
-			if len(found) > 0 {
-				break
+		for _, a := range targets[strings.ToLower(s.Target)] {
+			if err := instanceAddr(a); err != nil {
+				return nil, &dnsError{KindBadAnswer, fmt.Errorf("SRV target %s lists %w", s.Target, err)}
 			}
-			a, err := r.addrs(ctx, s.Target, qt)
-			var de *DiscoveryError
-			if err != nil && !(errors.As(err, &de) && de.Kind == KindNoRecords) {
-				lastErr = err
-			}
-			found = append(found, a...)
-		}
-		if len(found) == 0 {
-			if lastErr == nil {
-				lastErr = fmt.Errorf("SRV target %s has no A or AAAA records", s.Target)
-			} else {
-				lastErr = fmt.Errorf("SRV target %s: %w", s.Target, lastErr)
-			}
-			return nil, &DiscoveryError{Kind: KindBadAnswer, Err: lastErr, Hint: "every SRV target must resolve to an address"}
-		}
-		for _, a := range found {
 			out = append(out, Instance{Host: a.String(), Port: int(s.Port)})
 		}
 	}
 	return out, nil
 }
 
-// oneFamily keeps the IPv6 addresses when there are any, else the IPv4
-// ones: an SRV target with both is one instance, to be purged once.
-func oneFamily(addrs []netip.Addr) []netip.Addr {
-	v6 := slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool { return !a.Is6() })
-	if len(v6) > 0 {
-		return v6
+// targetAddrs resolves one SRV target to its addresses (see dualStack).
+func (r *resolver) targetAddrs(ctx context.Context, target string) ([]netip.Addr, error) {
+	var found []netip.Addr
+	var lastErr error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		a, err := r.addrs(ctx, target, qt)
+		if err != nil && kindOf(err) != KindNoRecords {
+			lastErr = err
+		}
+		found = append(found, a...)
 	}
-	return addrs
+	found = dualStack(found)
+	switch {
+	case len(found) > 0:
+		return found, nil
+	case lastErr != nil:
+		return nil, fmt.Errorf("SRV target %s: %w", target, lastErr)
+	}
+	return nil, fmt.Errorf("SRV target %s has no A or AAAA records: every SRV target must resolve to an address", target)
 }
 
-// suggest looks for records of the other types so that an empty answer can
-// say which --record would work.
-func (r *resolver) suggest(ctx context.Context, name string, tried RecordType) string {
+// suggest looks for records of the other types, so that an empty answer
+// can say which record type would work.
+func (r *resolver) suggest(ctx context.Context, name string, tried RecordType) RecordType {
 	for _, t := range []RecordType{RecordAAAA, RecordA, RecordSRV} {
 		if t == tried {
 			continue
 		}
-		rrs, err := r.lookup(ctx, name, t.qtype())
-		if err == nil && len(rrs) > 0 {
-			return fmt.Sprintf("it has %s records: try --record %s", strings.ToUpper(string(t)), t)
+		if rrs, _, err := r.lookup(ctx, name, t.qtype()); err == nil && len(rrs) > 0 {
+			return t
 		}
 	}
-	return "it has no AAAA, A or SRV records either; check the name and that instances are running"
-}
-
-// StaticInstances parses a list of ADDR[:PORT] strings (see ParseInstance)
-// and de-duplicates them.
-func StaticInstances(list []string, defaultPort int) ([]Instance, error) {
-	if defaultPort == 0 {
-		defaultPort = 80
-	}
-	out := make([]Instance, 0, len(list))
-	for _, s := range list {
-		in, err := ParseInstance(s, defaultPort)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no instances given")
-	}
-	return dedupe(out), nil
+	return ""
 }

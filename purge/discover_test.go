@@ -44,7 +44,7 @@ func TestDiscoverAAAA(t *testing.T) {
 	)
 	got, err := Discover(context.Background(), Discovery{Name: "cdn.internal", Resolver: s.Addr, Port: 9000})
 	require.NoError(t, err)
-	assert.Equal(t, []Instance{{"fdaa::1", 9000}, {"fdaa::3", 9000}}, got)
+	assert.Equal(t, []Instance{{Host: "fdaa::1", Port: 9000}, {Host: "fdaa::3", Port: 9000}}, got)
 	assert.Equal(t, "[fdaa::1]:9000", got[0].String())
 }
 
@@ -52,7 +52,7 @@ func TestDiscoverA(t *testing.T) {
 	s := startDNS(t, "cdn.example. IN A 10.0.0.2", "cdn.example. IN A 10.0.0.1")
 	got, err := Discover(context.Background(), Discovery{Name: "CDN.example.", Record: RecordA, Resolver: s.Addr})
 	require.NoError(t, err)
-	assert.Equal(t, []Instance{{"10.0.0.1", 80}, {"10.0.0.2", 80}}, got)
+	assert.Equal(t, []Instance{{Host: "10.0.0.1", Port: 80}, {Host: "10.0.0.2", Port: 80}}, got)
 }
 
 func TestDiscoverSRV(t *testing.T) {
@@ -60,12 +60,60 @@ func TestDiscoverSRV(t *testing.T) {
 		"_http._tcp.cdn.example. IN SRV 10 5 9000 a.cdn.example.",
 		"_http._tcp.cdn.example. IN SRV 10 5 9001 b.cdn.example.",
 		"a.cdn.example. IN AAAA fdaa::a",
-		"a.cdn.example. IN A 10.0.0.10", // same host, both families: purged once, over IPv6
-		"b.cdn.example. IN A 10.0.0.11",
+		"a.cdn.example. IN A 10.0.0.10", // same host, both families: purged once, over IPv4
+		"b.cdn.example. IN AAAA fdaa::b",
+		"_http._tcp.cdn.example. IN SRV 10 5 9002 b.cdn.example.", // the same target twice: asked once
 	)
-	got, err := Discover(context.Background(), Discovery{Name: "_http._tcp.cdn.example", Record: RecordSRV, Resolver: s.Addr, Port: 1})
+	for _, chase := range []bool{true, false} {
+		s.SetNoChase(!chase) // without chasing, the addresses are not in the additional section
+		got, err := Discover(context.Background(), Discovery{Name: "_http._tcp.cdn.example", Record: RecordSRV, Resolver: s.Addr, Port: 1})
+		require.NoError(t, err)
+		assert.Equal(t, []Instance{{Host: "10.0.0.10", Port: 9000}, {Host: "fdaa::b", Port: 9001}, {Host: "fdaa::b", Port: 9002}}, got)
+	}
+	assert.Equal(t, 2, s.QueriesFor("b.cdn.example"), "each target is resolved once (A, then AAAA), and not at all when the answer had its addresses")
+}
+
+func TestDiscoverSRVServiceNotAvailable(t *testing.T) {
+	for rr, want := range map[string]string{
+		"_http._tcp.cdn.example. IN SRV 0 0 0 .":               `target "."`,
+		"_http._tcp.cdn.example. IN SRV 10 5 0 a.cdn.example.": "port 0",
+	} {
+		s := startDNS(t, rr, "a.cdn.example. IN A 10.0.0.1")
+		de := discoverErr(t, Discovery{Name: "_http._tcp.cdn.example", Record: RecordSRV, Resolver: s.Addr})
+		assert.Equal(t, KindBadAnswer, de.Kind, rr)
+		assert.Contains(t, de.Error(), want)
+	}
+}
+
+func TestDiscoverRefusesAddressesThatAreNotAnInstances(t *testing.T) {
+	for _, rr := range []string{"cdn.internal. IN A 0.0.0.0", "cdn.internal. IN A 255.255.255.255", "cdn.internal. IN A 224.0.0.1"} {
+		s := startDNS(t, rr)
+		de := discoverErr(t, Discovery{Name: "cdn.internal", Record: RecordA, Resolver: s.Addr})
+		assert.Equal(t, KindBadAnswer, de.Kind, rr)
+		assert.Contains(t, de.Error(), "not an instance's", rr)
+	}
+	s := startDNS(t, "cdn.internal. IN AAAA ::", "cdn.internal. IN AAAA ff02::1")
+	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr})
+	assert.Contains(t, de.Error(), "not an instance's")
+}
+
+func TestDiscoverAsksAgainWithoutEDNS(t *testing.T) {
+	s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
+	s.SetNoEDNS(true)
+	got, err := Discover(context.Background(), Discovery{Name: "cdn.internal", Resolver: s.Addr})
 	require.NoError(t, err)
-	assert.Equal(t, []Instance{{"10.0.0.11", 9001}, {"fdaa::a", 9000}}, got)
+	assert.Len(t, got, 1)
+}
+
+func TestDiscoverLargeUDPAnswerReadWhole(t *testing.T) {
+	s := startDNS(t)
+	s.SetNoTruncate(true)
+	for i := 0; i < 1000; i++ {
+		require.NoError(t, s.Add(fmt.Sprintf("big.internal. IN AAAA fdaa::%x", i+1)))
+	}
+	got, err := Discover(context.Background(), Discovery{Name: "big.internal", Resolver: s.Addr})
+	require.NoError(t, err)
+	assert.Len(t, got, 1000)
 }
 
 func TestDiscoverSRVTargetWithoutAddress(t *testing.T) {
@@ -87,7 +135,7 @@ func TestDiscoverCNAME(t *testing.T) {
 			s.SetNoChase(!chase)
 			got, err := Discover(context.Background(), Discovery{Name: "cdn.example", Resolver: s.Addr, Port: 80})
 			require.NoError(t, err)
-			assert.Equal(t, []Instance{{"fdaa::7", 80}, {"fdaa::8", 80}}, got)
+			assert.Equal(t, []Instance{{Host: "fdaa::7", Port: 80}, {Host: "fdaa::8", Port: 80}}, got)
 		})
 	}
 }
@@ -122,7 +170,8 @@ func TestDiscoverEmptyAnswerSuggestsOtherType(t *testing.T) {
 	s := startDNS(t, "cdn.internal. IN A 10.0.0.1")
 	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr})
 	assert.Equal(t, KindNoRecords, de.Kind)
-	assert.Contains(t, de.Error(), "--record a")
+	assert.Contains(t, de.Error(), "use record type a")
+	assert.Equal(t, RecordA, de.Suggest)
 
 	s2 := startDNS(t, "cdn.internal. IN TXT \"nothing here\"")
 	de = discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s2.Addr})
@@ -185,7 +234,7 @@ func TestDiscoverConfigErrors(t *testing.T) {
 		{Discovery{Name: "cdn.example", Record: "mx", Resolver: "127.0.0.1:53"}, "use aaaa, a or srv"},
 		{Discovery{Name: "cdn.example", Port: 70000, Resolver: "127.0.0.1:53"}, "out of range"},
 		{Discovery{Name: "cdn.example", Resolver: "not a resolver!"}, "HOST:PORT"},
-		{Discovery{Name: "cdn.example", ResolvConf: "/nonexistent/resolv.conf"}, "--resolver"},
+		{Discovery{Name: "cdn.example", ResolvConf: "/nonexistent/resolv.conf"}, "give a resolver address"},
 	} {
 		de := discoverErr(t, tc.d)
 		assert.Equal(t, KindConfig, de.Kind, tc.want)
@@ -224,8 +273,8 @@ func TestResolverFallsBackToNextNameserver(t *testing.T) {
 
 	r = &resolver{servers: []string{dead, dead}, timeout: 200 * time.Millisecond}
 	_, err = r.addrs(context.Background(), "cdn.internal", dns.TypeAAAA)
-	var de *DiscoveryError
-	require.ErrorAs(t, err, &de)
+	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no resolver answered")
 	assert.Contains(t, err.Error(), dead)
+	assert.Contains(t, []ErrorKind{KindUnreachable, KindTimeout}, kindOf(err))
 }

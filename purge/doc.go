@@ -1,23 +1,48 @@
-// Package purge finds every instance of a self-hosted cache fleet (Varnish
-// behind one anycast address, for example) and sends a request to each of
-// them at once: PURGE to drop a URL everywhere, or HEAD/GET to see what every
-// instance now serves.
+// Package purge invalidates a URL on EVERY instance of a self-hosted cache
+// fleet and proves it.
 //
-// A fleet's instances are found by a DNS lookup of an internal name (AAAA on
-// Fly.io's <app>.internal, A or SRV elsewhere; see [Discover]) or given as a
-// static list. [Run] sends one request per (URL, instance) pair with the URL's
-// own Host header, keeps connections alive per instance, retries what is worth
-// retrying and returns a [Report] that says, per instance, what happened. A
-// partial failure never hides the instances that did succeed.
+// A fleet of Varnish instances (one per region, say) answers behind one
+// anycast address: a PURGE sent to the public host reaches the one
+// instance nearest the sender, and every other instance keeps serving the
+// old copy. So the instances must be found and asked one by one: through
+// an internal DNS name whose records list every instance (AAAA on Fly.io's
+// <app>.internal, A or SRV elsewhere; answers too large for UDP are asked
+// again over TCP, or a large fleet would be found only in part), a static
+// list, or a platform's API (Fly.io's Machines API, each machine then
+// reached through the public edge).
 //
-// Typical use from a Go program:
+// A Job holds one run's settings, as a person or a CI step gives them, and
+// checks them itself. Run finds the instances, sends the request for every
+// URL to every instance at once, each with the URL's own Host header (the
+// cache's key) and the URL as a browser requests it, and then verifies with
+// each cache's own evidence (Cache-Status, X-Cache, X-Varnish, Age; see
+// package cachestatus) that no instance still serves a copy older than the
+// purge:
 //
-//	instances, err := purge.Discover(ctx, purge.Discovery{Name: "cdn.internal", Record: purge.RecordAAAA, Port: 9000})
-//	if err != nil { ... }                   // *purge.DiscoveryError says what went wrong
-//	report, err := purge.Run(ctx, purge.Options{Token: token}, instances, urls)
-//	if err != nil { ... }                   // bad options; nothing was sent
-//	if !report.OK() { ... }                 // some instance was not purged; report.Failed() says which
+//	out, err := purge.Job{
+//		DNSName: "my-cdn.internal", Port: 9000,
+//		URLs:    []string{"https://example.com/feed"},
+//		Token:   token,
+//		Verify:  []purge.Expect{purge.ExpectPurged},
+//	}.Run(ctx)
+//	if err != nil { ... }      // *JobError or *DiscoveryError: nothing was sent
+//	if err := out.Err(); err != nil { ... } // which step failed where; out.Purge.Result(k) says why
 //
-// The package never prints, never reads the environment and holds no
-// package-level state: every setting is in [Discovery] and [Options].
+// Results report every (URL, instance) pair, so a partial failure never
+// hides the instances that succeeded. A failed result carries an
+// *InstanceError (errors.Is against ErrNoToken, ErrServedFromCache, ...).
+// Reports are written by package report.
+//
+// "OK" means the instance itself answered 2xx (or a status the job
+// accepts) to this very request: requests are paired with their answers
+// exactly (interim 1xx answers skipped, a connection with bytes nobody
+// accounted for never reused), a PURGE answered as an ordinary cache hit is
+// a failure, and redirects are not followed. Requests that fail on a
+// connection error, a timeout, a 429 or a 5xx are tried again with backoff;
+// an instance that fails to connect BreakerThreshold times in a row is
+// given up, and its remaining URLs are reported as not sent at once. The
+// purge token never appears in a result, a report or an error.
+//
+// The package never prints, never reads flags or the environment, and
+// holds no state between calls.
 package purge

@@ -1,9 +1,10 @@
 package purge
 
 import (
-	"bytes"
+	"bufio"
 	"context"
-	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -16,46 +17,52 @@ import (
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
-func headerInstance(t *testing.T, name, value string) *instance {
+func headerInstance(t *testing.T, header ...string) *instance {
 	return startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
-		if name != "" {
-			w.Header().Set(name, value)
+		for i := 0; i+1 < len(header); i += 2 {
+			w.Header().Set(header[i], header[i+1])
 		}
-		w.Header().Set("Age", "12")
 	})
+}
+
+// check is a verify-only job on instances.
+func check(urls []string, expect Expect, instances ...string) Job {
+	j := job(urls, instances...)
+	j.VerifyOnly, j.Verify = true, []Expect{expect}
+	return j
 }
 
 func TestVerifyEachHeaderForm(t *testing.T) {
 	for _, tc := range []struct {
-		name, value string
-		class       cachestatus.Class
+		header []string
+		class  cachestatus.Class
 	}{
-		{"Cache-Status", "varnish-1; hit; ttl=100", cachestatus.Hit},
-		{"Cache-Status", "varnish-1; hit; ttl=-5", cachestatus.Stale},
-		{"Cache-Status", "varnish-1; fwd=miss; stored", cachestatus.Miss},
-		{"Cache-Status", "varnish-1; fwd=bypass", cachestatus.Bypass},
-		{"Cache-Status", "region=iad; origin=app,app.origin.local; ttl=10.000; storage=memory; hit; hits=3", cachestatus.Hit},
-		{"Cache-Status", "region=iad; ttl=-1.000; storage=memory; hit; stale; hits=3", cachestatus.Stale},
-		{"Cache-Status", "region=iad; storage=memory; miss; hits=0", cachestatus.Miss},
-		{"X-Cache", "HIT", cachestatus.Hit},
-		{"X-Cache", "HIT, MISS", cachestatus.Miss},
-		{"Cache-Status", "((( not a header", cachestatus.Unknown},
-		{"", "", cachestatus.Unknown},
+		{[]string{"Cache-Status", "varnish-1; hit; ttl=100"}, cachestatus.Hit},
+		{[]string{"Cache-Status", "varnish-1; hit; ttl=-5"}, cachestatus.Stale},
+		{[]string{"Cache-Status", "varnish-1; fwd=miss; stored"}, cachestatus.Miss},
+		{[]string{"Cache-Status", "varnish-1; fwd=bypass"}, cachestatus.Bypass},
+		{[]string{"Cache-Status", "region=iad; origin=app,app.origin.local; ttl=10.000; storage=memory; hit; hits=3"}, cachestatus.Hit},
+		{[]string{"Cache-Status", "region=iad; ttl=-1.000; storage=memory; hit; stale; hits=3"}, cachestatus.Stale},
+		{[]string{"Cache-Status", "region=iad; storage=memory; miss; hits=0"}, cachestatus.Miss},
+		{[]string{"X-Cache", "HIT"}, cachestatus.Hit},
+		{[]string{"X-Cache", "hit graced cached"}, cachestatus.Stale},
+		{[]string{"X-Cache", "HIT, MISS"}, cachestatus.Miss},
+		{[]string{"X-Cache", "Miss from cloudfront", "X-Varnish", "32770 32768"}, cachestatus.Hit},
+		{[]string{"X-Varnish", "32770"}, cachestatus.Miss},
+		{[]string{"Cache-Status", "((( not a header"}, cachestatus.Unknown},
+		{nil, cachestatus.Unknown},
 	} {
-		in := headerInstance(t, tc.name, tc.value)
-		rep, err := Verify(context.Background(), fastOpts(), ExpectHit, []Instance{in.inst}, mustURLs(t, "https://example.com/feed"))
-		require.NoError(t, err)
-		c := rep.Checks[0]
-		assert.Equal(t, tc.class, c.Class, tc.value)
-		assert.Equal(t, tc.class.IsHit(), c.Matched, tc.value)
-		assert.Equal(t, tc.value, c.CacheStatus)
-		assert.Equal(t, "12", c.Age)
+		in := headerInstance(t, tc.header...)
+		out := run(t, check([]string{"https://example.com/feed"}, ExpectHit, in.addr))
+		c := out.Verify[0].Result(0)
+		assert.Equal(t, tc.class, c.Class, "%v", tc.header)
+		assert.Equal(t, tc.class.IsHit(), c.OK, "%v", tc.header)
 		assert.Equal(t, 200, c.Status)
 		r := in.requests()[0]
 		assert.Equal(t, "HEAD", r.Method)
 		assert.Equal(t, "example.com", r.Host)
-		if tc.name == "" {
-			assert.Contains(t, c.Error, "no Cache-Status or X-Cache header")
+		if tc.header == nil {
+			assert.Contains(t, errText(c), "no cache evidence")
 		}
 	}
 }
@@ -74,26 +81,90 @@ func TestExpectations(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, tc.e.Match(tc.class), "%s %s", tc.e, tc.class)
 	}
+	for _, tc := range []struct {
+		st           cachestatus.Status
+		since        time.Duration
+		ok, refilled bool
+	}{
+		{cachestatus.Status{Class: cachestatus.Miss, Age: -1}, 0, true, false},
+		{cachestatus.Status{Class: cachestatus.Bypass, Age: 0}, 0, true, false},
+		{cachestatus.Status{Class: cachestatus.Hit, Age: 0}, 200 * time.Millisecond, true, true},
+		{cachestatus.Status{Class: cachestatus.Hit, Age: 2}, 200 * time.Millisecond, true, true},
+		{cachestatus.Status{Class: cachestatus.Hit, Age: 3}, 200 * time.Millisecond, false, false},
+		{cachestatus.Status{Class: cachestatus.Stale, Age: 3}, 2500 * time.Millisecond, true, true},
+		{cachestatus.Status{Class: cachestatus.Hit, Age: 3600}, 2 * time.Second, false, false},
+		{cachestatus.Status{Class: cachestatus.Hit, Age: -1}, 0, false, false},
+		{cachestatus.Status{Class: cachestatus.Unknown, Age: -1}, 0, false, false},
+	} {
+		ok, refilled := ExpectPurged.match(tc.st, tc.since)
+		assert.Equal(t, tc.ok, ok, "%+v after %s", tc.st, tc.since)
+		assert.Equal(t, tc.refilled, refilled, "%+v after %s", tc.st, tc.since)
+	}
 	_, err := ParseExpect("warm")
-	assert.ErrorContains(t, err, "use hit, fresh, stale, miss or any")
+	assert.ErrorContains(t, err, "use purged, hit, fresh, stale, miss or any")
 }
 
 func TestVerifyStaleInstanceFailsFresh(t *testing.T) {
 	fresh := headerInstance(t, "Cache-Status", "c; hit; ttl=50")
 	stale := headerInstance(t, "Cache-Status", "c; hit; ttl=-50")
-	rep, err := Verify(context.Background(), fastOpts(), ExpectFresh, []Instance{fresh.inst, stale.inst}, mustURLs(t, "https://example.com/"))
-	require.NoError(t, err)
-	assert.False(t, rep.OK())
-	require.Len(t, rep.Unmatched(), 1)
-	assert.Equal(t, stale.inst.String(), rep.Unmatched()[0].Instance)
+	out := run(t, check([]string{"https://example.com/"}, ExpectFresh, fresh.addr, stale.addr))
+	rep := out.Verify[0]
+	assert.False(t, out.OK())
+	assert.Equal(t, 1, rep.Failed())
+	for _, c := range results(rep) {
+		assert.Equal(t, c.Instance.String() == fresh.addr, c.OK)
+		if !c.OK {
+			assert.Contains(t, errText(c), "stale, expected fresh")
+			assert.Equal(t, "c; hit; ttl=-50", c.CacheStatus)
+		}
+	}
 	assert.Contains(t, rep.Summary(), "FAILED: verified 1 URL on 1/2 instances: expected fresh")
-	var buf bytes.Buffer
-	require.NoError(t, rep.Write(&buf, FormatText))
-	assert.Contains(t, buf.String(), "FAILED: stale, expected fresh")
-	assert.Contains(t, buf.String(), "c; hit; ttl=-50")
+	assert.EqualError(t, out.Err(), "verify fresh: 1 of 2 checks did not match on 1 of 2 instances")
 }
 
-func TestVerifyUntilWarms(t *testing.T) {
+func TestVerifyFailsOnServerErrors(t *testing.T) {
+	in := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; hit")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	for _, e := range []Expect{ExpectHit, ExpectAny} {
+		out := run(t, check([]string{"https://example.com/"}, e, in.addr))
+		c := out.Verify[0].Result(0)
+		assert.False(t, c.OK, e)
+		assert.Contains(t, errText(c), "503 Service Unavailable")
+	}
+}
+
+// After a purge, live traffic may refill an instance before the check:
+// a copy younger than the purge passes; an older one fails.
+func TestPurgeThenVerifyPurgedAllowsRefills(t *testing.T) {
+	refilled := headerInstance(t, "Cache-Status", "c; hit", "Age", "0")
+	missed := headerInstance(t, "Cache-Status", "c; fwd=miss")
+	old := headerInstance(t, "Cache-Status", "c; hit", "Age", "3600")
+	j := job([]string{"https://example.com/"}, refilled.addr, missed.addr, old.addr)
+	j.Verify = []Expect{ExpectPurged}
+	out := run(t, j)
+	rep := out.Verify[0]
+	require.NotNil(t, out.Purge)
+	for _, c := range results(rep) {
+		switch c.Instance.String() {
+		case refilled.addr:
+			assert.True(t, c.OK)
+			assert.True(t, c.Refilled)
+		case missed.addr:
+			assert.True(t, c.OK)
+			assert.False(t, c.Refilled)
+		case old.addr:
+			assert.False(t, c.OK)
+			assert.Contains(t, errText(c), "3600s old, older than the purge")
+		}
+	}
+	assert.Contains(t, rep.Summary(), "1 refilled by traffic after the purge")
+	assert.Equal(t, []string{"PURGE", "HEAD"}, []string{refilled.requests()[0].Method, refilled.requests()[1].Method})
+}
+
+// Rounds are spaced by the interval, as the clock the code controls says.
+func TestVerifyWaitRoundsFollowTheInterval(t *testing.T) {
 	var n atomic.Int64
 	warming := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) < 3 {
@@ -103,23 +174,33 @@ func TestVerifyUntilWarms(t *testing.T) {
 		}
 	})
 	warm := headerInstance(t, "Cache-Status", "c; hit")
-	rep, err := VerifyUntil(context.Background(), fastOpts(), ExpectHit, []Instance{warming.inst, warm.inst}, mustURLs(t, "https://example.com/"), 5*time.Second, 10*time.Millisecond)
-	require.NoError(t, err)
-	assert.True(t, rep.OK(), rep.Summary())
-	assert.Equal(t, 3, rep.Rounds)
-	assert.Len(t, warm.requests(), 1, "a matched instance is not asked again")
-}
-
-func TestVerifyUntilNeverWarmsTimesOut(t *testing.T) {
 	cold := headerInstance(t, "Cache-Status", "c; fwd=miss")
-	warm := headerInstance(t, "Cache-Status", "c; hit")
-	rep, err := VerifyUntil(context.Background(), fastOpts(), ExpectHit, []Instance{cold.inst, warm.inst}, mustURLs(t, "https://example.com/"), 200*time.Millisecond, 20*time.Millisecond)
-	require.NoError(t, err)
-	assert.False(t, rep.OK())
-	assert.Greater(t, rep.Rounds, 2)
-	assert.Equal(t, cold.inst.String(), rep.Unmatched()[0].Instance)
-	assert.Equal(t, cachestatus.Miss, rep.Unmatched()[0].Class)
-	assert.GreaterOrEqual(t, len(cold.requests()), 3)
+
+	now := time.Unix(1_000_000, 0)
+	var slept []time.Duration
+	clk := &clock{now: func() time.Time { return now }, sleep: func(_ context.Context, d time.Duration) error {
+		slept = append(slept, d)
+		now = now.Add(d)
+		return nil
+	}}
+	j := check([]string{"https://example.com/"}, ExpectHit, warming.addr, warm.addr)
+	j.Wait, j.Interval, j.clock = time.Minute, 5*time.Second, clk
+	out := run(t, j)
+	assert.True(t, out.OK(), out.Verify[0].Summary())
+	assert.Equal(t, 3, out.Verify[0].Rounds)
+	assert.Equal(t, []time.Duration{5 * time.Second, 5 * time.Second}, slept)
+	assert.Len(t, warm.requests(), 1, "a matched instance is not asked again")
+
+	slept = nil
+	j = check([]string{"https://example.com/"}, ExpectHit, cold.addr, warm.addr)
+	j.Wait, j.Interval, j.clock = 20*time.Second, 5*time.Second, clk
+	out = run(t, j)
+	rep := out.Verify[0]
+	assert.False(t, out.OK())
+	assert.Equal(t, 5, rep.Rounds, "rounds at 0, 5, 10, 15 and 20 s")
+	assert.Equal(t, []time.Duration{5 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}, slept)
+	assert.Equal(t, 20*time.Second, rep.Duration)
+	assert.Len(t, cold.requests(), 5)
 }
 
 func TestVerifyVariantSelectedByHeader(t *testing.T) {
@@ -130,28 +211,23 @@ func TestVerifyVariantSelectedByHeader(t *testing.T) {
 			w.Header().Set("Cache-Status", "c; fwd=vary-miss")
 		}
 	})
-	o := fastOpts()
-	rep, err := Verify(context.Background(), o, ExpectHit, []Instance{in.inst}, mustURLs(t, "https://example.com/"))
-	require.NoError(t, err)
-	assert.False(t, rep.OK())
-	o.Header = http.Header{"Accept-Encoding": {"gzip"}}
-	rep, err = Verify(context.Background(), o, ExpectHit, []Instance{in.inst}, mustURLs(t, "https://example.com/"))
-	require.NoError(t, err)
-	assert.True(t, rep.OK())
+	j := check([]string{"https://example.com/"}, ExpectHit, in.addr)
+	assert.False(t, run(t, j).OK())
+	j.Headers = []string{"Accept-Encoding: gzip"}
+	assert.True(t, run(t, j).OK())
 }
 
 func TestVerifyGETReadsLittleOfALargeBody(t *testing.T) {
-	big := bytes.Repeat([]byte("x"), 10<<20)
+	big := strings.Repeat("x", 10<<20)
 	in := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Status", "c; hit")
-		_, _ = w.Write(big)
+		_, _ = w.Write([]byte(big))
 	})
-	o := fastOpts()
-	o.Method = "GET"
-	rep, err := Verify(context.Background(), o, ExpectHit, []Instance{in.inst}, mustURLs(t, "https://example.com/episode.mp3", "https://example.com/episode2.mp3"))
-	require.NoError(t, err)
-	require.True(t, rep.OK(), rep.Summary())
-	for _, c := range rep.Checks {
+	j := check([]string{"https://example.com/episode.mp3", "https://example.com/episode2.mp3"}, ExpectHit, in.addr)
+	j.VerifyMethod = "get"
+	out := run(t, j)
+	require.True(t, out.OK(), out.Verify[0].Summary())
+	for _, c := range results(out.Verify[0]) {
 		assert.Less(t, c.BytesRead, int64(16<<10), "read %d bytes of a 10 MiB body", c.BytesRead)
 		assert.Positive(t, c.BytesRead)
 	}
@@ -160,53 +236,46 @@ func TestVerifyGETReadsLittleOfALargeBody(t *testing.T) {
 
 func TestVerifyDoesNotSendToken(t *testing.T) {
 	in := headerInstance(t, "Cache-Status", "c; hit")
-	o := fastOpts()
-	o.Token = "tok"
-	_, err := Verify(context.Background(), o, ExpectHit, []Instance{in.inst}, mustURLs(t, "https://example.com/"))
-	require.NoError(t, err)
+	j := check([]string{"https://example.com/"}, ExpectHit, in.addr)
+	j.Token = "tok"
+	run(t, j)
 	assert.Empty(t, in.requests()[0].Token)
-}
-
-func TestVerifyReportJSON(t *testing.T) {
-	in := headerInstance(t, "Cache-Status", "c; hit; ttl=7")
-	rep, err := Verify(context.Background(), fastOpts(), ExpectMiss, []Instance{in.inst}, mustURLs(t, "https://example.com/"))
-	require.NoError(t, err)
-	var buf bytes.Buffer
-	require.NoError(t, rep.Write(&buf, FormatJSON))
-	var got struct {
-		OK     bool   `json:"ok"`
-		Expect string `json:"expect"`
-		Checks []struct {
-			Class       string   `json:"class"`
-			CacheStatus string   `json:"cache_status"`
-			TTL         *float64 `json:"ttl"`
-			Matched     bool     `json:"matched"`
-			BytesRead   int64    `json:"bytes_read"`
-		} `json:"checks"`
-	}
-	require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
-	assert.False(t, got.OK)
-	assert.Equal(t, "miss", got.Expect)
-	require.Len(t, got.Checks, 1)
-	assert.Equal(t, "hit", got.Checks[0].Class)
-	assert.Equal(t, 7.0, *got.Checks[0].TTL)
-	assert.Positive(t, got.Checks[0].BytesRead)
-
-	buf.Reset()
-	require.NoError(t, rep.Write(&buf, FormatMarkdown))
-	assert.True(t, strings.HasPrefix(buf.String(), "### cdnpurge verify: expect miss"))
 }
 
 func TestVerifyHEADKeepsConnectionsAlive(t *testing.T) {
 	in := headerInstance(t, "Cache-Status", "c; hit")
-	var raw []string
+	var urls []string
 	for i := 0; i < 50; i++ {
-		raw = append(raw, "https://example.com/p"+strings.Repeat("x", i))
+		urls = append(urls, "https://example.com/p"+strings.Repeat("x", i))
 	}
-	o := fastOpts()
-	o.PerInstance = 1
-	rep, err := Verify(context.Background(), o, ExpectHit, []Instance{in.inst}, mustURLs(t, raw...))
-	require.NoError(t, err)
-	require.True(t, rep.OK())
+	j := check(urls, ExpectHit, in.addr)
+	j.PerInstance = 1
+	require.True(t, run(t, j).OK())
 	assert.Equal(t, int64(1), in.conns.Load())
+}
+
+// A HEAD answer that carries a body must not have that body read as the
+// answer to the next check.
+func TestVerifyHEADAnswerWithABodyIsNotPairedWithTheNextCheck(t *testing.T) {
+	s := startRaw(t, func(s *rawServer, c net.Conn, br *bufio.Reader) {
+		for {
+			line, _, err := s.readRequest(br)
+			if err != nil {
+				return
+			}
+			if strings.HasSuffix(line, "/a") {
+				body := "HTTP/1.1 200 OK\r\nCache-Status: c; hit\r\nContent-Length: 0\r\n\r\n"
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nCache-Status: c; hit\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				continue
+			}
+			_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nCache-Status: c; fwd=miss\r\nContent-Length: 10\r\n\r\n"))
+		}
+	})
+	j := check([]string{"http://e.com/a", "http://e.com/b"}, ExpectHit, s.addr)
+	j.PerInstance = 1
+	out := run(t, j)
+	rs := results(out.Verify[0])
+	assert.Equal(t, cachestatus.Hit, rs[0].Class)
+	assert.Equal(t, cachestatus.Miss, rs[1].Class, "/b's own answer says miss")
+	assert.Equal(t, int64(2), s.conns.Load(), "the connection with unread bytes was not used again")
 }

@@ -1,17 +1,18 @@
-// Package cli is the cdnpurge command line: flag parsing, help texts, exit
-// codes and the wiring of package purge. cmd/cdnpurge only calls Main.
+// Package cli is the cdnpurge command line: flags, help texts, exit codes.
+// Each command maps its flags to one purge.Job and runs it; errors are
+// returned to one place (App.Run) that prints them and picks the exit code.
+// cmd/cdnpurge only calls Main.
 package cli
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
-	"sort"
 	"strings"
+
+	"github.com/cdnpurge/cdnpurge/purge"
 )
 
 // Exit codes.
@@ -31,30 +32,28 @@ type App struct {
 
 // Main runs the CLI with the process's own streams and environment.
 func Main(ctx context.Context, args []string) int {
-	a := &App{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Version: version()}
+	// A large fleet wants a connection per instance: lift the open-file
+	// limit to what the system allows (the library never does this itself).
+	_, _ = purge.RaiseOpenFileLimit()
+	a := &App{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Version: purge.Version()}
 	return a.Run(ctx, args)
 }
 
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return strings.TrimPrefix(bi.Main.Version, "v")
-	}
-	return "dev"
-}
-
+// command is one subcommand.
 type command struct {
 	name, summary string
-	run           func(a *App, ctx context.Context, args []string) int
+	exec          func(a *App, ctx context.Context, args []string) error
 }
 
 func commands() []command {
 	return []command{
-		{"purge", "send PURGE for URLs to every instance of the fleet and report each", (*App).purge},
-		{"verify", "ask every instance for URLs and check their Cache-Status (hit, miss, ...)", (*App).verify},
+		{"purge", "send PURGE for URLs (or tags) to every instance of the fleet and report each", (*App).purge},
+		{"ban", "send a BAN (a regular expression over paths) to every instance", (*App).ban},
+		{"verify", "ask every instance for URLs and check what its cache says (hit, miss, ...)", (*App).verify},
 		{"demo", "start a local Varnish fleet, purge a URL on it and show the proof", (*App).demo},
-		{"version", "print the version", func(a *App, _ context.Context, _ []string) int {
-			fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
-			return ExitOK
+		{"version", "print the version", func(a *App, _ context.Context, _ []string) error {
+			_, err := fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
+			return err
 		}},
 	}
 }
@@ -63,9 +62,10 @@ const mainUsage = `cdnpurge purges a URL from EVERY instance of a self-hosted ca
 (Varnish behind one anycast address) and proves it worked.
 
 A PURGE sent to the public host reaches one instance; the others keep serving
-stale content. cdnpurge finds every instance through DNS (AAAA, A or SRV),
-sends the request to each with the URL's Host header, all at once, reports
-per instance, and can verify with Cache-Status that each one now misses.
+stale content. cdnpurge finds every instance (DNS AAAA, A or SRV records, a
+static list, or a Fly.io app's machines), sends the request to each with the
+URL's Host header, all at once, reports per instance, and verifies with each
+cache's own evidence that none still serves the old copy.
 
 Usage:
   cdnpurge <command> [flags]
@@ -73,13 +73,15 @@ Usage:
 Commands:
 %s
 Examples:
-  PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000
+  PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000 --verify
+  FLY_API_TOKEN=... cdnpurge purge --url https://example.com/feed --fly-app my-cdn --verify
   cdnpurge verify --url https://example.com/feed --dns-name my-cdn.internal --port 9000 --expect hit
   cdnpurge demo
 
 Run 'cdnpurge <command> --help' for a command's flags.
-Exit codes: 0 all instances ok, 1 some instance failed, 2 usage, configuration or discovery error.
-`
+` + exitCodes
+
+const exitCodes = "Exit codes: 0 all instances ok, 1 some instance failed, 2 usage, configuration or discovery error (nothing sent).\n"
 
 func (a *App) usage(w io.Writer) {
 	var b strings.Builder
@@ -107,70 +109,119 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(a, ctx, args[1:])
+			return a.exit("cdnpurge "+c.name, c.exec(a, ctx, args[1:]))
 		}
 	}
-	fmt.Fprintf(a.Stderr, "cdnpurge: unknown command %q\n\n", args[0])
-	a.usage(a.Stderr)
+	fmt.Fprintf(a.Stderr, "cdnpurge: unknown command %q\nRun 'cdnpurge --help' for the commands.\n", args[0])
 	return ExitUsage
 }
 
-// stringList is a repeatable flag.
-type stringList []string
+// usageError is a flag or input that cannot work: nothing was sent.
+type usageError struct{ err error }
 
-func (s *stringList) String() string     { return strings.Join(*s, ", ") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
 
-// newFlagSet returns a flag set whose --help prints about, the flags with
-// double dashes, and examples.
-func (a *App) newFlagSet(name, about, examples string) *flag.FlagSet {
-	fs := flag.NewFlagSet("cdnpurge "+name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {
-		w := a.Stdout
-		fmt.Fprintf(w, "%s\n\nUsage:\n  cdnpurge %s [flags]\n\nFlags:\n", strings.TrimSpace(about), name)
-		var names []string
-		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-		sort.Strings(names)
-		for _, n := range names {
-			f := fs.Lookup(n)
-			arg, text := flag.UnquoteUsage(f)
-			if arg != "" {
-				arg = " " + arg
-			}
-			def := ""
-			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" && f.DefValue != "[]" {
-				def = fmt.Sprintf(" (default %s)", f.DefValue)
-			}
-			fmt.Fprintf(w, "  --%s%s\n      %s%s\n", n, arg, strings.ReplaceAll(text, "\n", "\n      "), def)
-		}
-		fmt.Fprintf(w, "\nExamples:\n%s\nExit codes: 0 all instances ok, 1 some instance failed, 2 usage, configuration or discovery error.\n", examples)
-	}
-	return fs
+func usagef(format string, a ...any) error { return &usageError{fmt.Errorf(format, a...)} }
+
+// failedError says requests were sent and not all succeeded; the report
+// is already written. hints are the front end's advice.
+type failedError struct {
+	err   error
+	hints []string
 }
 
-// parse parses flags; it returns an exit code and false when the command
-// must stop (help asked for, or bad flags).
-func (a *App) parse(fs *flag.FlagSet, args []string) (int, bool) {
-	err := fs.Parse(args)
+func (e *failedError) Error() string { return e.err.Error() }
+
+// errHelp: help was printed; exit 0.
+var errHelp = errors.New("help")
+
+// exit prints err (if any) on stderr and chooses the exit code, in one
+// place for every command.
+func (a *App) exit(cmd string, err error) int {
+	var (
+		ue *usageError
+		je *purge.JobError
+		de *purge.DiscoveryError
+		fe *failedError
+	)
 	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fs.Usage()
-		return ExitOK, false
-	case err != nil:
-		return a.usageErr(fs.Name(), err), false
-	case fs.NArg() > 0:
-		return a.usageErr(fs.Name(), fmt.Errorf("unexpected argument %q (URLs go in --url or --urls-file)", fs.Arg(0))), false
+	case err == nil, errors.Is(err, errHelp):
+		return ExitOK
+	case errors.As(err, &fe):
+		fmt.Fprintf(a.Stderr, "%s: FAILED: %v\n", cmd, fe.err)
+		for _, h := range fe.hints {
+			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
+		}
+		return ExitFailed
+	case errors.As(err, &ue), errors.As(err, &je):
+		fmt.Fprintf(a.Stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd, err, cmd)
+		return ExitUsage
+	case errors.As(err, &de):
+		fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
+		if h := discoveryHint(de); h != "" {
+			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
+		}
+		return ExitUsage
 	}
-	return ExitOK, true
-}
-
-func (a *App) usageErr(cmd string, err error) int {
-	fmt.Fprintf(a.Stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd, err, cmd)
-	return ExitUsage
-}
-
-func (a *App) fail(cmd string, err error) int {
 	fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
 	return ExitUsage
+}
+
+// discoveryHint words a discovery failure's remedy in this CLI's flags.
+func discoveryHint(de *purge.DiscoveryError) string {
+	switch de.Kind {
+	case purge.KindNoRecords:
+		if de.Suggest != "" {
+			return "try --record " + string(de.Suggest)
+		}
+	case purge.KindTimeout:
+		return "check --resolver, or raise --dns-timeout"
+	case purge.KindUnreachable:
+		if de.Record != "" {
+			return "check --resolver"
+		}
+		return "check --fly-api and the network"
+	case purge.KindAPI:
+		return "check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"
+	}
+	return ""
+}
+
+// failureHints words, once each, the remedies for the failures in out.
+func failureHints(out *purge.Outcome) []string {
+	causes := []struct {
+		err  error
+		hint string
+	}{
+		{purge.ErrNoToken, "the instances want a purge token: set PURGE_TOKEN or --token-file FILE"},
+		{purge.ErrTokenRejected, "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
+		{purge.ErrNotFound, "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
+		{purge.ErrServedFromCache, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
+		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
+	}
+	var hints []string
+	seen := make([]bool, len(causes))
+	for _, r := range out.Reports() {
+		if r.Failed() == 0 {
+			continue
+		}
+		for k := range r.Len() {
+			err := r.Err(k)
+			if err == nil {
+				continue
+			}
+			for i, c := range causes {
+				if !seen[i] && errors.Is(err, c.err) {
+					seen[i] = true
+				}
+			}
+		}
+	}
+	for i, c := range causes {
+		if seen[i] {
+			hints = append(hints, c.hint)
+		}
+	}
+	return hints
 }

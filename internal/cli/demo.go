@@ -4,15 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"io"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
-	"github.com/cdnpurge/cdnpurge/e2e"
+	"github.com/cdnpurge/cdnpurge/fleet"
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/report"
 	"github.com/cdnpurge/cdnpurge/varnish"
 )
 
@@ -24,37 +24,51 @@ is stopped at the end (or on Ctrl-C with --keep).
 As root with iproute2, each instance runs in its own network namespace with
 its own IPv6 address on the same port, found by AAAA records, as on Fly.io.
 Otherwise the instances share the loopback interface (127.0.x.y, one port,
-found by A records). Needs varnishd (Debian/Ubuntu: apt-get install -y varnish).`
+found by A records). Needs varnishd (Debian/Ubuntu: apt-get install -y varnish).
+
+A demo killed without the chance to clean up (kill -9) leaves varnishd
+processes and namespaces behind: the next demo removes them, as does
+'cdnpurge demo --clean'.`
 
 const demoExamples = `  cdnpurge demo
   cdnpurge demo --instances 5 --url https://example.com/feed
-  sudo cdnpurge demo --keep        # stay up and print commands to try by hand`
+  sudo cdnpurge demo --keep        # stay up and print commands to try by hand
+  cdnpurge demo --clean            # stop what a killed demo left behind`
 
-func (a *App) demo(ctx context.Context, args []string) int {
-	const cmd = "cdnpurge demo"
-	fs := a.newFlagSet("demo", demoAbout, demoExamples)
-	n := fs.Int("instances", 3, "how many Varnish instances to start (1-50)")
-	mode := fs.String("mode", "auto", "fleet layout: `auto|netns|loopback`")
-	rawURL := fs.String("url", "https://cdnpurge.example/episodes/1", "the URL to cache, purge and verify")
-	keep := fs.Bool("keep", false, "stay up after the demo until Ctrl-C, and print commands to try by hand")
-	varnishd := fs.String("varnishd", "varnishd", "the varnishd `program` to run")
-	if code, ok := a.parse(fs, args); !ok {
-		return code
+func (a *App) demo(ctx context.Context, args []string) error {
+	f := newFlags("demo", demoAbout, demoExamples)
+	n := f.Int("instances", 3, "how many Varnish instances to start (1-50)")
+	mode := f.String("mode", "auto", "fleet layout: `auto|netns|loopback`")
+	rawURL := f.String("url", "https://cdnpurge.example/episodes/1", "the `URL` to cache, purge and verify")
+	keep := f.Bool("keep", false, "stay up after the demo until Ctrl-C, and print commands to try by hand")
+	varnishd := f.String("varnishd", "varnishd", "the varnishd `program` to run")
+	clean := f.Bool("clean", false, "only stop the varnishd processes and remove the namespaces and directories that\nkilled demos left behind, and say what was removed")
+	if err := f.parse(a, args); err != nil {
+		return err
+	}
+	if *clean {
+		removed, err := fleet.Sweep(ctx)
+		for _, r := range removed {
+			fmt.Fprintln(a.Stdout, "removed", r)
+		}
+		if len(removed) == 0 && err == nil {
+			fmt.Fprintln(a.Stdout, "nothing to clean: no fleet of a dead process is left")
+		}
+		return err
 	}
 	if *n < 1 || *n > 50 {
-		return a.usageErr(cmd, errors.New("--instances must be 1 to 50"))
+		return usagef("--instances %d: give 1 to 50", *n)
 	}
-	m, err := e2e.ParseMode(*mode)
-	if err != nil || m == e2e.ModeExternal {
-		return a.usageErr(cmd, fmt.Errorf("--mode %q: use auto, netns or loopback", *mode))
+	m, err := fleet.ParseMode(*mode)
+	if err != nil || m == fleet.ModeExternal {
+		return usagef("--mode %q: use auto, netns or loopback", *mode)
 	}
 	u, err := purge.ParseURL(*rawURL)
 	if err != nil {
-		return a.usageErr(cmd, fmt.Errorf("--url: %w", err))
+		return &usageError{err}
 	}
 	if _, err := varnish.Lookup(*varnishd); err != nil {
-		fmt.Fprintf(a.Stderr, "%s: %v\nThe demo runs real Varnish instances; install varnishd and run it again.\n", cmd, err)
-		return ExitUsage
+		return fmt.Errorf("%w\nThe demo runs real Varnish instances; install varnishd and run it again", err)
 	}
 	tok := make([]byte, 6)
 	_, _ = rand.Read(tok)
@@ -63,127 +77,112 @@ func (a *App) demo(ctx context.Context, args []string) int {
 	w := a.Stdout
 	fmt.Fprintf(w, "Starting %d Varnish instances...\n", *n)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	f, err := e2e.Start(startCtx, e2e.Options{N: *n, Mode: m, Token: token, Varnishd: *varnishd})
+	fl, err := fleet.Start(startCtx, fleet.Options{N: *n, Mode: m, Token: token, Varnishd: *varnishd})
 	cancel()
 	if err != nil {
-		return a.fail(cmd, fmt.Errorf("start fleet: %w", err))
+		return fmt.Errorf("start the fleet: %w", err)
 	}
 	defer func() {
-		if err := f.Close(); err != nil {
-			fmt.Fprintf(a.Stderr, "%s: stop fleet: %v\n", cmd, err)
+		if err := fl.Close(); err != nil {
+			fmt.Fprintf(a.Stderr, "cdnpurge demo: stop the fleet: %v\n", err)
 		}
 	}()
-	a.describeFleet(f)
-
-	code, err := a.demoSteps(ctx, f, u, token)
-	if err != nil {
-		return a.fail(cmd, err)
+	describeFleet(w, fl)
+	if err := demoSteps(ctx, w, fl, u, token); err != nil {
+		return err
 	}
 	if *keep {
-		a.tryByHand(f, u, token)
+		tryByHand(w, fl, u, token)
 		<-ctx.Done()
 		fmt.Fprintln(w, "\nStopping the fleet.")
 	}
-	return code
+	return nil
 }
 
-func (a *App) describeFleet(f *e2e.Fleet) {
-	w := a.Stdout
+func describeFleet(w io.Writer, f *fleet.Fleet) {
 	switch f.Mode {
-	case e2e.ModeNetns:
+	case fleet.ModeNetns:
 		fmt.Fprintf(w, "Fleet up: each instance in its own network namespace, its own IPv6 address, port %d.\n", f.Port)
 	default:
 		fmt.Fprintf(w, "Fleet up: instances on loopback addresses, port %d (run as root for one network namespace each).\n", f.Port)
 	}
-	fmt.Fprintf(w, "DNS: %s records of %s served at %s; origin at %s.\n", strings.ToUpper(string(f.Record)), f.Name, f.DNS.Addr, f.Origin.Addr)
+	fmt.Fprintf(w, "DNS: %s records of %s served at %s; origin at %s.\n", strings.ToUpper(string(f.Record)), f.Name, f.Resolver, f.Origin.Addr)
 	for _, m := range f.Members {
 		fmt.Fprintf(w, "  %-6s %s\n", m.Name, m.Instance)
 	}
 }
 
-// demoSteps warms, purges and verifies, printing each step.
-func (a *App) demoSteps(ctx context.Context, f *e2e.Fleet, u *url.URL, token string) (int, error) {
-	w := a.Stdout
-	urls := []*url.URL{u}
-	instances, err := purge.Discover(ctx, f.Discovery())
-	if err != nil {
-		return ExitUsage, err
-	}
-	o := purge.Options{Timeout: 5 * time.Second}
+// demoSteps warms, purges and verifies, printing each step; it fails when
+// the purge did not reach every instance.
+func demoSteps(ctx context.Context, w io.Writer, f *fleet.Fleet, u purge.URL, token string) error {
 	step := func(title string) { fmt.Fprintf(w, "\n== %s\n", title) }
+	show := func(out *purge.Outcome) bool {
+		_ = report.Write(w, report.Text, out, report.Options{})
+		return out.OK()
+	}
+	check := func(e purge.Expect) (*purge.Outcome, error) {
+		j := f.Job()
+		j.URLs, j.VerifyOnly, j.Verify = []string{u.String()}, true, []purge.Expect{e}
+		return j.Run(ctx)
+	}
+	n := len(f.Members)
 
-	step(fmt.Sprintf("1. Warm the caches: ask each of the %d instances (found by DNS) for %s", len(instances), purge.DisplayURL(u)))
-	if _, err := purge.Verify(ctx, o, purge.ExpectAny, instances, urls); err != nil {
-		return ExitUsage, err
+	step(fmt.Sprintf("1. Warm the caches: ask each of the %d instances (found by DNS) for %s", n, u))
+	if _, err := check(purge.ExpectAny); err != nil {
+		return err
 	}
-	warm, err := purge.Verify(ctx, o, purge.ExpectHit, instances, urls)
+	warm, err := check(purge.ExpectHit)
 	if err != nil {
-		return ExitUsage, err
+		return err
 	}
-	fmt.Fprintln(w, "Cache-Status of every instance on the next request (each has it cached):")
-	_ = warm.Write(w, purge.FormatText)
+	fmt.Fprintln(w, "What every instance says on the next request (each has it cached):")
+	ok := show(warm)
 
 	step("2. The usual way: one PURGE to the public address, which reaches ONE instance")
-	o.Token = token
-	one, err := purge.Run(ctx, o, instances[:1], urls)
+	one := purge.Job{Instances: []string{f.Members[0].Instance.String()}, URLs: []string{u.String()}, Token: token}
+	out, err := one.Run(ctx)
 	if err != nil {
-		return ExitUsage, err
+		return err
 	}
-	_ = one.Write(w, purge.FormatText)
-	o.Token = ""
-	naive, err := purge.Verify(ctx, o, purge.ExpectMiss, instances, urls)
+	show(out)
+	naive, err := check(purge.ExpectMiss)
 	if err != nil {
-		return ExitUsage, err
+		return err
 	}
 	fmt.Fprintln(w, "What each instance serves now (a miss is fresh content; every hit is the old copy):")
-	_ = naive.Write(w, purge.FormatText)
-	if len(instances) > 1 {
-		fmt.Fprintf(w, "-> %d of %d instances still serve the stale copy.\n", len(naive.Unmatched()), len(instances))
+	show(naive)
+	if n > 1 {
+		fmt.Fprintf(w, "-> %d of %d instances still serve the stale copy.\n", naive.Verify[0].Failed(), n)
 	}
 
-	step("3. cdnpurge: PURGE every instance found by DNS, at once, with Host and Purge-Token")
-	o.Token = token
-	rep, err := purge.Run(ctx, o, instances, urls)
+	step("3. cdnpurge: PURGE every instance found by DNS, at once, with Host and Purge-Token,\n   then prove it: every instance must miss now, and hit again on the next request")
+	j := f.Job()
+	j.URLs, j.Token, j.Verify = []string{u.String()}, token, []purge.Expect{purge.ExpectMiss, purge.ExpectHit}
+	out, err = j.Run(ctx)
 	if err != nil {
-		return ExitUsage, err
+		return err
 	}
-	_ = rep.Write(w, purge.FormatText)
-	o.Token = ""
-
-	step("4. Prove it: every instance must miss now...")
-	miss, err := purge.Verify(ctx, o, purge.ExpectMiss, instances, urls)
-	if err != nil {
-		return ExitUsage, err
-	}
-	_ = miss.Write(w, purge.FormatText)
-
-	step("5. ...and hit again on the next request (the fresh copy is cached)")
-	hit, err := purge.Verify(ctx, o, purge.ExpectHit, instances, urls)
-	if err != nil {
-		return ExitUsage, err
-	}
-	_ = hit.Write(w, purge.FormatText)
+	ok = show(out) && ok
 
 	fmt.Fprintln(w)
-	if warm.OK() && rep.OK() && miss.OK() && hit.OK() {
-		fmt.Fprintf(w, "Done: the purge reached all %d instances, proven by their Cache-Status.\n", len(instances))
-		return ExitOK, nil
+	if !ok {
+		return &failedError{err: fmt.Errorf("some instance was not purged; see the tables above")}
 	}
-	fmt.Fprintln(w, "FAILED: some instance was not purged; see the tables above.")
-	return ExitFailed, nil
+	fmt.Fprintf(w, "Done: the purge reached all %d instances, proven by each one's own cache evidence.\n", n)
+	return nil
 }
 
-func (a *App) tryByHand(f *e2e.Fleet, u *url.URL, token string) {
-	w := a.Stdout
+func tryByHand(w io.Writer, f *fleet.Fleet, u purge.URL, token string) {
 	in := f.Members[0].Instance
+	args := strings.Join(f.Args(), " ")
 	fmt.Fprintf(w, "\nThe fleet stays up until Ctrl-C. Try by hand (this throwaway fleet's purge token is %s):\n", token)
-	fmt.Fprintf(w, "  curl -sI -H 'Host: %s' http://%s%s | grep -i cache-status\n", u.Host, in, purge.RequestTarget(u))
-	fmt.Fprintf(w, "  curl -si -X PURGE -H 'Host: %s' http://%s%s        # 401: no token\n", u.Host, in, purge.RequestTarget(u))
-	fmt.Fprintf(w, "  cdnpurge verify --url %s %s --expect hit\n", purge.DisplayURL(u), strings.Join(f.DiscoveryArgs(), " "))
-	fmt.Fprintf(w, "  PURGE_TOKEN=%s cdnpurge purge --url %s %s --verify=miss,hit\n", token, purge.DisplayURL(u), strings.Join(f.DiscoveryArgs(), " "))
-	host, port, _ := net.SplitHostPort(f.DNS.Addr)
+	fmt.Fprintf(w, "  curl -sI -H 'Host: %s' http://%s%s | grep -i cache-status\n", u.Host, in, u.Target)
+	fmt.Fprintf(w, "  curl -si -X PURGE -H 'Host: %s' http://%s%s        # 401: no token\n", u.Host, in, u.Target)
+	fmt.Fprintf(w, "  cdnpurge verify --url %s %s --expect hit\n", u, args)
+	fmt.Fprintf(w, "  PURGE_TOKEN=%s cdnpurge purge --url %s %s --verify=miss,hit\n", token, u, args)
+	host, port, _ := net.SplitHostPort(f.Resolver)
 	fmt.Fprintf(w, "  dig @%s -p %s %s %s +short\n", host, port, f.Name, strings.ToUpper(string(f.Record)))
-	if f.Mode == e2e.ModeNetns {
+	if f.Mode == fleet.ModeNetns {
 		fmt.Fprintf(w, "  ip netns exec %s varnishstat -1 -n <dir>   # each instance has its namespace: ip netns list\n", f.Members[0].Netns)
 	}
 }

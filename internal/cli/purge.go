@@ -2,146 +2,190 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/report"
 )
 
-const purgeAbout = `Send PURGE (or --method) for each URL to EVERY instance of the fleet, all at
-once, with the URL's Host header, and report what each instance answered.
+const purgeAbout = `Send PURGE for each URL to EVERY instance of the fleet, all at once, with the
+URL's Host header, and report what each instance answered.
 
 Instances come from a DNS lookup of --dns-name (AAAA by default, as Fly.io's
-<app>.internal) or from --instance. Each request goes to http://[ADDR]:PORT
-with the URL's path and query, 'Host: <the URL's host>', 'User-Agent:
-cdnpurge/<version>', and the purge token header when a token is set.
+<app>.internal), from --instance, or from a Fly.io app's machines (--fly-app,
+each reached through the public edge). Each request goes to http://[ADDR]:PORT
+with the URL as a browser requests it (host lower-cased, no default port, no
+dot segments; --raw-url sends it as written), 'Host: <the URL's host>',
+'User-Agent: cdnpurge/<version>', and the purge token header when a token is
+set.
+
+"ok" means the instance itself answered 2xx (or an --ok-status) to this very
+request. A PURGE answered as an ordinary cache hit (X-Varnish with two ids)
+is a failure: that VCL does not handle PURGE. Redirects are not followed.
+An instance that fails to connect 3 times in a row is given up: its remaining
+URLs are reported as not sent at once.
 
 The token is read from the PURGE_TOKEN environment variable or --token-file
 (never from a flag, which other users could see in the process list); it is
-never printed. Only 2xx answers count as purged. Redirects are not followed.`
+never printed, whole or in part.
 
-const purgeExamples = `  PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000
+--verify then asks every instance for each URL: no instance may still serve
+a copy older than the purge (a miss passes, and so does a copy stored after
+the purge began, as live traffic refills caches). --verify=miss,hit checks
+strictly: a miss everywhere, then a hit on the next request.`
+
+const purgeExamples = `  PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000 --verify
   cdnpurge purge --urls-file changed.txt --dns-name cdn.internal --format markdown >> "$GITHUB_STEP_SUMMARY"
   git diff --name-only | sed 's|^|https://example.com/|' | cdnpurge purge --urls-file - --instance 10.0.0.7:9000 --instance 10.0.0.8:9000
   cdnpurge purge --url https://example.com/ --dns-name _http._tcp.cdn.example --record srv --resolver 10.0.0.2:53
-  cdnpurge purge --url https://example.com/ --dns-name cdn.internal --method BAN --header 'X-Ban-Url: ^/assets/'
-  cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify            # then expect a miss everywhere
-  cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify=miss,hit   # ... and a hit after that
+  cdnpurge purge --url https://example.com/ --tag post-42 --dns-name cdn.internal --verify-url https://example.com/posts/42 --verify
+  FLY_API_TOKEN=... cdnpurge purge --url https://example.com/feed --fly-app my-cdn --region iad,sjc --verify
+  cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify=miss,hit   # strictly: miss everywhere, then hit
   cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --dry-run`
 
-func (a *App) purge(ctx context.Context, args []string) int {
-	const cmd = "cdnpurge purge"
-	fs := a.newFlagSet("purge", purgeAbout, purgeExamples)
-	var t targetFlags
-	t.register(fs)
-	method := fs.String("method", purge.DefaultMethod, "request `method`: PURGE, BAN or any token your VCL handles")
-	tokenFile := fs.String("token-file", "", "read the purge token from `FILE` (default: $PURGE_TOKEN; none when neither is set)")
-	tokenHeader := fs.String("token-header", purge.DefaultTokenHeader, "`name` of the header that carries the token")
-	dryRun := fs.Bool("dry-run", false, "find the instances and print what would be sent; send nothing")
-	var verifySteps verifyFlag
-	fs.Var(&verifySteps, "verify", "after purging, ask every instance for each URL and expect a miss (the content is gone);\n--verify=miss,hit then asks again and expects a hit (the content came back)")
-	if code, ok := a.parse(fs, args); !ok {
-		return code
-	}
-	o, format, err := t.options()
-	if err != nil {
-		return a.usageErr(cmd, err)
-	}
-	o.Method, o.TokenHeader = strings.ToUpper(*method), *tokenHeader
-	if o.Token, err = a.token(*tokenFile); err != nil {
-		return a.usageErr(cmd, err)
-	}
-	steps, err := parseVerifySteps(string(verifySteps))
-	if err != nil {
-		return a.usageErr(cmd, err)
-	}
-	ctx, cancel, urls, instances, code := t.load(ctx, a, cmd)
-	if code != ExitOK {
-		return code
-	}
-	defer cancel()
-	if *dryRun {
-		a.plan(o, instances, urls)
-		return ExitOK
-	}
-	rep, err := purge.Run(ctx, o, instances, urls)
-	if err != nil {
-		return a.usageErr(cmd, err)
-	}
-	ok := rep.OK()
-	// Verify on every instance, even those whose purge failed: the report
-	// then shows what each one still serves.
-	vo := o
-	vo.Method = purge.DefaultVerifyMethod
-	var checks []*purge.VerifyReport
-	for _, exp := range steps {
-		vrep, err := purge.Verify(ctx, vo, exp, instances, urls)
-		if err != nil {
-			return a.usageErr(cmd, err)
-		}
-		checks = append(checks, vrep)
-		ok = ok && vrep.OK()
-	}
-	if err := purge.WriteReports(a.Stdout, format, rep, checks); err != nil {
-		return a.fail(cmd, fmt.Errorf("write report: %w", err))
-	}
-	if !ok {
-		return ExitFailed
-	}
-	return ExitOK
+// sendFlags are the flags of the commands that invalidate: purge and ban.
+type sendFlags struct {
+	target
+	tokenFile  string
+	dryRun     bool
+	steps      verifySteps
+	verifyURLs []string
 }
 
-// verifyFlag is --verify: bare (miss) or --verify=miss,hit.
-type verifyFlag string
+func (s *sendFlags) register(f *flags) {
+	s.target.register(f)
+	j := &s.job
+	f.StringVar(&s.tokenFile, "token-file", "", "read the purge token from `FILE` (default: $PURGE_TOKEN; none when neither is set)")
+	f.StringVar(&j.TokenHeader, "token-header", purge.DefaultTokenHeader, "`name` of the header that carries the token")
+	f.BoolVar(&s.dryRun, "dry-run", false, "find the instances and print what would be sent; send nothing")
+	f.Var(&s.steps, "verify", "then check every instance: bare, no instance may serve a copy older than the purge;\nor a list of strict steps, e.g. --verify=miss,hit (purged, hit, fresh, stale, miss, any)")
+	f.Var(list{v: &s.verifyURLs}, "verify-url", "check this `URL` instead of --url (required after a ban or a tag purge, whose --url only\ncarries the Host); repeatable")
+	f.Var(ints{v: &j.OKStatus}, "ok-status", "also count this `status` as purged, e.g. 404 for a VCL that answers 404 when nothing\nwas cached; repeatable")
+	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
+}
 
-func (v *verifyFlag) String() string   { return string(*v) }
-func (v *verifyFlag) IsBoolFlag() bool { return true }
-func (v *verifyFlag) Set(s string) error {
-	switch s {
-	case "true":
-		s = "miss"
-	case "false":
-		s = ""
+func (s *sendFlags) finish(a *App) error {
+	if err := s.target.finish(a); err != nil {
+		return err
 	}
-	*v = verifyFlag(s)
+	tok, err := a.secret(s.tokenFile, "PURGE_TOKEN", "--token-file")
+	if err != nil {
+		return err
+	}
+	s.job.Token = tok
+	s.job.Verify, s.job.VerifyURLs = s.steps.expects, s.verifyURLs
 	return nil
 }
 
-// token reads the purge token from --token-file or $PURGE_TOKEN.
-func (a *App) token(file string) (string, error) {
-	if file != "" {
-		b, err := os.ReadFile(file)
+// run runs the job (or plans it) and writes the report.
+func (s *sendFlags) run(ctx context.Context, a *App) error {
+	if s.dryRun {
+		plan, err := s.job.Plan(ctx)
 		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
+			return err
 		}
-		tok := strings.TrimRight(string(b), "\r\n")
-		if tok == "" {
-			return "", fmt.Errorf("--token-file %s is empty", file)
-		}
-		if strings.ContainsAny(tok, "\r\n") {
-			return "", errors.New("--token-file: the token must be one line")
-		}
-		return tok, nil
+		return report.WritePlan(a.Stdout, s.reportFormat(), plan)
 	}
-	return a.Getenv("PURGE_TOKEN"), nil
+	return a.runJob(ctx, s.job, s.reportFormat(), s.verbose)
 }
 
-func (a *App) plan(o purge.Options, instances []purge.Instance, urls []*url.URL) {
-	w := a.Stdout
-	tok := "no token header"
-	if o.Token != "" {
-		tok = o.TokenHeader + " header set (value hidden)"
+// runJob runs a job, writes its report and says whether it failed.
+func (a *App) runJob(ctx context.Context, j purge.Job, f report.Format, verbose bool) error {
+	p := a.progress()
+	j.Progress = p.show
+	out, err := j.Run(ctx)
+	p.done()
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(w, "dry run: would send %d requests (%s to %d instances x %d URLs) over %s, %s:\n", len(instances)*len(urls), o.Method, len(instances), len(urls), o.Scheme, tok)
-	fmt.Fprintf(w, "instances:\n")
-	for _, in := range instances {
-		fmt.Fprintf(w, "  %s\n", in)
+	if err := report.Write(a.Stdout, f, out, report.Options{Verbose: verbose}); err != nil {
+		// Requests were sent: a report that cannot be written is a failure,
+		// not a usage error ("nothing was sent" would be false).
+		return &failedError{err: fmt.Errorf("write the report: %w", err)}
 	}
-	fmt.Fprintf(w, "requests per instance:\n")
-	for _, u := range urls {
-		fmt.Fprintf(w, "  %s %s  Host: %s\n", o.Method, purge.RequestTarget(u), u.Host)
+	if err := out.Err(); err != nil {
+		return &failedError{err: err, hints: failureHints(out)}
 	}
+	return nil
+}
+
+func (a *App) purge(ctx context.Context, args []string) error {
+	f := newFlags("purge", purgeAbout, purgeExamples)
+	var s sendFlags
+	s.register(f)
+	f.StringVar(&s.job.Method, "method", purge.DefaultMethod, "request `method`: PURGE, or any method your VCL handles (see also: cdnpurge ban)")
+	f.Var(list{v: &s.job.Tags, split: true}, "tag", "purge every object tagged `TAG` (vmod xkey: sends PURGEKEYS with xkey-purge) instead of\none URL; --url then only carries the Host; repeatable")
+	f.BoolVar(&s.job.Soft, "soft", false, "soft purge: expire instead of drop, so each instance serves the old copy once more while\nit fetches a fresh one (the shipped VCL's Purge-Soft header; xkey-softpurge for --tag)")
+	if err := f.parse(a, args); err != nil {
+		return err
+	}
+	switch {
+	case !f.set("method"):
+		s.job.Method = "" // the job's default: PURGE, or PURGEKEYS for tags
+	case strings.TrimSpace(s.job.Method) == "":
+		return usagef("--method is empty: give PURGE or the method your VCL handles")
+	}
+	if err := s.finish(a); err != nil {
+		return err
+	}
+	return s.run(ctx, a)
+}
+
+const banAbout = `Send a BAN to EVERY instance of the fleet: each invalidates every object of
+the URL's host whose path matches --regex (a PCRE regular expression, as
+Varnish reads it). The regex goes in the X-Url header and the host in X-Host
+(^host$), where the shipped VCL and FOSHttpCache's VCL read them; --url only
+carries the Host.
+
+A ban cannot be checked through the --url that carries the Host: give the
+URLs to verify with --verify-url.`
+
+const banExamples = `  PURGE_TOKEN=... cdnpurge ban --url https://example.com/ --regex '^/assets/' --dns-name cdn.internal --port 9000
+  cdnpurge ban --url https://example.com/ --regex '\.css$' --content-type '^text/css' --instance 10.0.0.7:9000
+  cdnpurge ban --url https://example.com/ --regex '^/feed' --dns-name cdn.internal --verify-url https://example.com/feed --verify`
+
+func (a *App) ban(ctx context.Context, args []string) error {
+	f := newFlags("ban", banAbout, banExamples)
+	var s sendFlags
+	s.register(f)
+	f.StringVar(&s.job.Ban, "regex", "", "the regular `expression` over paths to ban, e.g. ^/assets/ (required)")
+	f.StringVar(&s.job.BanContentType, "content-type", "", "only ban objects whose Content-Type matches this `expression`")
+	if err := f.parse(a, args); err != nil {
+		return err
+	}
+	if s.job.Ban == "" {
+		return usagef("--regex is required: the regular expression over paths to ban, e.g. ^/assets/")
+	}
+	if err := s.finish(a); err != nil {
+		return err
+	}
+	return s.run(ctx, a)
+}
+
+// verifySteps is --verify: bare (purged) or --verify=miss,hit.
+type verifySteps struct {
+	expects []purge.Expect
+	set     bool
+}
+
+func (v *verifySteps) String() string   { return "" }
+func (v *verifySteps) IsBoolFlag() bool { return true }
+func (v *verifySteps) Set(s string) error {
+	v.expects, v.set = nil, true
+	switch s {
+	case "true":
+		v.expects = []purge.Expect{purge.ExpectPurged}
+		return nil
+	case "false":
+		return nil
+	}
+	for _, p := range strings.Split(s, ",") {
+		e, err := purge.ParseExpect(p)
+		if err != nil {
+			return fmt.Errorf("%w (e.g. --verify, or --verify=miss,hit)", err)
+		}
+		v.expects = append(v.expects, e)
+	}
+	return nil
 }

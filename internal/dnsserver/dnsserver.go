@@ -28,6 +28,9 @@ type Server struct {
 	rcodes  map[string]int
 	delay   time.Duration
 	noChase bool
+	noEDNS  bool
+	noTrunc bool
+	byName  map[string]int
 
 	udpQueries, tcpQueries atomic.Int64
 }
@@ -35,7 +38,7 @@ type Server struct {
 // Start listens on host (e.g. "127.0.0.1" or "::1") on a port the kernel
 // picks, free for both UDP and TCP, and serves until Close.
 func Start(host string) (*Server, error) {
-	s := &Server{records: map[string][]dns.RR{}, rcodes: map[string]int{}}
+	s := &Server{records: map[string][]dns.RR{}, rcodes: map[string]int{}, byName: map[string]int{}}
 	var lastErr error
 	for try := 0; try < 20; try++ {
 		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, "0"))
@@ -98,6 +101,7 @@ func (s *Server) Reset() {
 	defer s.mu.Unlock()
 	s.records = map[string][]dns.RR{}
 	s.rcodes = map[string]int{}
+	s.byName = map[string]int{}
 }
 
 // SetRcode makes every query for name answer with rcode (dns.RcodeServerFailure, ...).
@@ -115,11 +119,35 @@ func (s *Server) SetDelay(d time.Duration) {
 }
 
 // SetNoChase stops the server from adding a CNAME's target records to the
-// answer, as an authoritative server for another zone would.
+// answer, and SRV targets' addresses to the additional section, as an
+// authoritative server for another zone would.
 func (s *Server) SetNoChase(v bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.noChase = v
+}
+
+// SetNoEDNS makes the server answer FORMERR to any query that carries
+// EDNS0, as servers that predate it do.
+func (s *Server) SetNoEDNS(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noEDNS = v
+}
+
+// SetNoTruncate makes the server send UDP answers whole, however large,
+// instead of truncating them to the client's buffer size.
+func (s *Server) SetNoTruncate(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noTrunc = v
+}
+
+// QueriesFor returns how many queries asked about name (any type).
+func (s *Server) QueriesFor(name string) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.byName[strings.ToLower(dns.Fqdn(name))]
 }
 
 // Queries returns how many queries came over UDP and over TCP.
@@ -134,14 +162,23 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	} else {
 		s.udpQueries.Add(1)
 	}
-	s.mu.RLock()
-	delay := s.delay
-	m := s.answer(req)
-	s.mu.RUnlock()
+	s.mu.Lock()
+	if len(req.Question) == 1 {
+		s.byName[strings.ToLower(req.Question[0].Name)]++
+	}
+	delay, noTrunc := s.delay, s.noTrunc
+	var m *dns.Msg
+	if s.noEDNS && req.IsEdns0() != nil {
+		m = new(dns.Msg)
+		m.SetRcode(req, dns.RcodeFormatError)
+	} else {
+		m = s.answer(req)
+	}
+	s.mu.Unlock()
 	if delay > 0 {
 		time.Sleep(delay)
 	}
-	if !isTCP {
+	if !isTCP && !noTrunc {
 		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
 			size = int(opt.UDPSize())
@@ -189,7 +226,7 @@ func (s *Server) answer(req *dns.Msg) *dns.Msg {
 		}
 		name = strings.ToLower(cname.Target)
 	}
-	if q.Qtype == dns.TypeSRV {
+	if q.Qtype == dns.TypeSRV && !s.noChase {
 		for _, rr := range m.Answer {
 			if srv, ok := rr.(*dns.SRV); ok {
 				for _, a := range s.records[strings.ToLower(srv.Target)] {

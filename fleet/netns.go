@@ -1,4 +1,4 @@
-package e2e
+package fleet
 
 import (
 	"bytes"
@@ -50,7 +50,6 @@ func ipCmd(ctx context.Context, args ...string) error {
 }
 
 func newNetns(ctx context.Context) (*netns, error) {
-	sweepNetns(ctx)
 	b := make([]byte, 3)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
@@ -137,12 +136,13 @@ func (n *netns) close(ctx context.Context) error {
 }
 
 // sweepNetns removes namespaces and bridges left by runs whose process is
-// gone (a test binary killed by a timeout, say).
-func sweepNetns(ctx context.Context) {
+// gone (a test binary killed by a timeout, say), and returns their names.
+func sweepNetns(ctx context.Context) []string {
 	out, err := exec.CommandContext(ctx, "ip", "netns", "list").Output()
 	if err != nil {
-		return
+		return nil
 	}
+	var removed []string
 	for _, line := range strings.Split(string(out), "\n") {
 		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
 		rest, ok := strings.CutPrefix(name, nsPrefix)
@@ -162,8 +162,11 @@ func sweepNetns(ctx context.Context) {
 				}
 			}
 		}
-		_ = ipCmd(ctx, "netns", "del", name)
+		if ipCmd(ctx, "netns", "del", name) == nil {
+			removed = append(removed, "netns "+name)
+		}
 		id, _, _ := strings.Cut(idAndIndex, "-")
 		_ = exec.CommandContext(ctx, "ip", "link", "del", "cpb"+id).Run()
 	}
+	return removed
 }

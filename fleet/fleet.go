@@ -1,19 +1,24 @@
-// Package e2e is cdnpurge's end-to-end fleet: an origin, a DNS server that
-// lists the instances, and N real Varnish instances running the shipped VCL,
-// plus the scenarios that prove a purge reaches every instance.
+// Package fleet runs a local cache fleet like production's, for tests, the
+// demo and anyone who wants one in their own Go tests (as httptest runs an
+// HTTP server): an origin, a DNS server that lists every instance, and N
+// real varnishd running the shipped VCL (or another), all stopped by Close.
 //
 // A fleet runs in one of three modes:
 //
-//   - netns: each varnishd in its own network namespace with its own IPv6 ULA
-//     address, all on the same port, found by AAAA: the production topology.
-//     Needs root and iproute2.
-//   - loopback: each varnishd on its own 127.0.x.y address, same port, found
-//     by A records. Needs nothing special.
+//   - netns: each varnishd in its own network namespace with its own IPv6
+//     ULA address, all on the same port, found by AAAA: the production
+//     topology (Fly.io's <app>.internal). Needs root and iproute2.
+//   - loopback: each varnishd on its own 127.0.x.y address, same port,
+//     found by A records. Needs nothing special.
 //   - external: instances started elsewhere (containers, say), given as a
-//     list of addresses; the harness only serves DNS over them.
+//     list of addresses; the fleet only serves DNS over them.
 //
 // ModeAuto picks netns when it can and loopback otherwise.
-package e2e
+//
+// Everything a fleet starts lives under one directory named after the
+// process; when a process dies without closing its fleet (kill -9), the
+// next Start, or Sweep, stops what it left and removes it.
+package fleet
 
 import (
 	"context"
@@ -21,7 +26,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +71,14 @@ type Options struct {
 	Token string
 	// MaxAge is how long the origin lets caches keep content; default 1h.
 	MaxAge time.Duration
+	// Grace is how long instances may serve a copy past its TTL; default 10s.
+	Grace time.Duration
+	// Template is the VCL every instance runs (see varnish.RenderTemplate);
+	// empty means the shipped one.
+	Template string
+	// Xkey renders the VCL with vmod xkey's tag purges (varnish.HasVmod
+	// says whether varnishd has it).
+	Xkey bool
 	// Varnishd is the program; default from PATH (see varnish.Lookup).
 	Varnishd string
 	// Port is the instances' port; 0 picks a free one (9000 in netns mode).
@@ -86,19 +101,23 @@ type Member struct {
 // Fleet is a running fleet. Close stops everything it started.
 type Fleet struct {
 	Mode    Mode
-	Name    string // DNS name listing every instance
-	Record  purge.RecordType
+	Name    string           // DNS name listing every instance
+	Record  purge.RecordType // the record type that lists them all
 	Port    int
 	Origin  *Origin
 	Members []*Member
-	DNS     *dnsserver.Server
+	// Resolver is the fleet's DNS server, HOST:PORT (UDP and TCP).
+	Resolver string
 
+	dns       *dnsserver.Server
+	dir       string // everything the fleet started, for Sweep
 	net       *netns
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // Start starts a fleet. When it fails, whatever it had started is stopped.
+// It first sweeps what dead processes' fleets left behind.
 func Start(ctx context.Context, o Options) (*Fleet, error) {
 	if o.N == 0 {
 		o.N = 3
@@ -115,6 +134,7 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 			mode = ModeNetns
 		}
 	}
+	_, _ = Sweep(ctx)
 	f := &Fleet{Mode: mode, Name: DNSName}
 	if err := f.start(ctx, o); err != nil {
 		if cerr := f.Close(); cerr != nil {
@@ -127,9 +147,13 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 
 func (f *Fleet) start(ctx context.Context, o Options) error {
 	var err error
-	if f.DNS, err = dnsserver.Start("127.0.0.1"); err != nil {
+	if f.dir, err = newStateDir(); err != nil {
 		return err
 	}
+	if f.dns, err = dnsserver.Start("127.0.0.1"); err != nil {
+		return err
+	}
+	f.Resolver = f.dns.Addr
 	switch f.Mode {
 	case ModeExternal:
 		err = f.startExternal(ctx, o)
@@ -145,9 +169,43 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	// List every instance in DNS.
+	return f.listInDNS()
+}
+
+// listInDNS lists every instance under the fleet's name: A and AAAA records
+// when all share a family, SRV records (with each target's address) when
+// the families are mixed, so that one lookup finds them all.
+func (f *Fleet) listInDNS() error {
+	v4, v6 := 0, 0
 	for _, m := range f.Members {
-		if err := f.addRecord(netip.MustParseAddr(m.Instance.Host)); err != nil {
+		if netip.MustParseAddr(m.Instance.Host).Is4() {
+			v4++
+		} else {
+			v6++
+		}
+	}
+	f.Record = purge.RecordAAAA
+	switch {
+	case v6 == 0:
+		f.Record = purge.RecordA
+	case v4 > 0:
+		f.Record = purge.RecordSRV
+	}
+	for i, m := range f.Members {
+		a := netip.MustParseAddr(m.Instance.Host)
+		typ := "A"
+		if a.Is6() {
+			typ = "AAAA"
+		}
+		if f.Record != purge.RecordSRV {
+			if err := f.dns.Add(fmt.Sprintf("%s. 5 IN %s %s", f.Name, typ, a)); err != nil {
+				return err
+			}
+			continue
+		}
+		target := fmt.Sprintf("member-%d.%s.", i+1, f.Name)
+		if err := f.dns.Add(fmt.Sprintf("%s 5 IN %s %s", target, typ, a),
+			fmt.Sprintf("%s. 5 IN SRV 0 0 %d %s", f.Name, m.Instance.Port, target)); err != nil {
 			return err
 		}
 	}
@@ -160,45 +218,30 @@ func (f *Fleet) startExternal(ctx context.Context, o Options) error {
 	}
 	port := o.Port
 	if port == 0 {
-		port = 80
-	}
-	ins, err := purge.StaticInstances(o.External, port)
-	if err != nil {
-		return fmt.Errorf("external fleet: %w", err)
+		port = purge.DefaultPort
 	}
 	if o.OriginAddr != "" {
 		f.Origin = &Origin{Addr: o.OriginAddr}
 	}
-	f.Record, f.Port = purge.RecordAAAA, ins[0].Port
-	for i, in := range ins {
-		a, err := netip.ParseAddr(in.Host)
+	for i, s := range o.External {
+		in, err := purge.ParseInstance(s, port)
 		if err != nil {
+			return fmt.Errorf("external fleet: %w", err)
+		}
+		if _, err := netip.ParseAddr(in.Host); err != nil {
 			// A host name (a Dagger service binding, say): list its address.
 			ips, lerr := net.DefaultResolver.LookupNetIP(ctx, "ip", in.Host)
 			if lerr != nil || len(ips) == 0 {
 				return fmt.Errorf("external fleet: instance %s: %v", in, lerr)
 			}
-			a = ips[0].Unmap()
-			in.Host = a.String()
+			in.Name, in.Host = in.Host, ips[0].Unmap().String()
 		}
-		if in.Port != f.Port {
-			return errors.New("external fleet: every instance must listen on the same port")
-		}
-		f.Record = purge.RecordA
-		if a.Is6() {
-			f.Record = purge.RecordAAAA
+		if f.Port == 0 {
+			f.Port = in.Port
 		}
 		f.Members = append(f.Members, &Member{Name: fmt.Sprintf("external-%d", i+1), Instance: in})
 	}
 	return nil
-}
-
-func (f *Fleet) addRecord(a netip.Addr) error {
-	typ := "A"
-	if a.Is6() {
-		typ = "AAAA"
-	}
-	return f.DNS.Add(fmt.Sprintf("%s. 5 IN %s %s", f.Name, typ, a))
 }
 
 func (f *Fleet) startLoopback(ctx context.Context, o Options) error {
@@ -206,7 +249,6 @@ func (f *Fleet) startLoopback(ctx context.Context, o Options) error {
 	if f.Origin, err = StartOrigin("127.0.0.1:0", o.MaxAge); err != nil {
 		return err
 	}
-	f.Record = purge.RecordA
 	// Another process may take the port between the check and varnishd's
 	// bind: try a few ports.
 	for try := 0; try < 5; try++ {
@@ -238,18 +280,17 @@ func (f *Fleet) startNetns(ctx context.Context, o Options) error {
 	if f.Origin, err = StartOrigin(net.JoinHostPort(n.addr(1).String(), "0"), o.MaxAge); err != nil {
 		return err
 	}
-	f.Record, f.Port = purge.RecordAAAA, o.Port
+	f.Port = o.Port
 	if f.Port == 0 {
 		f.Port = 9000 // every namespace has its own: the same port everywhere, as in production
 	}
-	err = f.startMembers(ctx, o, func(i int) (purge.Instance, []string, string, error) {
+	return f.startMembers(ctx, o, func(i int) (purge.Instance, []string, string, error) {
 		name, addr, err := n.add(ctx, i)
 		if err != nil {
 			return purge.Instance{}, nil, "", err
 		}
 		return purge.Instance{Host: addr.String(), Port: f.Port}, []string{"ip", "netns", "exec", name}, name, nil
 	}, f.Origin.Addr)
-	return err
 }
 
 // startMembers starts N varnishd at once; place gives each one's address,
@@ -272,11 +313,13 @@ func (f *Fleet) startMembers(ctx context.Context, o Options, place func(i int) (
 		go func() {
 			defer wg.Done()
 			m.process, errs[i] = varnish.Start(ctx, varnish.Config{
-				VCL:      varnish.VCL{Name: m.Name, Origin: origin},
+				VCL:      varnish.VCL{Name: m.Name, Origin: origin, Grace: o.Grace, Xkey: o.Xkey},
+				Template: o.Template,
 				Listen:   m.Instance.String(),
 				Token:    o.Token,
 				Varnishd: o.Varnishd,
 				Wrap:     wraps[i],
+				Dir:      f.dir,
 			})
 		}()
 	}
@@ -308,14 +351,15 @@ func (f *Fleet) Instances() []purge.Instance {
 	return out
 }
 
-// Discovery is how cdnpurge finds this fleet: its DNS name at its resolver.
-func (f *Fleet) Discovery() purge.Discovery {
-	return purge.Discovery{Name: f.Name, Record: f.Record, Port: f.Port, Resolver: f.DNS.Addr}
+// Job is a purge job that finds this fleet: its DNS name at its resolver.
+// The caller adds URLs, token and the rest.
+func (f *Fleet) Job() purge.Job {
+	return purge.Job{DNSName: f.Name, Record: f.Record, Port: f.Port, Resolver: f.Resolver}
 }
 
-// DiscoveryArgs are the same as cdnpurge flags.
-func (f *Fleet) DiscoveryArgs() []string {
-	return []string{"--dns-name", f.Name, "--record", string(f.Record), "--port", strconv.Itoa(f.Port), "--resolver", f.DNS.Addr}
+// Args are the cdnpurge flags that find this fleet.
+func (f *Fleet) Args() []string {
+	return []string{"--dns-name", f.Name, "--record", string(f.Record), "--port", strconv.Itoa(f.Port), "--resolver", f.Resolver}
 }
 
 // Stop stops instance i (0-based); its address stays listed in DNS, as a
@@ -328,8 +372,8 @@ func (f *Fleet) Stop(i int) error {
 	return m.process.Stop()
 }
 
-// Close stops every process, removes namespaces and stops the DNS server
-// and the origin. It is safe to call more than once.
+// Close stops every process, removes namespaces and the fleet's directory,
+// and stops the DNS server and the origin. It is safe to call more than once.
 func (f *Fleet) Close() error {
 	f.closeOnce.Do(func() {
 		var errs []error
@@ -342,10 +386,19 @@ func (f *Fleet) Close() error {
 		if f.Origin != nil {
 			errs = append(errs, f.Origin.Close())
 		}
-		if f.DNS != nil {
-			errs = append(errs, f.DNS.Close())
+		if f.dns != nil {
+			errs = append(errs, f.dns.Close())
+		}
+		if f.dir != "" {
+			errs = append(errs, os.RemoveAll(f.dir))
 		}
 		f.closeErr = errors.Join(errs...)
 	})
 	return f.closeErr
+}
+
+// describe is one line about the fleet, for logs.
+func (f *Fleet) String() string {
+	return fmt.Sprintf("%s fleet: %d instances on port %d, %s records of %s at %s", f.Mode, len(f.Members), f.Port,
+		strings.ToUpper(string(f.Record)), f.Name, f.Resolver)
 }

@@ -1,4 +1,4 @@
-package e2e
+package fleet
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,8 +20,16 @@ const HitsPath = "/__cdnpurge/hits"
 // OriginHandler serves deterministic content: every path answers 200 with a
 // body naming the Host, the path and query, and the Accept-Encoding variant,
 // "Cache-Control: public, max-age=MaxAge" and "Vary: Accept-Encoding". It
-// counts each request by Host + request target (GET and HEAD alike). A path
-// under /private/ answers "Cache-Control: private" (not cacheable).
+// counts each request by Host + request target (GET and HEAD alike).
+//
+// Some requests ask for more, as real origins behave:
+//
+//   - a path under /private/ answers "Cache-Control: private" (not cacheable);
+//   - ?max-age=N sets the freshness to N seconds (a short TTL, to see stale);
+//   - ?xkey=a,b tags the response with "xkey: a b" (vmod xkey's tags);
+//   - a path under /cdn-headers/ answers with the cache headers another CDN
+//     in front of the origin would add ("Cache-Status: OriginCDN; fwd=miss",
+//     "X-Cache: Miss from cloudfront"), which Varnish stores with the object.
 type OriginHandler struct {
 	MaxAge time.Duration
 
@@ -54,10 +63,21 @@ func (o *OriginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if variant == "" {
 		variant = "identity"
 	}
+	maxAge := int(o.MaxAge.Seconds())
+	if n, err := strconv.Atoi(r.URL.Query().Get("max-age")); err == nil && n >= 0 {
+		maxAge = n
+	}
 	if strings.HasPrefix(r.URL.Path, "/private/") {
 		w.Header().Set("Cache-Control", "private, no-store")
 	} else {
-		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(o.MaxAge.Seconds())))
+		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", maxAge))
+	}
+	if tags := r.URL.Query().Get("xkey"); tags != "" {
+		w.Header().Set("Xkey", strings.ReplaceAll(tags, ",", " "))
+	}
+	if strings.HasPrefix(r.URL.Path, "/cdn-headers/") {
+		w.Header().Set("Cache-Status", "OriginCDN; fwd=miss")
+		w.Header().Set("X-Cache", "Miss from cloudfront")
 	}
 	w.Header().Set("Vary", "Accept-Encoding")
 	w.Header().Set("X-Origin-Variant", variant)
@@ -65,7 +85,8 @@ func (o *OriginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "%s%s (variant %s, origin fetch %d)\n", r.Host, r.RequestURI, variant, n)
 }
 
-// Origin is a running origin: ours (Server set) or one started elsewhere.
+// Origin is a running origin: one this process started, or one started
+// elsewhere (Addr only).
 type Origin struct {
 	// Addr is HOST:PORT as the caches reach it.
 	Addr   string

@@ -1,0 +1,118 @@
+package purge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// maxAPIBody bounds what is read of a Machines API answer.
+const maxAPIBody = 16 << 20
+
+// machine is what the Machines API says of one machine (the fields used).
+type machine struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	State  string `json:"state"`
+	Region string `json:"region"`
+}
+
+// listMachines lists a Fly.io app's machines through the Machines API
+// (GET /v1/apps/APP/machines). Started machines are the instances; the
+// others are skipped with their state: a stopped machine has no memory
+// cache to purge, and the edge cannot reach it.
+func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance, []Skipped, error) {
+	fail := func(kind ErrorKind, format string, a ...any) error {
+		return &DiscoveryError{Kind: kind, Name: "Fly.io app " + f.App, Err: fmt.Errorf(format, a...)}
+	}
+	endpoint := strings.TrimSuffix(f.API, "/") + "/v1/apps/" + url.PathEscape(f.App) + "/machines"
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
+	if err != nil {
+		return nil, nil, fail(KindConfig, "Machines API address %s: %v", f.API, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+f.Token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", "cdnpurge/"+Version())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		if isTimeout(err) {
+			return nil, nil, fail(KindTimeout, "the Machines API at %s did not answer within %s", f.API, timeout)
+		}
+		return nil, nil, fail(KindUnreachable, "the Machines API at %s is unreachable: %v", f.API, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
+	if err != nil {
+		return nil, nil, fail(KindAPI, "read the Machines API's answer: %v", err)
+	}
+	said := apiMessage(body, f.Token)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return nil, nil, fail(KindAPI, "the Machines API refused the Fly.io token (%d %s%s); give a token that can read the app, e.g. from 'flyctl tokens create readonly'", resp.StatusCode, http.StatusText(resp.StatusCode), said)
+	case resp.StatusCode == http.StatusNotFound:
+		return nil, nil, fail(KindNXDomain, "the Machines API knows no app %q (404%s); check the app's name", f.App, said)
+	case resp.StatusCode/100 != 2:
+		return nil, nil, fail(KindAPI, "the Machines API answered %d %s%s", resp.StatusCode, http.StatusText(resp.StatusCode), said)
+	}
+	var ms []machine
+	if err := json.Unmarshal(body, &ms); err != nil {
+		return nil, nil, fail(KindBadAnswer, "the Machines API's answer is not a list of machines: %v", err)
+	}
+	var ins []Instance
+	var skipped []Skipped
+	for _, m := range ms {
+		if m.ID == "" {
+			return nil, nil, fail(KindBadAnswer, "the Machines API listed a machine without an id")
+		}
+		if len(f.Regions) > 0 && !slices.Contains(f.Regions, m.Region) {
+			continue
+		}
+		in := Instance{Region: m.Region, MachineID: m.ID, Name: m.Name}
+		if m.State != "started" {
+			skipped = append(skipped, Skipped{Instance: in, State: cleanText(m.State, 40)})
+			continue
+		}
+		ins = append(ins, in)
+	}
+	if len(ins) == 0 {
+		where := ""
+		if len(f.Regions) > 0 {
+			where = " in " + strings.Join(f.Regions, ", ")
+		}
+		return nil, nil, fail(KindNoRecords, "the app has no started machine%s (%d listed, none started)", where, len(skipped))
+	}
+	slices.SortFunc(ins, func(a, b Instance) int { return strings.Compare(a.String(), b.String()) })
+	return ins, skipped, nil
+}
+
+// apiMessage is the API's own error message, for an error, never showing
+// the token.
+func apiMessage(body []byte, token string) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := string(body)
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	}
+	if token != "" && strings.Contains(msg, token) {
+		return ""
+	}
+	if msg = cleanText(msg, 200); msg != "" {
+		return ": " + msg
+	}
+	return ""
+}

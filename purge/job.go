@@ -1,0 +1,745 @@
+package purge
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// Defaults for Job fields left at their zero value. Every front end takes
+// its defaults from here.
+const (
+	DefaultMethod       = "PURGE"
+	DefaultTagMethod    = "PURGEKEYS" // vmod xkey's tag purges, as FOSHttpCache's VCL names them
+	DefaultTokenHeader  = "Purge-Token"
+	DefaultRecord       = RecordAAAA
+	DefaultPort         = 80
+	DefaultResolvConf   = "/etc/resolv.conf"
+	DefaultDNSTimeout   = 3 * time.Second
+	DefaultScheme       = "http"
+	DefaultEdgeScheme   = "https" // in edge mode (Fly.io)
+	DefaultConcurrency  = 1024
+	DefaultPerInstance  = 8
+	DefaultPipeline     = 16
+	DefaultTimeout      = 5 * time.Second
+	DefaultAttempts     = 3
+	DefaultBackoff      = 100 * time.Millisecond
+	DefaultVerifyMethod = http.MethodHead
+	DefaultExpect       = ExpectHit // what a verify-only job expects
+	DefaultInterval     = 5 * time.Second
+	DefaultFlyAPI       = "https://api.machines.dev"
+
+	// MinInterval is the shortest time between verify rounds.
+	MinInterval = 100 * time.Millisecond
+	// MaxTokenBytes is the longest purge token accepted.
+	MaxTokenBytes = 64 << 10
+	// BreakerThreshold is how many connection failures in a row, without
+	// any answer between them, make an instance unreachable: its remaining
+	// URLs then fail at once instead of each waiting for its timeout.
+	BreakerThreshold = 3
+)
+
+// Job is one run: find every instance, purge URLs on each (unless
+// VerifyOnly), then verify what each one serves. It holds the settings as
+// a front end receives them (strings as typed, durations) and checks them
+// itself: the CLI and the Dagger module only copy their inputs into a Job.
+// The zero value of every field is usable and means the default above.
+type Job struct {
+	// Where the instances are: exactly one of DNSName, Instances and
+	// Fly.App.
+
+	// DNSName is the internal DNS name whose records list EVERY instance,
+	// e.g. my-app.internal (never the public host, which reaches one).
+	DNSName string
+	// Record is the record type of DNSName: aaaa (default), a or srv.
+	Record RecordType
+	// Resolver is the DNS server, HOST[:PORT]; empty means the nameservers
+	// of ResolvConf, each in turn. It also resolves static host names.
+	Resolver string
+	// ResolvConf is read when Resolver is empty; empty means DefaultResolvConf.
+	ResolvConf string
+	// DNSTimeout bounds each DNS answer; zero means DefaultDNSTimeout.
+	DNSTimeout time.Duration
+	// Instances are static instances, ADDR[:PORT] ([IPv6]:PORT for IPv6).
+	// A host name stands for every address it has (each is an instance).
+	Instances []string
+	// Port is the instances' port for aaaa and a records and for Instances
+	// without one; zero means DefaultPort.
+	Port int
+	// Fly lists a Fly.io app's machines and reaches each through the edge.
+	Fly Fly
+
+	// What to send.
+
+	// URLs are absolute http(s) URLs as the public sees them.
+	URLs []string
+	// RawURLs sends URLs as written (host case, default port, dot segments
+	// kept) instead of as a browser requests them.
+	RawURLs bool
+	// Method is the request method; empty means PURGE. Ban sets BAN.
+	Method string
+	// Tags invalidates every object tagged with any of them (vmod xkey:
+	// DefaultTagMethod with the xkey-purge header) instead of one URL; URLs
+	// then only carry the Host.
+	Tags []string
+	// Soft asks for a soft purge where the VCL supports one: the shipped
+	// VCL's Purge-Soft header for URLs, xkey-softpurge for Tags.
+	Soft bool
+	// Ban, when not empty, sends a BAN that invalidates every object of each
+	// URL's host whose path matches this regular expression (in the X-Url
+	// header, with the host in X-Host, as FOSHttpCache's VCL and the shipped
+	// one read them).
+	Ban string
+	// BanContentType, with Ban, limits the ban to content types matching
+	// this regular expression (X-Content-Type).
+	BanContentType string
+	// Token is sent in TokenHeader when not empty. It never appears in a
+	// result, a report or an error.
+	Token string
+	// TokenHeader names the token header; empty means DefaultTokenHeader.
+	TokenHeader string
+	// Headers are extra request headers, "Name: value".
+	Headers []string
+	// OKStatus lists statuses that count as purged besides 2xx, e.g. 404
+	// for VCLs that answer 404 when nothing was cached.
+	OKStatus []int
+
+	// How to reach the instances.
+
+	// Scheme is http or https (any case); empty means DefaultScheme, or
+	// DefaultEdgeScheme in edge mode. With https, TLS server name and
+	// certificate checks use the URL's host.
+	Scheme string
+	// Insecure skips certificate checks (https only).
+	Insecure bool
+	// RootCAs, when set, replaces the system's roots for https.
+	RootCAs *x509.CertPool
+	// Concurrency bounds the connections open at once, over all instances;
+	// zero means DefaultConcurrency.
+	Concurrency int
+	// PerInstance bounds the connections to one instance; zero means
+	// DefaultPerInstance.
+	PerInstance int
+	// Pipeline is how many requests go on one connection before their
+	// answers are read (HTTP/1.1 pipelining); 1 sends one at a time, zero
+	// means DefaultPipeline. Verification and methods that are not
+	// idempotent always send one at a time.
+	Pipeline int
+	// Timeout bounds each attempt: connect, send, and the whole answer.
+	// Zero means DefaultTimeout.
+	Timeout time.Duration
+	// Attempts is how many times a request is tried when it fails with a
+	// connection error, a timeout, a 429 or a 5xx (other than 501 and 505):
+	// 1 means no retry; zero means DefaultAttempts.
+	Attempts int
+	// Backoff is the first delay between attempts; it doubles each time,
+	// with jitter, and honours Retry-After. Zero means DefaultBackoff.
+	Backoff time.Duration
+	// Deadline bounds the whole run, discovery included; zero means none.
+	// What is still pending then is reported as not sent.
+	Deadline time.Duration
+	// UserAgent defaults to cdnpurge/<module version>.
+	UserAgent string
+
+	// What to verify.
+
+	// Verify lists the checks after the purge, in order, e.g.
+	// [ExpectPurged] or [ExpectMiss, ExpectHit].
+	Verify []Expect
+	// VerifyOnly skips the purge: the job only runs the Verify steps.
+	VerifyOnly bool
+	// VerifyURLs are the URLs to check; empty means URLs. Required when the
+	// job bans or purges tags, whose URLs only carry the Host.
+	VerifyURLs []string
+	// VerifyMethod is HEAD (default) or GET.
+	VerifyMethod string
+	// CacheName is this fleet's member name in an RFC 9211 Cache-Status
+	// list; see package cachestatus.
+	CacheName string
+	// Wait keeps asking the instances whose check did not match, every
+	// Interval, until all match or Wait has passed; zero asks once.
+	Wait time.Duration
+	// Interval is the time between rounds; zero means DefaultInterval.
+	Interval time.Duration
+
+	// Progress, when set, is called about every 200 ms while requests are
+	// in flight, and once when each step ends.
+	Progress func(Progress)
+
+	clock *clock // nil: the real one
+}
+
+// Fly selects Fly.io edge mode: the app's machines are listed through the
+// Machines API, and each request goes to the public edge (the URL's own
+// host) with fly-force-instance-id, which routes it to that machine. It
+// works from anywhere the public site is reachable, with no private
+// network.
+type Fly struct {
+	// App is the Fly.io app whose machines are the fleet.
+	App string
+	// Token is a Fly API token (what flyctl reads from FLY_API_TOKEN).
+	Token string
+	// API is the Machines API's base URL; empty means DefaultFlyAPI.
+	API string
+	// Regions, when not empty, limits the run to machines in these regions.
+	Regions []string
+	// Connect, HOST:PORT, sends every connection there instead of to the
+	// URL's host (a Flycast address, a staging proxy), as curl's
+	// --connect-to does. TLS still names the URL's host.
+	Connect string
+}
+
+// Progress is how far a step is.
+type Progress struct {
+	Step    string // "purge" or "verify"
+	Done    int    // pairs finished
+	Total   int    // pairs in the step
+	Failed  int    // pairs finished without success
+	Elapsed time.Duration
+}
+
+// JobError is a setting that cannot work. Nothing was sent.
+type JobError struct{ Err error }
+
+func (e *JobError) Error() string { return e.Err.Error() }
+func (e *JobError) Unwrap() error { return e.Err }
+
+func jobErr(format string, a ...any) error { return &JobError{fmt.Errorf(format, a...)} }
+
+// plan is a checked job: every default applied, every string parsed.
+type plan struct {
+	Job
+	urls       []URL
+	verifyURLs []URL
+	static     []Instance
+	header     []string // extra header lines, "Name: value", canonical names
+	okStatus   [600]bool
+	connect    string
+}
+
+// check validates the job and applies its defaults.
+func (j Job) check() (*plan, error) {
+	p := &plan{Job: j}
+	sources := 0
+	for _, set := range []bool{j.DNSName != "", len(j.Instances) > 0, j.Fly.App != ""} {
+		if set {
+			sources++
+		}
+	}
+	switch {
+	case sources == 0:
+		return nil, jobErr("no instances: give the internal DNS name that lists every instance, static instances, or a Fly.io app")
+	case sources > 1:
+		return nil, jobErr("instances: give a DNS name, static instances or a Fly.io app, not more than one")
+	}
+	if p.Record == "" {
+		p.Record = DefaultRecord
+	}
+	rt, err := ParseRecordType(string(p.Record))
+	if err != nil {
+		return nil, &JobError{err}
+	}
+	p.Record = rt
+	if p.Port == 0 {
+		p.Port = DefaultPort
+	}
+	if p.Port < 1 || p.Port > 65535 {
+		return nil, jobErr("port %d: give a port from 1 to 65535", p.Port)
+	}
+	if p.DNSTimeout < 0 || p.Timeout < 0 || p.Backoff < 0 || p.Deadline < 0 || p.Wait < 0 || p.Interval < 0 {
+		return nil, jobErr("durations must not be negative (DNS timeout %s, timeout %s, backoff %s, deadline %s, wait %s, interval %s)",
+			p.DNSTimeout, p.Timeout, p.Backoff, p.Deadline, p.Wait, p.Interval)
+	}
+	if p.Concurrency < 0 || p.PerInstance < 0 || p.Pipeline < 0 || p.Attempts < 0 {
+		return nil, jobErr("concurrency %d, per-instance %d, pipeline %d and attempts %d must not be negative", p.Concurrency, p.PerInstance, p.Pipeline, p.Attempts)
+	}
+	setDefault(&p.DNSTimeout, DefaultDNSTimeout)
+	setDefault(&p.Timeout, DefaultTimeout)
+	setDefault(&p.Backoff, DefaultBackoff)
+	setDefault(&p.Interval, DefaultInterval)
+	setDefault(&p.Concurrency, DefaultConcurrency)
+	setDefault(&p.PerInstance, DefaultPerInstance)
+	setDefault(&p.Pipeline, DefaultPipeline)
+	setDefault(&p.Attempts, DefaultAttempts)
+	if p.Attempts > 100 {
+		return nil, jobErr("attempts %d: give at most 100", p.Attempts)
+	}
+	if p.Wait > 0 && p.Interval < MinInterval {
+		return nil, jobErr("interval %s: give at least %s between verify rounds", p.Interval, MinInterval)
+	}
+	if p.UserAgent == "" {
+		p.UserAgent = "cdnpurge/" + Version()
+	}
+
+	if err := p.checkInstances(); err != nil {
+		return nil, err
+	}
+	if err := p.checkRequest(); err != nil {
+		return nil, err
+	}
+	if err := p.checkVerify(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+func (p *plan) checkInstances() error {
+	for _, s := range p.Instances {
+		in, err := ParseInstance(s, p.Port)
+		if err != nil {
+			return &JobError{err}
+		}
+		p.static = append(p.static, in)
+	}
+	if p.Fly.App == "" {
+		if p.Fly.Connect != "" || len(p.Fly.Regions) > 0 || p.Fly.Token != "" {
+			return jobErr("Fly.io settings (token, regions, connect address) need a Fly.io app")
+		}
+		return nil
+	}
+	if !validHostname(p.Fly.App) || strings.Contains(p.Fly.App, ".") {
+		return jobErr("Fly.io app %q: give the app's name, e.g. my-cdn", p.Fly.App)
+	}
+	if p.Fly.Token == "" {
+		return jobErr("Fly.io app %s: no API token; the Machines API needs one (flyctl tokens create readonly)", p.Fly.App)
+	}
+	if strings.ContainsFunc(p.Fly.Token, isCtl) {
+		return jobErr("Fly.io token: contains control characters or line breaks; check where it is read from")
+	}
+	if p.Fly.API == "" {
+		p.Fly.API = DefaultFlyAPI
+	}
+	if u, err := checkURL(p.Fly.API); err != nil || u.Path != "" && u.Path != "/" {
+		return jobErr("Fly.io API %q: give a base URL such as %s", p.Fly.API, DefaultFlyAPI)
+	}
+	for _, r := range p.Fly.Regions {
+		if len(r) < 3 || !validHostname(r) || strings.Contains(r, ".") {
+			return jobErr("region %q: give a Fly.io region code such as iad", r)
+		}
+	}
+	if c := p.Fly.Connect; c != "" {
+		h, port, err := net.SplitHostPort(c)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 || h == "" || !(isIP(h) || validHostname(h)) {
+			return jobErr("connect address %q: give HOST:PORT, e.g. 203.0.113.7:443 or [fdaa::3]:80", c)
+		}
+		p.connect = c
+	}
+	return nil
+}
+
+// ownHeader says whether cdnpurge writes header k (canonical) itself, so
+// that no other setting may set it.
+func ownHeader(k string) bool {
+	switch k {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Te", "Trailer", "Upgrade",
+		"Fly-Force-Instance-Id", "Xkey-Purge", "Xkey-Softpurge", "Purge-Soft", "X-Url", "X-Host", "X-Content-Type":
+		return true
+	}
+	return false
+}
+
+func (p *plan) checkRequest() error {
+	if p.Ban != "" {
+		if p.Method != "" && !strings.EqualFold(p.Method, "BAN") {
+			return jobErr("method %s: a ban sends BAN", p.Method)
+		}
+		p.Method = "BAN"
+		if p.Soft {
+			return jobErr("a ban cannot be soft: Varnish bans invalidate; use a soft purge of URLs or tags instead")
+		}
+		if len(p.Tags) > 0 {
+			return jobErr("give a ban or tags, not both")
+		}
+		for _, re := range []string{p.Ban, p.BanContentType} {
+			if strings.ContainsFunc(re, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+				return jobErr("ban expression %q: Varnish splits ban expressions on white space; write \\s for a space", re)
+			}
+		}
+	} else if p.BanContentType != "" {
+		return jobErr("a content type limits a ban: give the ban's path expression too")
+	}
+	if p.Method == "" {
+		p.Method = DefaultMethod
+		if len(p.Tags) > 0 {
+			p.Method = DefaultTagMethod
+		}
+	}
+	p.Method = strings.ToUpper(p.Method)
+	if !httpguts.ValidHeaderFieldName(p.Method) {
+		return jobErr("method %q: not a valid HTTP method", p.Method)
+	}
+	for _, t := range p.Tags {
+		if t == "" || strings.ContainsFunc(t, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			return jobErr("tag %q: a tag is one word, without spaces or control characters", t)
+		}
+		if p.Method != DefaultMethod && p.Method != DefaultTagMethod {
+			return jobErr("tags are purged with %s (or PURGE), not %s", DefaultTagMethod, p.Method)
+		}
+	}
+	if p.Soft && p.Method != DefaultMethod && p.Method != DefaultTagMethod {
+		return jobErr("a soft purge sends PURGE, not %s", p.Method)
+	}
+	if p.TokenHeader == "" {
+		p.TokenHeader = DefaultTokenHeader
+	}
+	if !httpguts.ValidHeaderFieldName(p.TokenHeader) {
+		return jobErr("token header %q: not a valid header name", p.TokenHeader)
+	}
+	p.TokenHeader = textproto.CanonicalMIMEHeaderKey(p.TokenHeader)
+	if ownHeader(p.TokenHeader) || p.TokenHeader == "User-Agent" {
+		return jobErr("token header %s: cdnpurge sets that header itself; name another", p.TokenHeader)
+	}
+	switch tok := p.Token; {
+	case len(tok) > MaxTokenBytes:
+		return jobErr("token: longer than %d KiB; check where it is read from", MaxTokenBytes>>10)
+	case strings.ContainsFunc(tok, isCtl):
+		return jobErr("token: contains control characters or line breaks, and cannot be sent as given; check where it is read from")
+	case tok != strings.TrimSpace(tok):
+		return jobErr("token: starts or ends with white space, which cannot be sent as given; check where it is read from")
+	}
+	for _, h := range p.Headers {
+		k, v, err := ParseHeader(h)
+		if err != nil {
+			return &JobError{err}
+		}
+		if ownHeader(k) || k == p.TokenHeader {
+			what := "cdnpurge sets it itself"
+			if k == p.TokenHeader {
+				what = "it carries the token; give the token instead"
+			}
+			return jobErr("header %s: %s", k, what)
+		}
+		p.header = append(p.header, k+": "+v)
+	}
+	for _, s := range p.OKStatus {
+		if s < 200 || s > 599 {
+			return jobErr("ok status %d: give a final status from 200 to 599", s)
+		}
+		p.okStatus[s] = true
+	}
+	for i := 200; i < 300; i++ {
+		p.okStatus[i] = true
+	}
+	switch p.Scheme = strings.ToLower(p.Scheme); p.Scheme {
+	case "":
+		p.Scheme = DefaultScheme
+		if p.Fly.App != "" {
+			p.Scheme = DefaultEdgeScheme
+		}
+	case "http", "https":
+	default:
+		return jobErr("scheme %q: use http or https", p.Scheme)
+	}
+	if p.Insecure && p.Scheme != "https" {
+		return jobErr("skipping certificate checks only applies to https")
+	}
+	if len(p.URLs) == 0 {
+		if !p.VerifyOnly || len(p.VerifyURLs) == 0 {
+			return jobErr("no URL given: give at least one absolute URL, e.g. https://example.com/feed")
+		}
+	}
+	var err error
+	if p.urls, err = parseURLs(p.URLs, p.RawURLs); err != nil {
+		return err
+	}
+	return nil
+}
+
+func parseURLs(list []string, raw bool) ([]URL, error) {
+	out := make([]URL, 0, len(list))
+	parse := ParseURL
+	if raw {
+		parse = ParseRawURL
+	}
+	for _, s := range list {
+		u, err := parse(s)
+		if err != nil {
+			return nil, &JobError{err}
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func (p *plan) checkVerify() error {
+	if p.VerifyOnly && len(p.Verify) == 0 {
+		p.Verify = []Expect{DefaultExpect}
+	}
+	for i, e := range p.Verify {
+		e, err := ParseExpect(string(e))
+		if err != nil {
+			return &JobError{err}
+		}
+		if e == ExpectPurged && p.VerifyOnly {
+			return jobErr("expect purged: needs a purge in the same run; to check an earlier purge, expect miss")
+		}
+		p.Verify[i] = e
+	}
+	switch p.VerifyMethod = strings.ToUpper(p.VerifyMethod); p.VerifyMethod {
+	case "":
+		p.VerifyMethod = DefaultVerifyMethod
+	case http.MethodHead, http.MethodGet:
+	default:
+		return jobErr("verify method %q: verification sends HEAD or GET", p.VerifyMethod)
+	}
+	if len(p.Verify) == 0 {
+		if len(p.VerifyURLs) > 0 {
+			return jobErr("URLs to verify were given, but no verify step")
+		}
+		return nil
+	}
+	if len(p.VerifyURLs) == 0 {
+		if !p.VerifyOnly && (p.Method != DefaultMethod || len(p.Tags) > 0 || p.Ban != "") {
+			what := p.Method
+			if len(p.Tags) > 0 {
+				what = "a tag purge"
+			}
+			return jobErr("verify after %s: its URLs only carry the Host, so checking them proves nothing; give the URLs to verify", what)
+		}
+		p.verifyURLs = p.urls
+		return nil
+	}
+	var err error
+	p.verifyURLs, err = parseURLs(p.VerifyURLs, p.RawURLs)
+	return err
+}
+
+// ParseHeader parses "Name: value". The name must be a valid header name
+// and the value free of control characters (tabs aside).
+func ParseHeader(s string) (name, value string, err error) {
+	k, v, ok := strings.Cut(s, ":")
+	k = strings.TrimSpace(k)
+	if !ok || !httpguts.ValidHeaderFieldName(k) {
+		return "", "", fmt.Errorf("header %q: write it as 'Name: value'", s)
+	}
+	v = strings.TrimSpace(v)
+	if !httpguts.ValidHeaderFieldValue(v) || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' && r != '\t' || r == 0x7f }) {
+		return "", "", fmt.Errorf("header %s: the value contains control characters or line breaks", k)
+	}
+	return textproto.CanonicalMIMEHeaderKey(k), v, nil
+}
+
+func isCtl(r rune) bool { return r < ' ' || r == 0x7f }
+
+// Outcome is what a job did: the instances found, the purge report and the
+// verify reports, in order.
+type Outcome struct {
+	// Instances are the instances found, in report order.
+	Instances []Instance
+	// Skipped are machines the platform lists but that were not sent
+	// anything (not started), with the reason.
+	Skipped []Skipped
+	// Purge is nil for a verify-only job.
+	Purge *Report
+	// Verify has one report per verify step.
+	Verify []*Report
+	// Warnings say what limited the run (the open-file limit, say).
+	Warnings []string
+}
+
+// Skipped is an instance that was not sent anything, and why.
+type Skipped struct {
+	Instance Instance `json:"instance"`
+	State    string   `json:"state"`
+}
+
+// Reports returns the purge report (if any) and the verify reports.
+func (o *Outcome) Reports() []*Report {
+	var out []*Report
+	if o.Purge != nil {
+		out = append(out, o.Purge)
+	}
+	return append(out, o.Verify...)
+}
+
+// OK says whether every step succeeded on every instance.
+func (o *Outcome) OK() bool { return o.Err() == nil }
+
+// Err is nil when every step succeeded; otherwise it says which steps
+// failed and how many results each, e.g. "verify purged: 1 of 3 checks
+// did not match".
+func (o *Outcome) Err() error {
+	var fails []string
+	for _, r := range o.Reports() {
+		if !r.OK() {
+			fails = append(fails, r.failure())
+		}
+	}
+	if len(fails) == 0 {
+		return nil
+	}
+	return &StepError{Steps: fails}
+}
+
+// StepError says which steps of a job failed.
+type StepError struct{ Steps []string }
+
+func (e *StepError) Error() string { return strings.Join(e.Steps, "; ") }
+
+// Run runs the job: find the instances, purge (unless VerifyOnly), then
+// each verify step. Errors are *JobError (a setting that cannot work) or
+// *DiscoveryError (no instances found); in both cases nothing was sent.
+// Failures of instances are in the Outcome (see Outcome.Err): a partial
+// failure still reports every instance that succeeded.
+func (j Job) Run(ctx context.Context) (*Outcome, error) {
+	p, err := j.check()
+	if err != nil {
+		return nil, err
+	}
+	if p.Deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.Deadline)
+		defer cancel()
+	}
+	out := &Outcome{}
+	if out.Instances, out.Skipped, err = p.find(ctx); err != nil {
+		return nil, err
+	}
+	budget := connectionBudget()
+	start := time.Now()
+	if !p.VerifyOnly {
+		out.Purge = p.purge(ctx, out.Instances, budget)
+	}
+	for _, e := range p.Verify {
+		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, start))
+	}
+	for _, r := range out.Reports() {
+		r.Skipped = out.Skipped
+		for _, w := range r.Warnings {
+			if !slices.Contains(out.Warnings, w) {
+				out.Warnings = append(out.Warnings, w)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Plan finds the instances and says what Run would send, sending nothing.
+func (j Job) Plan(ctx context.Context) (*Plan, error) {
+	p, err := j.check()
+	if err != nil {
+		return nil, err
+	}
+	if p.Deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.Deadline)
+		defer cancel()
+	}
+	ins, skipped, err := p.find(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify}
+	pl.Header = append(pl.Header, p.requestHeaders(true)...)
+	if p.VerifyOnly {
+		pl.Method = ""
+	}
+	return pl, nil
+}
+
+// Plan is what a job would send.
+type Plan struct {
+	Instances []Instance
+	Skipped   []Skipped
+	Method    string // empty for a verify-only job
+	Scheme    string
+	URLs      []URL
+	// Header lists the request's headers besides Host, the token's value
+	// hidden.
+	Header []string
+	Verify []Expect
+}
+
+// find lists the instances from the job's one source.
+func (p *plan) find(ctx context.Context) ([]Instance, []Skipped, error) {
+	switch {
+	case p.Fly.App != "":
+		return listMachines(ctx, p.Fly, p.Timeout)
+	case len(p.static) > 0:
+		ins, err := expandStatic(ctx, p.static, p.lookupHost)
+		if err != nil {
+			return nil, nil, &DiscoveryError{Kind: KindBadAnswer, Name: strings.Join(p.Instances, ", "), Err: err}
+		}
+		return ins, nil, nil
+	}
+	ins, err := Discover(ctx, Discovery{Name: p.DNSName, Record: p.Record, Port: p.Port, Resolver: p.Resolver, ResolvConf: p.ResolvConf, Timeout: p.DNSTimeout})
+	return ins, nil, err
+}
+
+// lookupHost resolves a static instance's name with the job's resolver
+// when one is set, else the system's (which reads /etc/hosts too).
+func (p *plan) lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
+	r := net.DefaultResolver
+	if p.Resolver != "" {
+		servers, err := resolverAddrs(p.Resolver, "")
+		if err != nil {
+			return nil, err
+		}
+		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, servers[0])
+		}}
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.DNSTimeout)
+	defer cancel()
+	return r.LookupNetIP(ctx, "ip", host)
+}
+
+// requestHeaders lists the header lines every request of the purge step
+// carries besides Host, in order; with hide, the token's value is hidden.
+func (p *plan) requestHeaders(hide bool) []string {
+	var h []string
+	ua := true
+	for _, l := range p.header {
+		if strings.HasPrefix(l, "User-Agent:") {
+			ua = false
+		}
+	}
+	if ua {
+		h = append(h, "User-Agent: "+p.UserAgent)
+	}
+	h = append(h, p.header...)
+	if p.Token != "" {
+		v := p.Token
+		if hide {
+			v = "(hidden)"
+		}
+		h = append(h, p.TokenHeader+": "+v)
+	}
+	switch {
+	case len(p.Tags) > 0 && p.Soft:
+		h = append(h, "xkey-softpurge: "+strings.Join(p.Tags, " "))
+	case len(p.Tags) > 0:
+		h = append(h, "xkey-purge: "+strings.Join(p.Tags, " "))
+	case p.Soft:
+		h = append(h, "Purge-Soft: 1")
+	}
+	if p.Ban != "" {
+		h = append(h, "X-Url: "+p.Ban)
+		if p.BanContentType != "" {
+			h = append(h, "X-Content-Type: "+p.BanContentType)
+		}
+	}
+	return h
+}
+
+// errNotSent is why a pair was never sent when the run stopped first.
+var errNotSent = errors.New("not sent: the run was stopped first")

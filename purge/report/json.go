@@ -1,0 +1,232 @@
+package report
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strconv"
+
+	"github.com/cdnpurge/cdnpurge/purge"
+)
+
+// The JSON field names are stable; fields are only ever added.
+
+// reportHead is a report's JSON without its results.
+type reportHead struct {
+	OK         bool          `json:"ok"`
+	Summary    string        `json:"summary"`
+	Step       string        `json:"step"`
+	Expect     string        `json:"expect,omitempty"`
+	Method     string        `json:"method"`
+	Rounds     int           `json:"rounds,omitempty"`
+	DurationMS float64       `json:"duration_ms"`
+	URLs       []string      `json:"urls"`
+	Instances  []string      `json:"instances"`
+	Skipped    []skippedJSON `json:"skipped,omitempty"`
+	Warnings   []string      `json:"warnings,omitempty"`
+}
+
+type skippedJSON struct {
+	Instance  string `json:"instance"`
+	Region    string `json:"region,omitempty"`
+	MachineID string `json:"machine_id,omitempty"`
+	State     string `json:"state"`
+}
+
+// purgeRow is one purge result.
+type purgeRow struct {
+	URL        string  `json:"url"`
+	Instance   string  `json:"instance"`
+	Region     string  `json:"region,omitempty"`
+	MachineID  string  `json:"machine_id,omitempty"`
+	Status     int     `json:"status"`
+	OK         bool    `json:"ok"`
+	Attempts   int     `json:"attempts"`
+	DurationMS float64 `json:"duration_ms"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// checkRow is one verify result.
+type checkRow struct {
+	URL         string   `json:"url"`
+	Instance    string   `json:"instance"`
+	Region      string   `json:"region,omitempty"`
+	MachineID   string   `json:"machine_id,omitempty"`
+	Status      int      `json:"status"`
+	Class       string   `json:"class"`
+	CacheStatus string   `json:"cache_status,omitempty"`
+	Source      string   `json:"source,omitempty"`
+	TTL         *float64 `json:"ttl,omitempty"`
+	Age         string   `json:"age,omitempty"`
+	Matched     bool     `json:"matched"`
+	Refilled    bool     `json:"refilled,omitempty"`
+	Note        string   `json:"note,omitempty"`
+	Attempts    int      `json:"attempts"`
+	BytesRead   int64    `json:"bytes_read"`
+	DurationMS  float64  `json:"duration_ms"`
+	Error       string   `json:"error,omitempty"`
+}
+
+// indentBelow is the size under which JSON is indented for people to read;
+// larger reports stay compact, several times faster to write and parse.
+const indentBelow = 1000
+
+func writeJSON(w *bufio.Writer, out *purge.Outcome) error {
+	reps := out.Reports()
+	rows := 0
+	for _, r := range reps {
+		rows += r.Len()
+	}
+	if rows > indentBelow {
+		return writeOutcome(w, out, reps)
+	}
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	if err := writeOutcome(bw, out, reps); err != nil {
+		return err
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	var ind bytes.Buffer
+	if err := json.Indent(&ind, buf.Bytes(), "", "  "); err != nil {
+		return err
+	}
+	_, err := w.Write(ind.Bytes())
+	return err
+}
+
+func writeOutcome(w *bufio.Writer, out *purge.Outcome, reps []*purge.Report) error {
+	if len(reps) == 1 {
+		if err := writeReportJSON(w, reps[0]); err != nil {
+			return err
+		}
+		return w.WriteByte('\n')
+	}
+	summary := "ok"
+	if err := out.Err(); err != nil {
+		summary = "FAILED: " + err.Error()
+	}
+	head, err := json.Marshal(struct {
+		OK      bool   `json:"ok"`
+		Summary string `json:"summary"`
+	}{out.OK(), summary})
+	if err != nil {
+		return err
+	}
+	_, _ = w.Write(head[:len(head)-1])
+	if out.Purge != nil {
+		_, _ = w.WriteString(`,"purge":`)
+		if err := writeReportJSON(w, out.Purge); err != nil {
+			return err
+		}
+	}
+	_, _ = w.WriteString(`,"verify":[`)
+	for i, r := range out.Verify {
+		if i > 0 {
+			_ = w.WriteByte(',')
+		}
+		if err := writeReportJSON(w, r); err != nil {
+			return err
+		}
+	}
+	_, err = w.WriteString("]}\n")
+	return err
+}
+
+// writeReportJSON writes one report, its results one at a time.
+func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
+	h := reportHead{OK: r.OK(), Summary: r.Summary(), Step: string(r.Step), Method: r.Method, DurationMS: ms(r.Duration),
+		URLs: make([]string, len(r.URLs)), Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
+	if r.Step == purge.StepVerify {
+		h.Expect, h.Rounds = string(r.Expect), r.Rounds
+	}
+	for i, u := range r.URLs {
+		h.URLs[i] = u.String()
+	}
+	for i, in := range r.Instances {
+		h.Instances[i] = in.String()
+	}
+	for _, s := range r.Skipped {
+		h.Skipped = append(h.Skipped, skippedJSON{s.Instance.String(), s.Instance.Region, s.Instance.MachineID, s.State})
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return err
+	}
+	_, _ = w.Write(b[:len(b)-1])
+	key := `,"results":[`
+	if r.Step == purge.StepVerify {
+		key = `,"checks":[`
+	}
+	_, _ = w.WriteString(key)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	for k := range r.Len() {
+		if k > 0 {
+			_ = w.WriteByte(',')
+		}
+		if err := enc.Encode(row(r.Result(k), r.Step)); err != nil {
+			return err
+		}
+	}
+	_, err = w.WriteString("]}")
+	return err
+}
+
+func row(res purge.Result, step purge.Step) any {
+	errText := ""
+	if !res.OK && res.Err != nil {
+		errText = reason(res)
+	}
+	if step != purge.StepVerify {
+		return purgeRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
+			res.Status, res.OK, res.Attempts, ms(res.Duration), errText}
+	}
+	age := ""
+	if res.Age >= 0 {
+		age = strconv.Itoa(res.Age)
+	}
+	return checkRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
+		res.Status, string(res.Class), res.CacheStatus, res.Source, res.TTL, age, res.OK, res.Refilled, res.Note,
+		res.Attempts, res.BytesRead, ms(res.Duration), errText}
+}
+
+func ms(d interface{ Microseconds() int64 }) float64 { return float64(d.Microseconds()) / 1000 }
+
+func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
+	type request struct {
+		Method string `json:"method"`
+		Target string `json:"target"`
+		Host   string `json:"host"`
+	}
+	v := struct {
+		DryRun    bool          `json:"dry_run"`
+		Scheme    string        `json:"scheme"`
+		Instances []string      `json:"instances"`
+		Skipped   []skippedJSON `json:"skipped,omitempty"`
+		Requests  []request     `json:"requests"`
+		Headers   []string      `json:"headers"`
+		Verify    []string      `json:"verify,omitempty"`
+	}{DryRun: true, Scheme: p.Scheme, Headers: p.Header}
+	for _, in := range p.Instances {
+		v.Instances = append(v.Instances, in.String())
+	}
+	for _, s := range p.Skipped {
+		v.Skipped = append(v.Skipped, skippedJSON{s.Instance.String(), s.Instance.Region, s.Instance.MachineID, s.State})
+	}
+	if p.Method != "" {
+		for _, u := range p.URLs {
+			v.Requests = append(v.Requests, request{p.Method, u.Target, u.Host})
+		}
+	}
+	for _, e := range p.Verify {
+		v.Verify = append(v.Verify, string(e))
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}

@@ -1,0 +1,138 @@
+// Package report writes what a purge job did, for people and for programs:
+// aligned text for a terminal, Markdown for a CI job summary, and JSON with
+// stable field names.
+//
+// Large runs stay readable: above a few dozen results, text and Markdown
+// show one line per instance (purged/total, failed, not sent, median and
+// 99th percentile time) and the failures, instead of thousands of
+// identical "ok" lines; Options.Verbose shows every result. JSON always
+// has every result, written one at a time, so a report of a million
+// results is never built in memory.
+//
+// Everything an instance sent (reasons, bodies, headers) is shown inert:
+// control characters (terminal escape sequences) are escaped in text, and
+// Markdown's markup characters and HTML are escaped in Markdown, so a
+// hostile instance cannot draw on a terminal or put links and images in a
+// job summary.
+package report
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cdnpurge/cdnpurge/purge"
+)
+
+// Format is how a report is written.
+type Format string
+
+// The formats.
+const (
+	Text     Format = "text"     // aligned columns for a terminal
+	JSON     Format = "json"     // one JSON object; field names are stable
+	Markdown Format = "markdown" // tables for a GitHub job summary
+)
+
+// DefaultFormat is what front ends write unless told otherwise.
+const DefaultFormat = Text
+
+// ParseFormat accepts text, json, markdown (or md), in any case.
+func ParseFormat(s string) (Format, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "", "text":
+		return Text, nil
+	case "json":
+		return JSON, nil
+	case "markdown", "md":
+		return Markdown, nil
+	}
+	return "", fmt.Errorf("format %q: use text, json or markdown", s)
+}
+
+// Options tune a report.
+type Options struct {
+	// Verbose shows every result in text and Markdown, however many.
+	Verbose bool
+	// Rows is how many results text and Markdown show one by one before
+	// they show a summary per instance instead; zero means DefaultRows.
+	Rows int
+	// MaxFailures bounds the failed results listed in a summary; zero
+	// means DefaultMaxFailures. JSON has them all.
+	MaxFailures int
+}
+
+// Defaults for Options.
+const (
+	DefaultRows        = 50
+	DefaultMaxFailures = 200
+)
+
+// Write writes what the job did: the purge report and the verify reports.
+// JSON is one object: a single report as itself (as before verification
+// existed), several as {"ok", "summary", "purge", "verify": [...]}.
+func Write(w io.Writer, f Format, out *purge.Outcome, o Options) error {
+	if o.Rows == 0 {
+		o.Rows = DefaultRows
+	}
+	if o.MaxFailures == 0 {
+		o.MaxFailures = DefaultMaxFailures
+	}
+	bw := bufio.NewWriterSize(w, 64<<10)
+	var err error
+	switch f {
+	case JSON:
+		err = writeJSON(bw, out)
+	case Markdown:
+		err = writeTables(bw, out, o, markdown{})
+	case Text, "":
+		err = writeTables(bw, out, o, text{})
+	default:
+		err = fmt.Errorf("format %q: use text, json or markdown", f)
+	}
+	return errors.Join(err, bw.Flush())
+}
+
+// WritePlan writes what a job would send (a dry run).
+func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
+	bw := bufio.NewWriter(w)
+	if f == JSON {
+		if err := writePlanJSON(bw, p); err != nil {
+			return err
+		}
+		return bw.Flush()
+	}
+	st := style(text{})
+	if f == Markdown {
+		st = markdown{}
+	}
+	what := fmt.Sprintf("%s to %d instances x %d URLs", p.Method, len(p.Instances), len(p.URLs))
+	if p.Method == "" {
+		what = fmt.Sprintf("verify %d URLs on %d instances", len(p.URLs), len(p.Instances))
+	}
+	st.title(bw, "cdnpurge dry run")
+	st.line(bw, fmt.Sprintf("would send %s over %s; nothing was sent", what, p.Scheme))
+	st.line(bw, "instances:")
+	for _, in := range p.Instances {
+		st.item(bw, in.String())
+	}
+	for _, s := range p.Skipped {
+		st.item(bw, fmt.Sprintf("%s: skipped (%s)", s.Instance, s.State))
+	}
+	if p.Method != "" {
+		st.line(bw, "requests per instance:")
+		for _, u := range p.URLs {
+			st.item(bw, fmt.Sprintf("%s %s  Host: %s", p.Method, u.Target, u.Host))
+		}
+		st.line(bw, "headers:")
+		for _, h := range p.Header {
+			st.item(bw, h)
+		}
+	}
+	for _, e := range p.Verify {
+		st.line(bw, "then verify: expect "+string(e))
+	}
+	return bw.Flush()
+}

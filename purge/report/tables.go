@@ -1,0 +1,280 @@
+package report
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cdnpurge/cdnpurge/purge"
+)
+
+// style is how text and Markdown differ: escaping and table markup.
+type style interface {
+	title(w *bufio.Writer, s string)
+	line(w *bufio.Writer, s string)
+	item(w *bufio.Writer, s string)
+	table(w *bufio.Writer, header []string) tableWriter
+}
+
+type tableWriter interface {
+	row(cells []string)
+	end() error
+}
+
+func writeTables(w *bufio.Writer, out *purge.Outcome, o Options, st style) error {
+	for i, r := range out.Reports() {
+		if i > 0 {
+			st.line(w, "")
+		}
+		if err := writeReport(w, r, o, st); err != nil {
+			return err
+		}
+	}
+	for _, s := range out.Skipped {
+		st.line(w, fmt.Sprintf("skipped %s: machine %s, not started", s.Instance, s.State))
+	}
+	for _, warn := range out.Warnings {
+		st.line(w, "warning: "+warn)
+	}
+	return nil
+}
+
+func writeReport(w *bufio.Writer, r *purge.Report, o Options, st style) error {
+	verify := r.Step == purge.StepVerify
+	title := "cdnpurge " + strings.ToLower(r.Method)
+	if verify {
+		title = "cdnpurge verify: expect " + string(r.Expect)
+	}
+	st.title(w, title)
+	if r.Len() <= o.Rows || o.Verbose {
+		t := st.table(w, header(verify))
+		for k := range r.Len() {
+			t.row(cells(r.Result(k), verify))
+		}
+		if err := t.end(); err != nil {
+			return err
+		}
+		st.line(w, r.Summary())
+		return nil
+	}
+	// Many results: one line per instance, then the failures.
+	st.line(w, r.Summary())
+	t := st.table(w, []string{"INSTANCE", okHeader(verify), "FAILED", "NOT SENT", "P50", "P99"})
+	for _, s := range r.Stats() {
+		t.row([]string{s.Instance.String(), fmt.Sprintf("%d/%d", s.OK, s.Total), strconv.Itoa(s.Total - s.OK),
+			strconv.Itoa(s.NotSent), purge.FormatDuration(s.P50), purge.FormatDuration(s.P99)})
+	}
+	if err := t.end(); err != nil {
+		return err
+	}
+	if r.Failed() == 0 {
+		return nil
+	}
+	// URLs never sent to an instance share one reason: say it once.
+	notSent := map[int]string{}
+	listed, more := 0, 0
+	var failed tableWriter
+	for k := range r.Len() {
+		res := r.Result(k)
+		if res.OK {
+			continue
+		}
+		if res.Attempts == 0 {
+			if _, ok := notSent[k%len(r.Instances)]; !ok {
+				notSent[k%len(r.Instances)] = reason(res)
+			}
+			continue
+		}
+		if listed >= o.MaxFailures {
+			more++
+			continue
+		}
+		if failed == nil {
+			st.line(w, "failed:")
+			failed = st.table(w, header(verify))
+		}
+		failed.row(cells(res, verify))
+		listed++
+	}
+	var err error
+	if failed != nil {
+		err = failed.end()
+	}
+	if more > 0 {
+		st.line(w, fmt.Sprintf("... and %d more failed results (all are in --format json)", more))
+	}
+	for i, s := range r.Stats() {
+		if why, ok := notSent[i]; ok {
+			st.line(w, fmt.Sprintf("%s: %d URLs not sent: %s", s.Instance, s.NotSent, why))
+		}
+	}
+	return err
+}
+
+func okHeader(verify bool) string {
+	if verify {
+		return "MATCHED"
+	}
+	return "PURGED"
+}
+
+func header(verify bool) []string {
+	if verify {
+		return []string{"URL", "INSTANCE", "STATUS", "CACHE", "AGE", "TIME", "RESULT", "HEADER"}
+	}
+	return []string{"URL", "INSTANCE", "STATUS", "ATTEMPTS", "TIME", "RESULT"}
+}
+
+func cells(res purge.Result, verify bool) []string {
+	status := "-"
+	if res.Status != 0 {
+		status = strconv.Itoa(res.Status)
+	}
+	result := "ok"
+	if res.Refilled {
+		result = "ok (refilled after the purge)"
+	}
+	if !res.OK {
+		result = "FAILED: " + reason(res)
+	}
+	if !verify {
+		return []string{res.URL.String(), res.Instance.String(), status, strconv.Itoa(res.Attempts), purge.FormatDuration(res.Duration), result}
+	}
+	age := "-"
+	if res.Age >= 0 {
+		age = strconv.Itoa(res.Age)
+	}
+	hdr := res.CacheStatus
+	if hdr == "" {
+		hdr = "(none)"
+	} else if res.Source != "" && res.Source != "cache-status" {
+		hdr = res.Source + ": " + hdr
+	}
+	return []string{res.URL.String(), res.Instance.String(), status, string(res.Class), age, purge.FormatDuration(res.Duration), result, hdr}
+}
+
+// reason is why a result failed, without the instance (its own column).
+func reason(res purge.Result) string {
+	var ie *purge.InstanceError
+	if errors.As(res.Err, &ie) && ie.Reason != "" {
+		return ie.Reason
+	}
+	if res.Err != nil {
+		return res.Err.Error()
+	}
+	return "failed"
+}
+
+// text is aligned columns for a terminal, with control characters escaped.
+type text struct{}
+
+func (text) title(*bufio.Writer, string) {}
+func (text) line(w *bufio.Writer, s string) {
+	_, _ = w.WriteString(inert(s))
+	_ = w.WriteByte('\n')
+}
+func (text) item(w *bufio.Writer, s string) { _, _ = w.WriteString("  " + inert(s) + "\n") }
+func (text) table(w *bufio.Writer, header []string) tableWriter {
+	t := &textTable{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t.row(header)
+	return t
+}
+
+type textTable struct{ tw *tabwriter.Writer }
+
+func (t *textTable) row(cells []string) {
+	for i, c := range cells {
+		if i > 0 {
+			_, _ = t.tw.Write([]byte{'\t'})
+		}
+		_, _ = t.tw.Write([]byte(strings.ReplaceAll(inert(c), "\t", " ")))
+	}
+	_, _ = t.tw.Write([]byte{'\n'})
+}
+func (t *textTable) end() error { return t.tw.Flush() }
+
+// inert escapes what a terminal would act on: control characters (ESC
+// among them) and the Unicode format characters that reorder text.
+func inert(s string) string {
+	if !strings.ContainsFunc(s, unsafeRune) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if unsafeRune(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return r < ' ' && r != '\t' || r == 0x7f || r >= 0x80 && r < 0xa0 || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0xfeff
+}
+
+// markdown is GitHub-flavoured Markdown tables, every cell escaped.
+type markdown struct{}
+
+func (markdown) title(w *bufio.Writer, s string) { _, _ = w.WriteString("### " + mdEscape(s) + "\n\n") }
+func (markdown) line(w *bufio.Writer, s string) {
+	if s == "" {
+		_ = w.WriteByte('\n')
+		return
+	}
+	_, _ = w.WriteString(mdEscape(s) + "\n\n")
+}
+func (markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + mdEscape(s) + "\n") }
+func (markdown) table(w *bufio.Writer, header []string) tableWriter {
+	t := &mdTable{w: w}
+	titled := make([]string, len(header))
+	for i, h := range header {
+		titled[i] = strings.ToUpper(h[:1]) + strings.ToLower(h[1:])
+	}
+	t.row(titled)
+	_, _ = w.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
+	return t
+}
+
+type mdTable struct{ w *bufio.Writer }
+
+func (t *mdTable) row(cells []string) {
+	_, _ = t.w.WriteString("|")
+	for _, c := range cells {
+		_, _ = t.w.WriteString(" " + mdEscape(c) + " |")
+	}
+	_, _ = t.w.WriteString("\n")
+}
+func (t *mdTable) end() error {
+	_, err := t.w.WriteString("\n")
+	return err
+}
+
+// mdEscape makes s plain text in Markdown: markup characters are escaped
+// with a backslash, HTML's with entities, and line breaks become spaces.
+func mdEscape(s string) string {
+	var b strings.Builder
+	for _, r := range inert(s) {
+		switch {
+		case r == '<':
+			b.WriteString("&lt;")
+		case r == '>':
+			b.WriteString("&gt;")
+		case r == '&':
+			b.WriteString("&amp;")
+		case r == '\n' || r == '\r' || r == '\t':
+			b.WriteByte(' ')
+		case strings.ContainsRune("\\`*_{}[]()#+-.!|~:", r):
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,318 @@
+package purge
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"strconv"
+)
+
+// The wire format is read by hand, not by net/http, for three reasons: a
+// response is read only as far as a purge needs (status, the few headers
+// that matter, the body's length), every byte an instance sends is bounded
+// (a 100 MB header line must not cost 100 MB), and pipelined responses must
+// be paired with their requests exactly (interim 1xx answers skipped, a
+// HEAD answer that carries a body detected).
+
+const (
+	// maxHeaderBytes bounds the status line and headers of one answer,
+	// interim answers included.
+	maxHeaderBytes = 64 << 10
+	// maxInterim bounds the 1xx answers before the final one.
+	maxInterim = 16
+	// maxDrain bounds the body bytes read to keep a connection for the
+	// next request; a longer body closes the connection instead.
+	maxDrain = 1 << 20
+	// keepBody is how much of a failed answer's body is kept to explain
+	// the failure.
+	keepBody = 4 << 10
+)
+
+// errProtocol marks an answer that is not HTTP/1.1 as cdnpurge expects it.
+var errProtocol = errors.New("protocol error")
+
+func protocolErr(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errProtocol, fmt.Sprintf(format, a...))
+}
+
+// response is what is read of one answer.
+type response struct {
+	status int
+	reason string
+	// close says the connection cannot carry another request.
+	close bool
+	// header holds only the headers the reader asked for.
+	header http.Header
+	// body is the start of the body, when the reader asked for it.
+	body []byte
+}
+
+// readOpts says how to read an answer.
+type readOpts struct {
+	// head: the request was HEAD, so the answer has no body.
+	head bool
+	// skipBody: do not read the body at all; the connection is then closed.
+	skipBody bool
+	// keepBody: keep the start of the body (up to keepBody bytes).
+	keepBody bool
+	// keep says which headers to keep: the canonical name, or "" to drop.
+	keep func(name []byte) string
+}
+
+// readResponse reads one final answer from br, skipping interim (1xx)
+// answers, and consumes its body so that the next answer can be read.
+func readResponse(br *bufio.Reader, o *readOpts, r *response) error {
+	*r = response{header: r.header}
+	for k := range r.header {
+		delete(r.header, k)
+	}
+	budget := maxHeaderBytes
+	for interim := 0; ; interim++ {
+		cl, chunked, err := readHead(br, o, r, &budget)
+		if err != nil {
+			return err
+		}
+		switch {
+		case r.status == http.StatusSwitchingProtocols:
+			return protocolErr("the instance answered 101 Switching Protocols")
+		case r.status >= 100 && r.status < 200:
+			if interim >= maxInterim {
+				return protocolErr("more than %d interim (1xx) answers", maxInterim)
+			}
+			continue
+		}
+		return readBody(br, o, r, cl, chunked)
+	}
+}
+
+// readHead reads a status line and headers. It returns the Content-Length
+// (-1 when none) and whether the body is chunked.
+func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, bool, error) {
+	line, err := readLine(br, budget)
+	if err != nil {
+		return 0, false, err
+	}
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || !isDigits(line[9:12]) || len(line) > 12 && line[12] != ' ' {
+		return 0, false, protocolErr("not an HTTP/1.x status line: %q", clip(line, 40))
+	}
+	r.status, _ = strconv.Atoi(string(line[9:12]))
+	if r.status < 100 {
+		return 0, false, protocolErr("status %d", r.status)
+	}
+	if len(line) > 13 {
+		r.reason = string(clip(line[13:], 200))
+	} else {
+		r.reason = ""
+	}
+	http10 := line[7] == '0'
+	r.close = http10
+	cl, chunked, te := int64(-1), false, false
+	for {
+		line, err := readLine(br, budget)
+		if err != nil {
+			return 0, false, err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			continue // obsolete line folding: part of a header we do not read
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || bytes.ContainsAny(line[:colon], " \t") {
+			return 0, false, protocolErr("malformed header line %q", clip(line, 40))
+		}
+		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || cl >= 0 && n != cl {
+				return 0, false, protocolErr("bad Content-Length %q", clip(value, 40))
+			}
+			cl = n
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			te = true
+			chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Connection")):
+			for _, t := range bytes.Split(value, []byte(",")) {
+				t = bytes.TrimSpace(t)
+				switch {
+				case bytes.EqualFold(t, []byte("close")):
+					r.close = true
+				case bytes.EqualFold(t, []byte("keep-alive")) && http10:
+					r.close = false
+				}
+			}
+		}
+		if o.keep != nil {
+			if k := o.keep(name); k != "" {
+				if r.header == nil {
+					r.header = http.Header{}
+				}
+				r.header[k] = append(r.header[k], string(value))
+			}
+		}
+	}
+	if te {
+		cl = -1
+		if !chunked {
+			r.close = true // read until the connection closes
+		}
+	}
+	return cl, chunked, nil
+}
+
+// readBody consumes the body of the answer whose head was just read.
+func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool) error {
+	switch {
+	case o.head || r.status == http.StatusNoContent || r.status == http.StatusNotModified:
+		return nil
+	case o.skipBody:
+		r.close = true
+		return nil
+	case chunked:
+		return readChunked(br, o, r)
+	case cl == 0:
+		return nil
+	case cl > 0:
+		if cl > maxDrain {
+			r.close = true
+			cl = keepBody
+		}
+		return consume(br, o, r, cl, false)
+	}
+	r.close = true // no length: the body ends when the connection does
+	return consume(br, o, r, maxDrain, true)
+}
+
+// consume reads n body bytes (or up to n, until EOF, when eofOK), keeping
+// the start when asked.
+func consume(br *bufio.Reader, o *readOpts, r *response, n int64, eofOK bool) error {
+	for n > 0 {
+		chunk, err := br.Peek(int(min(n, int64(br.Size()))))
+		if len(chunk) == 0 && err != nil {
+			if eofOK && errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("body cut short: %w", eofToUnexpected(err))
+		}
+		if o.keepBody && len(r.body) < keepBody {
+			r.body = append(r.body, chunk[:min(len(chunk), keepBody-len(r.body))]...)
+		}
+		_, _ = br.Discard(len(chunk))
+		n -= int64(len(chunk))
+	}
+	return nil
+}
+
+func readChunked(br *bufio.Reader, o *readOpts, r *response) error {
+	var total int64
+	budget := maxHeaderBytes
+	for {
+		line, err := readLine(br, &budget)
+		if err != nil {
+			return eofToUnexpected(err)
+		}
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i]
+		}
+		size, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 64)
+		if err != nil || size < 0 {
+			return protocolErr("bad chunk size %q", clip(line, 20))
+		}
+		if size == 0 {
+			break
+		}
+		total += size
+		if total > maxDrain {
+			r.close = true
+			return nil
+		}
+		if err := consume(br, o, r, size, false); err != nil {
+			return err
+		}
+		if line, err := readLine(br, &budget); err != nil || len(line) != 0 {
+			return protocolErr("chunk not followed by CRLF")
+		}
+	}
+	for { // trailers
+		line, err := readLine(br, &budget)
+		if err != nil {
+			return eofToUnexpected(err)
+		}
+		if len(line) == 0 {
+			return nil
+		}
+	}
+}
+
+// readLine reads a line without its CRLF (or LF), counting it against the
+// budget. A line longer than the reader's buffer is cut: the rest is read
+// and dropped.
+func readLine(br *bufio.Reader, budget *int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	*budget -= len(line)
+	if errors.Is(err, bufio.ErrBufferFull) {
+		// Keep the start (where a header's name is); drop the rest.
+		first := append([]byte(nil), line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			if *budget < 0 {
+				return nil, protocolErr("headers larger than %d KiB", maxHeaderBytes>>10)
+			}
+			line, err = br.ReadSlice('\n')
+			*budget -= len(line)
+		}
+		line = first
+	}
+	if *budget < 0 {
+		return nil, protocolErr("headers larger than %d KiB", maxHeaderBytes>>10)
+	}
+	if err != nil {
+		return nil, err
+	}
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r")), nil
+}
+
+func eofToUnexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+func isDigits(b []byte) bool {
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func clip(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+// headerSet returns a keep function for the given canonical names.
+func headerSet(names ...string) func([]byte) string {
+	return func(name []byte) string {
+		for _, n := range names {
+			if len(n) == len(name) && bytes.EqualFold(name, []byte(n)) {
+				return n
+			}
+		}
+		return ""
+	}
+}
+
+// canonical is textproto's canonical form of a header name.
+func canonical(s string) string { return textproto.CanonicalMIMEHeaderKey(s) }
