@@ -12,7 +12,8 @@
 //
 //     ExampleCache; hit                 -> hit
 //     ExampleCache; hit; ttl=-412       -> stale (served past its TTL)
-//     ExampleCache; fwd=stale           -> stale
+//     ExampleCache; hit; detail=grace   -> stale (a detail saying stale or grace)
+//     ExampleCache; fwd=stale           -> miss (its copy was stale: it went to the origin)
 //     ExampleCache; fwd=uri-miss; stored -> miss (also miss, vary-miss, request, partial)
 //     ExampleCache; fwd=bypass          -> bypass (also method)
 //     ExampleCache; detail=synth        -> synthetic (a detail or name saying synth)
@@ -27,8 +28,13 @@
 //
 //  3. X-Cache: HIT / MISS (any case; also "TCP_HIT", "Hit from cloudfront",
 //     "HIT, MISS" from several layers, where the LAST value is nearest the
-//     client), with X-Cache-Hits kept as Hits. "PASS"/"BYPASS" -> bypass,
-//     "STALE"/"EXPIRED" -> stale, "SYNTH" -> synthetic.
+//     client), with X-Cache-Hits kept as Hits. "PASS"/"BYPASS"/"DYNAMIC" ->
+//     bypass, "STALE"/"UPDATING" -> stale, "EXPIRED" -> miss (fetched again),
+//     "REVALIDATED" -> hit, "SYNTH" -> synthetic. The Varnish convention
+//     hit|miss|pass|synth|pipe, then "graced" when served in grace, then
+//     cached|uncacheable: "hit graced cached" -> stale, "miss uncacheable" ->
+//     miss, "pass uncacheable" -> bypass. hit-for-pass -> bypass,
+//     hit-for-miss -> miss.
 //
 // A header that none of these rules understands is classified Unknown and
 // kept in Raw: parsing never fails and never panics.
@@ -211,21 +217,21 @@ func bareString(v any) string {
 }
 
 func classifyEntry(e Entry) Class {
-	switch {
-	case e.Hit && e.TTL != nil && *e.TTL < 0:
-		return Stale
-	case e.Hit:
+	detail := strings.ToLower(e.Detail)
+	if e.Hit {
+		if e.TTL != nil && *e.TTL < 0 || strings.Contains(detail, "stale") || strings.Contains(detail, "grace") {
+			return Stale
+		}
 		return Hit
 	}
 	switch e.Fwd {
-	case "stale":
-		return Stale
 	case "bypass", "method":
 		return Bypass
-	case "uri-miss", "vary-miss", "miss", "request", "partial":
+	case "uri-miss", "vary-miss", "miss", "request", "partial", "stale":
+		// stale: the stored copy was stale, so the cache went to the origin.
 		return Miss
 	}
-	if strings.Contains(strings.ToLower(e.Detail), "synth") {
+	if strings.Contains(detail, "synth") {
 		return Synthetic
 	}
 	return Unknown
@@ -286,30 +292,57 @@ func parsePipely(v string, st Status) Status {
 // ParseXCache reads X-Cache (and X-Cache-Hits). With several layers
 // ("HIT, MISS") the last value is the cache nearest the client.
 func ParseXCache(v, hitsHeader string) Status {
-	st := Status{Class: Unknown, Raw: v, Source: "x-cache", Hits: -1}
-	parts := strings.Split(v, ",")
-	last := strings.ToUpper(strings.TrimSpace(parts[len(parts)-1]))
+	st := parseWords(v, "x-cache")
 	if hp := strings.Split(hitsHeader, ","); strings.TrimSpace(hitsHeader) != "" {
 		if n, err := strconv.Atoi(strings.TrimSpace(hp[len(hp)-1])); err == nil && n >= 0 {
 			st.Hits = n
 		}
 	}
-	word := strings.TrimPrefix(last, "TCP_") // squid: TCP_HIT, TCP_MISS, TCP_REFRESH_HIT
-	first := strings.FieldsFunc(word, func(r rune) bool { return r == ' ' || r == '/' || r == ':' })
-	if len(first) == 0 {
-		return st
-	}
-	switch w := first[0]; {
-	case strings.Contains(w, "STALE") || strings.Contains(w, "EXPIRED"):
-		st.Class = Stale
-	case strings.Contains(w, "HIT"):
-		st.Class = Hit
-	case strings.Contains(w, "MISS"):
-		st.Class = Miss
-	case w == "PASS" || w == "BYPASS" || w == "DYNAMIC":
-		st.Class = Bypass
-	case strings.HasPrefix(w, "SYNTH"):
-		st.Class = Synthetic
-	}
 	return st
+}
+
+// parseWords reads an X-Cache style value (X-Cache, X-Cache-Status,
+// Cf-Cache-Status): the last comma-separated value, by its first word.
+func parseWords(v, source string) Status {
+	parts := strings.Split(v, ",")
+	return Status{Class: classifyWords(parts[len(parts)-1]), Source: source, Raw: v, Hits: -1}
+}
+
+func classifyWords(s string) Class {
+	s = strings.TrimPrefix(strings.ToUpper(strings.TrimSpace(s)), "TCP_") // squid: TCP_HIT, TCP_REFRESH_HIT
+	words := strings.FieldsFunc(s, func(r rune) bool {
+		return r == ' ' || r == '\t' || r == '/' || r == ':' || r == '(' || r == ')' || r == ';'
+	})
+	if len(words) == 0 {
+		return Unknown
+	}
+	w, next := words[0], ""
+	if len(words) > 1 {
+		next = words[1]
+	}
+	compact := strings.NewReplacer("-", "", "_", "").Replace(w) // hit-for-pass, HIT_FOR_PASS
+	switch {
+	case strings.Contains(compact, "HITFORPASS") || strings.Contains(compact, "HITPASS"):
+		return Bypass
+	case strings.Contains(compact, "HITFORMISS") || strings.Contains(compact, "HITMISS"):
+		return Miss
+	case strings.Contains(w, "STALE") || strings.Contains(w, "UPDATING"):
+		return Stale
+	case strings.Contains(w, "EXPIRED"):
+		return Miss
+	case strings.Contains(w, "REVALIDATED") || strings.Contains(w, "UNMODIFIED"):
+		return Hit
+	case strings.Contains(w, "HIT"):
+		if next == "GRACED" || next == "GRACE" || next == "STALE" {
+			return Stale
+		}
+		return Hit
+	case strings.Contains(w, "MISS"):
+		return Miss
+	case w == "PASS" || w == "BYPASS" || w == "DYNAMIC" || w == "PIPE":
+		return Bypass
+	case strings.HasPrefix(w, "SYNTH") || w == "NONE":
+		return Synthetic
+	}
+	return Unknown
 }
