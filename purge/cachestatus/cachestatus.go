@@ -1,46 +1,125 @@
-// Package cachestatus reads what a cache says it did with a response: the
-// Cache-Status header of RFC 9211, the non-standard forms real fleets send,
-// and X-Cache, and reduces them all to one Class.
+// Package cachestatus reads what a cache did with a response from the
+// response's own headers, and reduces it to one Class: hit, stale, miss,
+// bypass, synthetic or unknown.
 //
-// # Sources, in the order they are consulted
+// Two kinds of evidence are read: the headers a cache (or its configuration)
+// writes to say what it did, and what Varnish itself always adds. Read
+// combines them; Headers lists every header it consults.
 //
-//  1. Cache-Status as RFC 9211 defines it: an RFC 8941 List (parsed with
-//     github.com/dunglas/httpsfv) whose members are caches, the last one
-//     nearest the client. Each member is a cache name (token or string) with
-//     parameters hit, fwd, fwd-status, ttl, stored, collapsed, key and
-//     detail; unknown parameters are kept. The LAST member is classified:
+// # Varnish's own evidence
 //
-//     ExampleCache; hit                 -> hit
-//     ExampleCache; hit; ttl=-412       -> stale (served past its TTL)
-//     ExampleCache; hit; detail=grace   -> stale (a detail saying stale or grace)
-//     ExampleCache; fwd=stale           -> miss (its copy was stale: it went to the origin)
-//     ExampleCache; fwd=uri-miss; stored -> miss (also miss, vary-miss, request, partial)
-//     ExampleCache; fwd=bypass          -> bypass (also method)
-//     ExampleCache; detail=synth        -> synthetic (a detail or name saying synth)
-//     ExampleCache                      -> unknown (neither hit nor fwd)
+// X-Varnish is added by Varnish to every response it delivers. A hit carries
+// two ids, the request's and the one of the transaction that created the
+// object; a miss, a pass and a synthetic response carry one:
 //
-//  2. The semicolon form thechangelog/pipely sends, which is not a valid
-//     structured field: "region=iad; origin=app,app.origin.local; ttl=10.000;
-//     grace=86400.000; storage=memory; hit; stale; hits=3". Bare words are
-//     flags: synth -> synthetic; bypass or pass -> bypass; hit with stale ->
-//     stale; hit -> hit (a negative ttl makes it stale); miss -> miss. Without
-//     a flag, hits=N with N > 0 counts as a hit; hits=0 is never a hit.
+//	X-Varnish: 32770 3    -> hit (fresh or stale: X-Varnish cannot tell)
+//	X-Varnish: 32770      -> miss (or pass, or synthetic)
 //
-//  3. X-Cache: HIT / MISS (any case; also "TCP_HIT", "Hit from cloudfront",
-//     "HIT, MISS" from several layers, where the LAST value is nearest the
-//     client), with X-Cache-Hits kept as Hits. "PASS"/"BYPASS"/"DYNAMIC" ->
-//     bypass, "STALE"/"UPDATING" -> stale, "EXPIRED" -> miss (fetched again),
-//     "REVALIDATED" -> hit, "SYNTH" -> synthetic. The Varnish convention
-//     hit|miss|pass|synth|pipe, then "graced" when served in grace, then
-//     cached|uncacheable: "hit graced cached" -> stale, "miss uncacheable" ->
-//     miss, "pass uncacheable" -> bypass. hit-for-pass -> bypass,
-//     hit-for-miss -> miss.
+// An origin that is itself a Varnish sends its own X-Varnish, which is stored
+// with the object; this cache appends its line after it, so the LAST value is
+// read. A value that is not one or two decimal ids is ignored.
+//
+// Age is the time in seconds since the copy was made by a cache. It is weaker
+// evidence: Varnish passes on the origin's Age on a miss (an origin that is
+// itself a cache sends Age > 0), and a hit served in the second its object was
+// stored says "Age: 0". It is used only when nothing better exists:
+//
+//	Age: 42               -> hit
+//	Age: 0                -> unknown (a miss, or a hit less than a second old)
+//
+// # Cache headers, in the order they are consulted
+//
+// Cache-Status, then X-Cache (with X-Cache-Hits), then X-Cache-Status, then
+// Cf-Cache-Status.
+//
+// Cache-Status as RFC 9211 defines it is an RFC 8941 List whose members are
+// caches, the last one nearest the client. Each member is a cache name (token
+// or string) with parameters hit, fwd, fwd-status, ttl, stored, collapsed,
+// key and detail; unknown parameters are kept. This cache's member is
+// classified: the last one, or the one Options.CacheName names (see below).
+//
+//	ExampleCache; hit                  -> hit
+//	ExampleCache; hit; ttl=-412        -> stale (served past its TTL)
+//	ExampleCache; hit; detail=grace    -> stale (a detail saying stale or grace)
+//	ExampleCache; fwd=stale            -> miss (its copy was stale: it went to the origin)
+//	ExampleCache; fwd=uri-miss; stored -> miss (also miss, vary-miss, request, partial)
+//	ExampleCache; fwd=bypass           -> bypass (also method)
+//	ExampleCache; detail=synth         -> synthetic (a detail saying synth)
+//	ExampleCache                       -> unknown (neither hit nor fwd)
+//
+// Cache-Status in the semicolon form thechangelog/pipely's VCL sends, which is
+// not a valid structured field, is read as flags and key=value pairs:
+//
+//	region=iad; origin=app,app.origin.local; ttl=10.000; grace=86400.000; storage=memory; hit; hits=3
+//
+//	synth                       -> synthetic
+//	bypass, pass or pipe        -> bypass
+//	hit; stale                  -> stale (also hit with a negative ttl)
+//	hit                         -> hit
+//	stale                       -> stale
+//	miss                        -> miss
+//	no flag, hits=N with N > 0  -> hit
+//	no flag, hits=0             -> miss (hits=0 is never a hit)
+//
+// X-Cache, X-Cache-Status and Cf-Cache-Status are read alike, in any case.
+// With several layers ("HIT, MISS") the LAST value is the cache nearest the
+// client. Its first word decides, and a hit followed by "graced" or "stale"
+// is stale: a common Varnish configuration writes X-Cache as
+// hit|miss|pass|synth|pipe, then "graced" when served in grace, then
+// cached|uncacheable. X-Cache-Hits is kept as Hits when X-Cache decides.
+//
+//	HIT, TCP_HIT, TCP_REFRESH_HIT, Hit from cloudfront, hit cached  -> hit
+//	REVALIDATED, TCP_REFRESH_UNMODIFIED      -> hit (the stored copy, confirmed by the origin)
+//	hit graced cached, HIT-STALE             -> stale (served in grace)
+//	STALE, UPDATING                          -> stale
+//	MISS, TCP_MISS, Miss from cloudfront     -> miss
+//	miss cached, miss uncacheable            -> miss
+//	EXPIRED                                  -> miss (the copy had expired: fetched again)
+//	HITMISS, hit-for-miss                    -> miss
+//	PASS, BYPASS, DYNAMIC                    -> bypass
+//	pass uncacheable, pipe uncacheable       -> bypass
+//	HITPASS, hit-for-pass                    -> bypass
+//	SYNTH, synth synth                       -> synthetic
+//	NONE                                     -> synthetic (answered by the edge itself)
+//	anything else                            -> unknown
+//
+// # How the evidence combines
+//
+// The headers above are consulted in order, and the first one that can be
+// read and that X-Varnish does not contradict decides. X-Varnish decides hit
+// or not hit; a header that agrees refines the class (hit or stale; miss,
+// bypass or synthetic). A header that contradicts it (says miss, bypass or
+// synthetic on a two-id hit, or hit or stale on a one-id response) is not this
+// cache's: it is ignored, and Note says so. When no header decides, X-Varnish
+// alone decides (two ids: hit; one id: miss), then Age alone (> 0: hit), and
+// else the class is Unknown. Without X-Varnish, the first readable header
+// decides, whatever Age says.
+//
+// A header the origin sent is stored with the object when the configuration
+// sets no header of its own, and is delivered again on every hit: a
+// "Cache-Status: CloudFront; fwd=miss" or "X-Cache: Miss from cloudfront" on a
+// response with "X-Varnish: 5 3" predates this cache and is ignored (hit). Such
+// a header cannot be told from this cache's when it agrees with X-Varnish, nor
+// when X-Varnish is absent: keep X-Varnish in responses, or name this cache.
+//
+// # This cache's name
+//
+// Options.CacheName names this cache's member of an RFC 9211 list (the name
+// its configuration writes, compared without regard to case). The LAST member
+// with that name is this cache's and is classified; a list without such a
+// member belongs to other caches and does not decide. X-Varnish still wins
+// over the named member when they contradict (Note says so). Without
+// CacheName, the last member is taken and X-Varnish tells whether it is this
+// cache's.
 //
 // A header that none of these rules understands is classified Unknown and
-// kept in Raw: parsing never fails and never panics.
+// kept in Raw when nothing else decides: reading never fails and never
+// panics.
 package cachestatus
 
 import (
+	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,7 +137,7 @@ const (
 	Miss      Class = "miss"      // fetched from the origin
 	Bypass    Class = "bypass"    // not cacheable or deliberately not cached (pass)
 	Synthetic Class = "synthetic" // made up by the cache itself (errors, redirects)
-	Unknown   Class = "unknown"   // no header, or one these rules do not understand
+	Unknown   Class = "unknown"   // no evidence, or none these rules understand
 )
 
 // IsHit says whether the response came from the cache (fresh or stale).
@@ -82,45 +161,256 @@ type Entry struct {
 type Status struct {
 	Class Class `json:"class"`
 	// Source names the header and form the class came from: "cache-status",
-	// "cache-status (pipely)", "x-cache", or "" when none was present.
+	// "cache-status (pipely)", "x-cache", "x-cache-status",
+	// "cf-cache-status", "x-varnish" or "age". When the class is Unknown it
+	// names the first cache header present (which could not decide), or is
+	// "" when there was none.
 	Source string `json:"source,omitempty"`
-	// Raw is the header value as received.
+	// Raw is the value of the Source header as received.
 	Raw string `json:"raw,omitempty"`
-	// Entries are the RFC 9211 members, when the header was one.
+	// Entries are the members of Cache-Status when it is an RFC 9211 list,
+	// whether or not it decided.
 	Entries []Entry `json:"entries,omitempty"`
-	// TTL is the remaining freshness in seconds when a header said it.
+	// TTL is the remaining freshness in seconds when the deciding header
+	// said it.
 	TTL *float64 `json:"ttl,omitempty"`
-	// Hits is how often the object was served from cache, when a header
-	// said it (pipely's hits=, X-Cache-Hits); -1 when unknown.
+	// Hits is how often the object was served from cache, when the deciding
+	// header said it (pipely's hits=, X-Cache-Hits); -1 when unknown.
 	Hits int `json:"hits"`
+	// Age is the Age header in whole seconds; -1 when absent or unreadable
+	// (so 0 stays distinguishable, and is always written).
+	Age int `json:"age"`
+	// VarnishIDs is how many ids X-Varnish carries: 2 on a hit, 1 on a miss,
+	// pass or synthetic response, 0 when the header is absent or unreadable
+	// (then omitted from JSON).
+	VarnishIDs int `json:"varnish_ids,omitempty"`
+	// Note says why a header was ignored, or what decided when no cache
+	// header did; "" when the first header consulted decided unopposed.
+	Note string `json:"note,omitempty"`
 }
 
-// FromHeader reads Cache-Status, falling back to X-Cache.
-func FromHeader(h http.Header) Status {
-	if v := strings.Join(h.Values("Cache-Status"), ", "); strings.TrimSpace(v) != "" {
-		return Parse(v)
+// Options say which cache is being read. The zero value reads any response.
+type Options struct {
+	// CacheName is this cache's member name in an RFC 9211 Cache-Status list,
+	// e.g. the Varnish instance's name as its configuration writes it. When
+	// set, the last member with that name decides and a list without one does
+	// not. Empty: the last member is taken, and Varnish's own evidence
+	// (X-Varnish) tells whether it is this cache's.
+	CacheName string
+}
+
+// Headers returns the response header names Read consults, in canonical
+// form. A response reduced to these headers reads the same. The slice is new
+// at each call.
+func Headers() []string {
+	return []string{"Cache-Status", "X-Cache", "X-Cache-Hits", "X-Cache-Status", "Cf-Cache-Status", "X-Varnish", "Age"}
+}
+
+// FromHeader reads h with the zero Options.
+func FromHeader(h http.Header) Status { return Read(h, Options{}) }
+
+// VarnishHit says whether X-Varnish carries two ids: Varnish served the
+// response from its cache. A PURGE answered this way was not handled as a
+// purge but looked up like any request.
+func VarnishHit(h http.Header) bool {
+	n, _ := varnishIDs(h)
+	return n == 2
+}
+
+// reading is one cache header's reading, before it is weighed.
+type reading struct {
+	header string // as written in notes: "Cache-Status", "X-Cache", ...
+	st     Status
+	skip   string // why it cannot decide, when its class is Unknown
+	named  bool   // the member was chosen by Options.CacheName
+}
+
+// Read reads what the cache did from h; see the package documentation for
+// the rules.
+func Read(h http.Header, o Options) Status {
+	ids, xv := varnishIDs(h)
+	age := readAge(h)
+	var notes []string
+	if ids == 0 && xv != "" {
+		notes = append(notes, fmt.Sprintf("X-Varnish %q unreadable, ignored", xv))
 	}
-	if v := strings.Join(h.Values("X-Cache"), ", "); strings.TrimSpace(v) != "" {
-		return ParseXCache(v, strings.Join(h.Values("X-Cache-Hits"), ", "))
+	rs := readings(h, o)
+	done := func(st Status, note string) Status {
+		if note != "" {
+			notes = append(notes, note)
+		}
+		st.Age, st.VarnishIDs, st.Note = age, ids, strings.Join(notes, "; ")
+		if len(rs) > 0 && rs[0].header == "Cache-Status" {
+			st.Entries = rs[0].st.Entries
+		}
+		return st
 	}
-	return Status{Class: Unknown, Hits: -1}
+	for _, r := range rs {
+		if why := objection(r, ids, o.CacheName); why != "" {
+			notes = append(notes, why)
+			continue
+		}
+		if ids == 0 && r.st.Class == Miss && age > 0 {
+			return done(r.st, fmt.Sprintf("Age %d on a miss: the origin is itself a cache, or the header was stored with the object", age))
+		}
+		return done(r.st, "")
+	}
+	switch {
+	case ids == 2:
+		return done(Status{Class: Hit, Source: "x-varnish", Raw: xv, Hits: -1}, "X-Varnish has two ids (the second created the object): hit")
+	case ids == 1:
+		return done(Status{Class: Miss, Source: "x-varnish", Raw: xv, Hits: -1}, "X-Varnish has one id: a miss, pass or synthetic response, read as miss")
+	case age > 0:
+		return done(Status{Class: Hit, Source: "age", Raw: h.Get("Age"), Hits: -1},
+			fmt.Sprintf("only Age: %d s, so the copy came from a cache (an origin that is itself a cache sends Age too)", age))
+	}
+	st := Status{Class: Unknown, Hits: -1}
+	if len(rs) > 0 { // name what was there, though it could not decide
+		st.Source, st.Raw = rs[0].st.Source, rs[0].st.Raw
+		if st.Source == "" {
+			st.Source = strings.ToLower(rs[0].header)
+		}
+	}
+	if age == 0 {
+		return done(st, "only Age: 0, which a miss and a hit less than a second old both carry: unknown")
+	}
+	return done(st, "")
+}
+
+// readings reads each cache header present, in the order they are consulted.
+func readings(h http.Header, o Options) []reading {
+	var rs []reading
+	if v := joined(h, "Cache-Status"); v != "" {
+		st, named, skip := parseCacheStatus(v, o.CacheName)
+		rs = append(rs, reading{header: "Cache-Status", st: st, skip: skip, named: named})
+	}
+	if v := joined(h, "X-Cache"); v != "" {
+		rs = append(rs, reading{header: "X-Cache", st: ParseXCache(v, joined(h, "X-Cache-Hits"))})
+	}
+	if v := joined(h, "X-Cache-Status"); v != "" {
+		rs = append(rs, reading{header: "X-Cache-Status", st: parseWords(v, "x-cache-status")})
+	}
+	if v := joined(h, "Cf-Cache-Status"); v != "" {
+		rs = append(rs, reading{header: "Cf-Cache-Status", st: parseWords(v, "cf-cache-status")})
+	}
+	return rs
+}
+
+// objection says why r cannot decide given X-Varnish's ids, or "" when it
+// can: it is unreadable, or it contradicts Varnish's own evidence.
+func objection(r reading, ids int, name string) string {
+	c := r.st.Class
+	who, verdict := r.header, "the header predates this cache (stored with the object), ignored"
+	if ids == 1 {
+		verdict = "the header is not this cache's (sent by the origin), ignored"
+	}
+	if r.named {
+		who, verdict = fmt.Sprintf("%s member %q", r.header, name), "X-Varnish wins"
+	}
+	switch {
+	case c == Unknown && r.skip != "":
+		return r.skip
+	case c == Unknown:
+		return fmt.Sprintf("%s %q not understood", r.header, r.st.Raw)
+	case ids == 2 && !c.IsHit():
+		return fmt.Sprintf("%s says %s but X-Varnish has two ids (a hit): %s", who, c, verdict)
+	case ids == 1 && c.IsHit():
+		return fmt.Sprintf("%s says %s but X-Varnish has one id (a miss, pass or synthetic response): %s", who, c, verdict)
+	}
+	return ""
+}
+
+// joined is every line of header k as one list, or "" when blank.
+func joined(h http.Header, k string) string {
+	v := strings.Join(h.Values(k), ", ")
+	if strings.TrimSpace(v) == "" {
+		return ""
+	}
+	return v
+}
+
+// varnishIDs counts the ids of the last X-Varnish value (this cache's: an
+// origin's X-Varnish is stored with the object and delivered before it), and
+// returns it. It returns 0 and the whole header when that value is not one or
+// two decimal ids.
+func varnishIDs(h http.Header) (int, string) {
+	v := joined(h, "X-Varnish")
+	if v == "" {
+		return 0, ""
+	}
+	last := strings.TrimSpace(v[strings.LastIndexByte(v, ',')+1:])
+	ids := strings.Fields(last)
+	if len(ids) < 1 || len(ids) > 2 {
+		return 0, v
+	}
+	for _, id := range ids {
+		if !digits(id) {
+			return 0, v
+		}
+	}
+	return len(ids), last
+}
+
+// readAge reads Age in whole seconds (the first value when there are
+// several), capped at math.MaxInt32; -1 when absent or unreadable.
+func readAge(h http.Header) int {
+	v := h.Get("Age")
+	v, _, _ = strings.Cut(v, ",")
+	v = strings.TrimSpace(v)
+	if !digits(v) {
+		return -1
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	return int(n)
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Parse reads a Cache-Status value: RFC 9211 when it parses as a structured
-// field list, else the pipely form.
+// field list (its last member is classified), else the pipely form.
 func Parse(v string) Status {
-	st := Status{Class: Unknown, Raw: v, Hits: -1}
-	if list, err := httpsfv.UnmarshalList([]string{v}); err == nil && len(list) > 0 && !looksLikePipely(list) {
-		st.Source = "cache-status"
-		for _, m := range list {
-			st.Entries = append(st.Entries, entryOf(m))
-		}
-		last := st.Entries[len(st.Entries)-1]
-		st.TTL = last.TTL
-		st.Class = classifyEntry(last)
-		return st
+	st, _, _ := parseCacheStatus(v, "")
+	return st
+}
+
+// parseCacheStatus reads a Cache-Status value, classifying the last member,
+// or the last one named name when name is set. named says the member was
+// chosen by name; skip says why the list cannot decide.
+func parseCacheStatus(v, name string) (st Status, named bool, skip string) {
+	st = Status{Class: Unknown, Raw: v, Hits: -1, Age: -1}
+	list, err := httpsfv.UnmarshalList([]string{v})
+	if err != nil || len(list) == 0 || looksLikePipely(list) {
+		return parsePipely(v, st), false, ""
 	}
-	return parsePipely(v, st)
+	st.Source = "cache-status"
+	for _, m := range list {
+		st.Entries = append(st.Entries, entryOf(m))
+	}
+	i := len(st.Entries) - 1
+	if name != "" {
+		for i = len(st.Entries) - 1; i >= 0 && !strings.EqualFold(st.Entries[i].Cache, name); i-- {
+		}
+		if i < 0 {
+			return st, false, fmt.Sprintf("Cache-Status has no member named %q: every member is another cache's, ignored", name)
+		}
+	}
+	e := st.Entries[i]
+	st.TTL = e.TTL
+	st.Class = classifyEntry(e)
+	return st, name != "", ""
 }
 
 // looksLikePipely catches pipely values that happen to parse as a list: a
@@ -250,7 +540,10 @@ func parsePipely(v string, st Status) Status {
 		k = strings.ToLower(strings.TrimSpace(k))
 		val = strings.Trim(strings.TrimSpace(val), `"`)
 		if !hasVal {
-			flags[k] = true
+			switch k {
+			case "hit", "miss", "stale", "synth", "synthetic", "bypass", "pass", "pipe":
+				flags[k] = true
+			}
 			continue
 		}
 		switch k {
@@ -305,7 +598,7 @@ func ParseXCache(v, hitsHeader string) Status {
 // Cf-Cache-Status): the last comma-separated value, by its first word.
 func parseWords(v, source string) Status {
 	parts := strings.Split(v, ",")
-	return Status{Class: classifyWords(parts[len(parts)-1]), Source: source, Raw: v, Hits: -1}
+	return Status{Class: classifyWords(parts[len(parts)-1]), Source: source, Raw: v, Hits: -1, Age: -1}
 }
 
 func classifyWords(s string) Class {
