@@ -27,6 +27,10 @@
 //	Age: 42               -> hit
 //	Age: 0                -> unknown (a miss, or a hit less than a second old)
 //
+// Age 0 alone is not read as a miss: a copy stored in the second before a
+// purge that failed would then pass for purged. Status.Age is always
+// reported, so a caller that knows when it purged can compare the two.
+//
 // # Cache headers, in the order they are consulted
 //
 // Cache-Status, then X-Cache (with X-Cache-Hits), then X-Cache-Status, then
@@ -195,7 +199,8 @@ type Options struct {
 	// e.g. the Varnish instance's name as its configuration writes it. When
 	// set, the last member with that name decides and a list without one does
 	// not. Empty: the last member is taken, and Varnish's own evidence
-	// (X-Varnish) tells whether it is this cache's.
+	// (X-Varnish) tells whether it is this cache's. The pipely form names no
+	// cache and is read whatever CacheName says.
 	CacheName string
 }
 

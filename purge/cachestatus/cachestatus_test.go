@@ -287,6 +287,20 @@ func TestRead(t *testing.T) {
 		{"unknown header, x-varnish decides", hdr("X-Cache", "something else", "X-Varnish", "5 3"), Options{}, Hit, "x-varnish", "not understood"},
 		{"pipely hits=0 on a two-id hit", hdr("Cache-Status", "region=iad; miss; hits=0", "X-Varnish", "8 6"), Options{}, Hit, "x-varnish", "ignored"},
 
+		// As varnishd 7.1 delivers an object whose origin sent its own
+		// X-Varnish, Cache-Status and X-Cache, with a VCL that sets none.
+		{"varnishd miss, origin headers", hdr("X-Varnish", "111 222", "Cache-Status", "CloudFront; fwd=miss", "X-Cache", "Miss from cloudfront",
+			"X-Varnish", "1001", "Age", "30"), Options{}, Miss, "cache-status", ""},
+		{"varnishd hit, origin headers", hdr("X-Varnish", "111 222", "Cache-Status", "CloudFront; fwd=miss", "X-Cache", "Miss from cloudfront",
+			"X-Varnish", "1003 1002", "Age", "30"), Options{}, Hit, "x-varnish", "X-Cache says miss but X-Varnish has two ids"},
+
+		// As varnishd 7.1 delivers with the common X-Cache VCL: a miss, a hit
+		// in the same second (Age 0), then a hit in grace.
+		{"varnishd x-cache miss", hdr("X-Varnish", "1001", "Age", "0", "X-Cache", "miss cached"), Options{}, Miss, "x-cache", ""},
+		{"varnishd x-cache hit at age 0", hdr("X-Varnish", "1003 1002", "Age", "0", "X-Cache", "hit cached"), Options{}, Hit, "x-cache", ""},
+		{"varnishd x-cache grace hit", hdr("X-Varnish", "1004 1002", "Age", "2", "X-Cache", "hit graced cached"), Options{}, Stale, "x-cache", ""},
+		{"varnishd hit at age 0, nothing else", hdr("Age", "0"), Options{}, Unknown, "", "a hit less than a second old"},
+
 		// A header that agrees with X-Varnish refines the class.
 		{"hit refined stale", hdr("Cache-Status", "varnish-1; hit; ttl=-3", "X-Varnish", "5 3"), Options{}, Stale, "cache-status", ""},
 		{"hit refined hit", hdr("X-Cache", "HIT", "X-Varnish", "5 3"), Options{}, Hit, "x-cache", ""},
