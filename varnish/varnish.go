@@ -39,8 +39,12 @@ type VCL struct {
 	// TokenHeader is the header carrying the purge token; default Purge-Token.
 	TokenHeader string
 	// Grace is how long an expired object may still be served stale while it
-	// is fetched again; default 10s.
+	// is fetched again, in whole seconds; zero means 10s.
 	Grace time.Duration
+	// Xkey renders the VCL with vmod xkey: tag purges (xkey-purge and
+	// xkey-softpurge headers) then work, and varnishd must have the vmod (see
+	// HasVmod). When false, a tag purge is answered 501.
+	Xkey bool
 }
 
 var (
@@ -48,8 +52,21 @@ var (
 	headerRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
 )
 
-// Render returns the VCL for v.
-func Render(v VCL) (string, error) {
+// Render returns the shipped VCL for v.
+func Render(v VCL) (string, error) { return RenderTemplate(vclTemplate, v) }
+
+// RenderTemplate renders text, a Go text/template of a VCL, for v, with the
+// same defaults and validation as Render. The template sees these fields:
+//
+//	{{.Name}}        the instance name (a token)
+//	{{.OriginHost}}  the origin's host, without brackets for IPv6
+//	{{.OriginPort}}  the origin's port
+//	{{.TokenHeader}} the header that carries the purge token
+//	{{.Grace}}       the grace in whole seconds (an integer)
+//	{{.Xkey}}        whether the VCL may import vmod xkey (a bool)
+//
+// Referring to any other field is an error.
+func RenderTemplate(text string, v VCL) (string, error) {
 	if v.Name == "" {
 		v.Name = "varnish"
 	}
@@ -61,6 +78,9 @@ func Render(v VCL) (string, error) {
 	}
 	if !headerRE.MatchString(v.TokenHeader) {
 		return "", fmt.Errorf("vcl: token header %q: use letters, digits and '-'", v.TokenHeader)
+	}
+	if v.Grace < 0 {
+		return "", fmt.Errorf("vcl: grace %s: give a duration of zero (the default) or more", v.Grace)
 	}
 	if v.Grace == 0 {
 		v.Grace = 10 * time.Second
@@ -75,7 +95,7 @@ func Render(v VCL) (string, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("vcl: origin %q: bad port", v.Origin)
 	}
-	t, err := template.New("vcl").Parse(vclTemplate)
+	t, err := template.New("vcl").Option("missingkey=error").Parse(text)
 	if err != nil {
 		return "", fmt.Errorf("vcl: template: %w", err)
 	}
@@ -83,6 +103,7 @@ func Render(v VCL) (string, error) {
 	err = t.Execute(&b, map[string]any{
 		"Name": v.Name, "OriginHost": host, "OriginPort": port,
 		"TokenHeader": v.TokenHeader, "Grace": int(v.Grace.Seconds()),
+		"Xkey": v.Xkey,
 	})
 	if err != nil {
 		return "", fmt.Errorf("vcl: render: %w", err)
@@ -93,6 +114,9 @@ func Render(v VCL) (string, error) {
 // Config is one varnishd process.
 type Config struct {
 	VCL
+	// Template, when not empty, is rendered (see RenderTemplate) instead of
+	// the shipped VCL, e.g. to run a fleet configured like another project's.
+	Template string
 	// Listen is the address varnishd serves on, HOST:PORT.
 	Listen string
 	// Token, when set, is passed to varnishd as PURGE_TOKEN.
@@ -149,7 +173,11 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	vcl, err := Render(cfg.VCL)
+	tmpl := cfg.Template
+	if tmpl == "" {
+		tmpl = vclTemplate
+	}
+	vcl, err := RenderTemplate(tmpl, cfg.VCL)
 	if err != nil {
 		return nil, err
 	}

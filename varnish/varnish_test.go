@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,6 +33,22 @@ func requireVarnish(t *testing.T, prog string) string {
 		t.Skipf("%s is not installed (apt-get install -y varnish)", prog)
 	}
 	return p
+}
+
+func TestRenderTemplate(t *testing.T) {
+	v, err := RenderTemplate("{{.Name}} {{.OriginHost}} {{.OriginPort}} {{.TokenHeader}} {{.Grace}} {{.Xkey}}",
+		VCL{Origin: "[fd00::5]:8080", Grace: 3 * time.Second, Xkey: true})
+	require.NoError(t, err)
+	assert.Equal(t, "varnish fd00::5 8080 Purge-Token 3 true", v)
+
+	_, err = RenderTemplate("{{.Nope}}", VCL{Origin: "a:1"})
+	assert.ErrorContains(t, err, "Nope")
+	_, err = RenderTemplate("{{", VCL{Origin: "a:1"})
+	assert.ErrorContains(t, err, "template")
+	_, err = RenderTemplate("{{.Name}}", VCL{Name: "1bad", Origin: "a:1"})
+	assert.ErrorContains(t, err, "instance name", "the same validation as Render")
+	_, err = RenderTemplate("x", VCL{Origin: "a:1", Grace: -time.Second})
+	assert.ErrorContains(t, err, "grace")
 }
 
 func TestRender(t *testing.T) {
@@ -146,6 +163,53 @@ func TestStartFailureShowsVarnishdOutput(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "exited")
 	assert.Contains(t, err.Error(), "no-such-host.invalid")
+}
+
+// requireXkey says whether varnishd can import vmod xkey; without it the test
+// skips, or fails under CDNPURGE_E2E=require.
+func requireXkey(t *testing.T) {
+	t.Helper()
+	requireVarnish(t, "varnishd")
+	ok, err := xkeyOnce()
+	require.NoError(t, err)
+	if !ok {
+		if os.Getenv("CDNPURGE_E2E") == "require" {
+			t.Fatal("vmod xkey is not available and CDNPURGE_E2E=require (apt-get install -y varnish-modules)")
+		}
+		t.Skip("vmod xkey is not available (apt-get install -y varnish-modules)")
+	}
+}
+
+var xkeyOnce = sync.OnceValues(func() (bool, error) { return HasVmod("", "xkey") })
+
+func TestHasVmod(t *testing.T) {
+	requireVarnish(t, "varnishd")
+	ok, err := HasVmod("", "std")
+	require.NoError(t, err)
+	assert.True(t, ok, "vmod std ships with varnishd")
+
+	ok, err = HasVmod("", "cdnpurge_no_such_vmod")
+	require.NoError(t, err)
+	assert.False(t, ok)
+
+	_, err = HasVmod("", "std; import purge")
+	assert.ErrorContains(t, err, "vmod name")
+
+	_, err = HasVmod("varnishd-that-does-not-exist", "std")
+	assert.ErrorIs(t, err, ErrNotInstalled)
+}
+
+func TestCompile(t *testing.T) {
+	requireVarnish(t, "varnishd")
+	v, err := Render(VCL{Origin: "127.0.0.1:80"})
+	require.NoError(t, err)
+	require.NoError(t, Compile(context.Background(), "", v))
+
+	err = Compile(context.Background(), "", "vcl 4.1;\nbackend default none;\nsub vcl_recv { nonsense; }\n")
+	var ce *CompileError
+	require.ErrorAs(t, err, &ce)
+	assert.Contains(t, ce.Output, "nonsense")
+	assert.NotContains(t, ce.Output, "Could not delete")
 }
 
 func TestLookupMissing(t *testing.T) {
