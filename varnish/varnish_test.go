@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,29 +79,58 @@ func TestRender(t *testing.T) {
 	}
 }
 
-// TestVarnishtest runs the .vtc files against the shipped VCL.
-func TestVarnishtest(t *testing.T) {
-	vt := requireVarnish(t, "varnishtest")
-	vcl, err := Render(VCL{Name: "vt1", Origin: "127.0.0.1:1"})
+// The origin a VCL under varnishtest is rendered with; vtcVCL points it at
+// varnishtest's server s1.
+const vtcOriginHost, vtcOriginPort = "cdnpurge-vtc-origin", "65535"
+
+// vtcVCL renders tmpl for varnishtest: the origin is server s1.
+func vtcVCL(t *testing.T, tmpl string, v VCL) string {
+	t.Helper()
+	v.Origin = net.JoinHostPort(vtcOriginHost, vtcOriginPort)
+	vcl, err := RenderTemplate(tmpl, v)
 	require.NoError(t, err)
-	vcl = strings.Replace(vcl, `.host = "127.0.0.1";`, `.host = "${s1_addr}";`, 1)
-	vcl = strings.Replace(vcl, `.port = "1";`, `.port = "${s1_port}";`, 1)
+	port := `.port = "` + vtcOriginPort + `";`
+	require.Equal(t, 1, strings.Count(vcl, port), "the template must say %s once", `.port = "{{.OriginPort}}";`)
+	vcl = strings.Replace(vcl, port, `.port = "${s1_port}";`, 1)
+	return strings.ReplaceAll(vcl, vtcOriginHost, "${s1_addr}")
+}
+
+// importsXkey says whether a VCL imports vmod xkey.
+var importsXkey = regexp.MustCompile(`(?m)^\s*import\s+xkey\b`).MatchString
+
+// runVTC runs the varnishtest file with "@VCL@" replaced by vcl.
+func runVTC(t *testing.T, file, vcl string) {
+	t.Helper()
+	vt := requireVarnish(t, "varnishtest")
+	src, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Contains(t, string(src), "@VCL@")
+	path := filepath.Join(t.TempDir(), filepath.Base(file))
+	require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(src), "@VCL@", vcl, 1)), 0o644))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, vt, path) // prints the log of a failed test
+	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+}
+
+// TestVarnishtest runs testdata/*.vtc against the shipped VCL, rendered as
+// instance vt1 with Xkey off; a file whose name ends in _xkey.vtc gets it
+// rendered with Xkey on and needs vmod xkey.
+func TestVarnishtest(t *testing.T) {
+	requireVarnish(t, "varnishtest")
 	files, err := filepath.Glob("testdata/*.vtc")
 	require.NoError(t, err)
 	require.NotEmpty(t, files)
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			t.Parallel()
-			src, err := os.ReadFile(f)
-			require.NoError(t, err)
-			path := filepath.Join(t.TempDir(), filepath.Base(f))
-			require.NoError(t, os.WriteFile(path, []byte(strings.Replace(string(src), "@VCL@", vcl, 1)), 0o644))
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, vt, "-q", path)
-			cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin")
-			out, err := cmd.CombinedOutput()
-			require.NoError(t, err, "%s", out)
+			v := VCL{Name: "vt1", Xkey: strings.HasSuffix(f, "_xkey.vtc")}
+			if v.Xkey {
+				requireXkey(t)
+			}
+			runVTC(t, f, vtcVCL(t, vclTemplate, v))
 		})
 	}
 }
