@@ -60,6 +60,14 @@ func TestRender(t *testing.T) {
 	assert.Contains(t, v, `"cdn-iad; hit; ttl="`)
 	assert.Contains(t, v, `std.getenv("PURGE_TOKEN")`)
 	assert.Contains(t, v, "req.http.Purge-Token != req.http.x-cdnpurge-want")
+	assert.NotContains(t, v, "import xkey;")
+	assert.Contains(t, v, "synth(501, ")
+
+	v, err = Render(VCL{Origin: "10.0.0.5:8080", Xkey: true})
+	require.NoError(t, err)
+	assert.Contains(t, v, "\nimport xkey;\n")
+	assert.Contains(t, v, "xkey.softpurge(req.http.xkey-softpurge)")
+	assert.NotContains(t, v, "synth(501, ")
 
 	v, err = Render(VCL{Origin: "[fd00::5]:80", TokenHeader: "X-Purge-Key"})
 	require.NoError(t, err)
@@ -116,7 +124,7 @@ func runVTC(t *testing.T, file, vcl string) {
 }
 
 // TestVarnishtest runs testdata/*.vtc against the shipped VCL, rendered as
-// instance vt1 with Xkey off; a file whose name ends in _xkey.vtc gets it
+// instance vt1 with Xkey off; a file named *.xkey.vtc gets it
 // rendered with Xkey on and needs vmod xkey.
 func TestVarnishtest(t *testing.T) {
 	requireVarnish(t, "varnishtest")
@@ -126,7 +134,7 @@ func TestVarnishtest(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			t.Parallel()
-			v := VCL{Name: "vt1", Xkey: strings.HasSuffix(f, "_xkey.vtc")}
+			v := VCL{Name: "vt1", Xkey: strings.HasSuffix(f, ".xkey.vtc")}
 			if v.Xkey {
 				requireXkey(t)
 			}
