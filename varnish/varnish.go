@@ -1,7 +1,15 @@
 // Package varnish ships cdnpurge's Varnish configuration (a VCL that accepts
-// PURGE and BAN with an optional token and sends an RFC 9211 Cache-Status
-// header) and runs it in a native varnishd process, for end-to-end tests and
-// the local demo fleet.
+// PURGE, soft PURGE, BAN by regular-expression headers and, with vmod xkey,
+// tag purges, all guarded by an optional token, and sends an RFC 9211
+// Cache-Status header) and runs it in a native varnishd process, for
+// end-to-end tests and the local demo fleet. The contract is documented at the
+// top of the template (VCLTemplate).
+//
+// Start can also run any other VCL template (Config.Template).
+// testdata/styles holds templates configured the way other projects' fleets
+// are (FOSHttpCache, kube-httpcache, the Varnish users guide, vmod purge's
+// manual, the X-Cache VCL, pipely...), so that cdnpurge's verification can
+// be tested against the cache evidence real fleets send.
 package varnish
 
 import (

@@ -143,6 +143,64 @@ func TestVarnishtest(t *testing.T) {
 	}
 }
 
+// styleFiles lists the style templates, testdata/styles/*.vcl.
+func styleFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("testdata/styles/*.vcl")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	return files
+}
+
+var (
+	aclRE      = regexp.MustCompile(`(?s)\bacl\s+[A-Za-z0-9_-]+\s*\{(.*?)\}`)
+	aclEntries = []string{`"127.0.0.0"/8;`, `"::1";`, `"fdcd::"/16;`, `"10.0.0.0"/8;`}
+)
+
+// TestStylesCompile renders every style with sample fields and compiles it
+// with varnishd -C; the ACLs must admit the test fleets' addresses.
+func TestStylesCompile(t *testing.T) {
+	requireVarnish(t, "varnishd")
+	for _, f := range styleFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
+			src, err := os.ReadFile(f)
+			require.NoError(t, err)
+			assert.Regexp(t, `(?s)^vcl 4\.[01];\n# Style "`+regexp.QuoteMeta(strings.TrimSuffix(filepath.Base(f), ".vcl"))+`": .*# PURGE .*# Evidence`,
+				string(src), "a style documents itself at the top: PURGE, then Evidence")
+			vcl, err := RenderTemplate(string(src), VCL{Name: "style-test", Origin: "127.0.0.1:8080"})
+			require.NoError(t, err)
+			for _, acl := range aclRE.FindAllStringSubmatch(vcl, -1) {
+				for _, e := range aclEntries {
+					assert.Contains(t, acl[1], e, "every ACL admits the test fleets")
+				}
+			}
+			if importsXkey(vcl) {
+				requireXkey(t)
+			}
+			require.NoError(t, Compile(context.Background(), "", vcl))
+		})
+	}
+}
+
+// TestStylesVarnishtest runs testdata/styles/NAME.vtc against style NAME.vcl
+// (instance vt1): each style behaves as its header comment says.
+func TestStylesVarnishtest(t *testing.T) {
+	requireVarnish(t, "varnishtest")
+	for _, f := range styleFiles(t) {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			t.Parallel()
+			src, err := os.ReadFile(f)
+			require.NoError(t, err)
+			vcl := vtcVCL(t, string(src), VCL{Name: "vt1"})
+			if importsXkey(vcl) {
+				requireXkey(t)
+			}
+			runVTC(t, strings.TrimSuffix(f, ".vcl")+".vtc", vcl)
+		})
+	}
+}
+
 func freePort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -192,6 +250,54 @@ func TestStartServesAndStops(t *testing.T) {
 	require.NoError(t, p.Stop())
 	assert.False(t, p.Running())
 	require.NoError(t, p.Stop(), "Stop twice is fine")
+}
+
+// TestStartTemplate runs a style through Start and Config.Template: the
+// fields are rendered and the token reaches the VCL as PURGE_TOKEN.
+func TestStartTemplate(t *testing.T) {
+	requireVarnish(t, "varnishd")
+	origin := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	})}
+	ol, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = origin.Serve(ol) }()
+	t.Cleanup(func() { origin.Close() })
+
+	tmpl, err := os.ReadFile("testdata/styles/pipely.vcl")
+	require.NoError(t, err)
+	p, err := Start(context.Background(), Config{
+		VCL:      VCL{Name: "iad", Origin: ol.Addr().String(), TokenHeader: "X-Purge-Key", Grace: 5 * time.Second},
+		Template: string(tmpl), Listen: freePort(t), Token: "tok",
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { p.Stop() })
+
+	do := func(method string, hdr ...string) *http.Response {
+		req, err := http.NewRequest(method, "http://"+p.Addr+"/x", nil)
+		require.NoError(t, err)
+		req.Host = "example.com"
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	prefix := "region=iad; origin=127.0.0.1; ttl="
+	cs := do("GET").Header.Get("Cache-Status")
+	assert.True(t, strings.HasPrefix(cs, prefix), cs)
+	assert.Contains(t, cs, "; grace=5.000; storage=memory; miss; hits=0")
+	assert.Contains(t, do("GET").Header.Get("Cache-Status"), "; hit; hits=1")
+	assert.Equal(t, 401, do("PURGE", "X-Purge-Key", "wrong").StatusCode)
+	assert.Equal(t, 200, do("PURGE", "X-Purge-Key", "tok").StatusCode)
+	assert.Contains(t, do("GET").Header.Get("Cache-Status"), "; miss; hits=0")
+
+	_, err = Start(context.Background(), Config{VCL: VCL{Origin: ol.Addr().String()}, Template: "{{.Nope}}", Listen: freePort(t)})
+	assert.ErrorContains(t, err, "Nope", "a template is validated like the shipped one")
 }
 
 func TestStartFailureShowsVarnishdOutput(t *testing.T) {
