@@ -268,10 +268,11 @@ func (e *engine) route(t *instState, u int32) route {
 func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, queue, retry *[]item) {
 	kept, err := c.use(ctx, e.route(t, batch[0].u))
 	if err != nil {
+		// Nothing was sent: the attempt is the first request's; the others
+		// wait for the next connection (or the instance is given up).
 		e.connFailed(t, err)
-		for i := range batch {
-			e.attemptFailed(ctx, t, &batch[i], err, true, retry)
-		}
+		e.attemptFailed(ctx, t, &batch[0], err, true, retry)
+		e.requeue(batch[1:], queue)
 		return
 	}
 	now := time.Now()

@@ -19,15 +19,17 @@ import (
 
 	"github.com/cdnpurge/cdnpurge/internal/dnsserver"
 	"github.com/cdnpurge/cdnpurge/internal/loopback"
+	"github.com/cdnpurge/cdnpurge/purge"
 )
 
 func TestMain(m *testing.M) {
+	_, _ = purge.RaiseOpenFileLimit()
 	goleak.VerifyTestMain(m)
 }
 
-// fleet is n HTTP listeners on distinct loopback addresses and one port,
+// httpFleet is n HTTP listeners on distinct loopback addresses and one port,
 // listed as A records of "cdn.test" by a real DNS server.
-type fleet struct {
+type httpFleet struct {
 	dns   *dnsserver.Server
 	port  int
 	addrs []string
@@ -35,11 +37,11 @@ type fleet struct {
 	hits  map[string][]*http.Request // by instance address
 }
 
-func startFleet(t *testing.T, n int, handler func(addr string, w http.ResponseWriter, r *http.Request)) *fleet {
+func startFleet(t *testing.T, n int, handler func(addr string, w http.ResponseWriter, r *http.Request)) *httpFleet {
 	t.Helper()
 	ls, port, err := loopback.Listen(n)
 	require.NoError(t, err)
-	f := &fleet{port: port, hits: map[string][]*http.Request{}}
+	f := &httpFleet{port: port, hits: map[string][]*http.Request{}}
 	d, err := dnsserver.Start("127.0.0.1")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close() })
@@ -62,13 +64,13 @@ func startFleet(t *testing.T, n int, handler func(addr string, w http.ResponseWr
 	return f
 }
 
-func (f *fleet) requests(addr string) []*http.Request {
+func (f *httpFleet) requests(addr string) []*http.Request {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.hits[addr]
 }
 
-func (f *fleet) args(extra ...string) []string {
+func (f *httpFleet) args(extra ...string) []string {
 	return append([]string{"--dns-name", "cdn.test", "--record", "a", "--resolver", f.dns.Addr, "--port", fmt.Sprint(f.port)}, extra...)
 }
 
@@ -98,7 +100,7 @@ func TestPurgeAllInstancesExit0(t *testing.T) {
 		assert.Equal(t, "changelog.com", reqs[0].Host)
 		assert.Equal(t, "/podcast/1?x=1", reqs[0].RequestURI)
 		assert.Equal(t, "tok-123", reqs[0].Header.Get("Purge-Token"))
-		assert.Equal(t, "cdnpurge/0.1.0", reqs[0].UserAgent())
+		assert.Equal(t, "cdnpurge/"+purge.Version(), reqs[0].UserAgent())
 	}
 	assert.NotContains(t, r.stdout+r.stderr, "tok-123")
 }
@@ -129,7 +131,8 @@ func TestPurgePartialFailureExit1(t *testing.T) {
 		if strings.HasPrefix(res.Instance, bad+":") {
 			assert.False(t, res.OK)
 			assert.Equal(t, 403, res.Status)
-			assert.Contains(t, res.Error, "token rejected by "+bad)
+			assert.Contains(t, res.Error, "403 Forbidden")
+			assert.Contains(t, res.Error, "refused the PURGE")
 		} else {
 			assert.True(t, res.OK, res.Instance)
 		}
@@ -147,7 +150,7 @@ func TestPurgeURLsFileAndStdin(t *testing.T) {
 
 	r = run(t, nil, "https://example.com/from-stdin\n", append([]string{"purge", "--urls-file", "-", "--format", "markdown"}, f.args()...)...)
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "| https://example.com/from-stdin |")
+	assert.Contains(t, r.stdout, "| `https://example.com/from-stdin` |")
 	assert.Len(t, f.requests(f.addrs[0]), 4)
 }
 
@@ -164,9 +167,9 @@ func TestPurgeDryRunSendsNothing(t *testing.T) {
 	f := startFleet(t, 2, nil)
 	r := run(t, map[string]string{"PURGE_TOKEN": "secret-xyz"}, "", append([]string{"purge", "--url", "https://example.com/a?b=1", "--dry-run"}, f.args()...)...)
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "would send 2 requests")
+	assert.Contains(t, r.stdout, "would send PURGE to 2 instances x 1 URLs over http; nothing was sent")
 	assert.Contains(t, r.stdout, "PURGE /a?b=1  Host: example.com")
-	assert.Contains(t, r.stdout, "Purge-Token header set (value hidden)")
+	assert.Contains(t, r.stdout, "Purge-Token: (hidden)")
 	assert.NotContains(t, r.stdout, "secret-xyz")
 	for _, a := range f.addrs {
 		assert.Contains(t, r.stdout, a)
@@ -188,7 +191,7 @@ func TestPurgeUsageAndDiscoveryErrorsExit2(t *testing.T) {
 		{[]string{"purge", "--url", "https://e.com/", "--format", "xml"}, "use text, json or markdown"},
 		{[]string{"purge", "--url", "https://e.com/", "--record", "mx"}, "use aaaa, a or srv"},
 		{[]string{"purge", "--url", "https://e.com/", "--header", "nocolon"}, "Name: value"},
-		{[]string{"purge", "--url", "https://e.com/", "--insecure"}, "--insecure only applies"},
+		{[]string{"purge", "--url", "https://e.com/", "--insecure"}, "only applies to https"},
 		{[]string{"purge", "--url", "https://e.com/", "--bogus"}, "flag provided but not defined"},
 		{[]string{"purge", "https://e.com/"}, "unexpected argument"},
 		{[]string{"nonsense"}, "unknown command"},
@@ -198,12 +201,23 @@ func TestPurgeUsageAndDiscoveryErrorsExit2(t *testing.T) {
 		{[]string{"purge", "--url", "https://e.com/", "--retries", "-1"}, "--retries"},
 		{[]string{"purge", "--url", "https://e.com/", "--concurrency", "0"}, "--concurrency"},
 		{[]string{"purge", "--url", "https://e.com/", "--token-file", "/nonexistent/token"}, "--token-file"},
-		{[]string{"purge", "--url", "https://e.com/", "--scheme", "ftp"}, "--scheme"},
+		{[]string{"purge", "--url", "https://e.com/", "--scheme", "ftp"}, `scheme "ftp": use http or https`},
+		{[]string{"purge", "--url", "https://e.com/", "--wait", "1s"}, "flag provided but not defined: -wait"},
+		{[]string{"purge", "--url", "https://e.com/", "--token-header", "Host"}, "sets that header itself"},
+		{[]string{"purge", "--url", "https://e.com/", "--header", "X-A: b\x1b[31m"}, "control characters"},
+		{[]string{"purge", "--url", "https://e.com/", "--method", ""}, "--method is empty"},
+		{[]string{"purge", "--url", "https://e.com/", "--method", "BAN", "--verify"}, "give the URLs to verify"},
+		{[]string{"purge", "--url", "https://e.com/", "--tag", "a b"}, "tag"},
+		{[]string{"purge", "--url", "https://e.com/", "--ok-status", "abc"}, "not a number"},
+		{[]string{"ban", "--url", "https://e.com/"}, "--regex is required"},
+		{[]string{"ban", "--url", "https://e.com/", "--regex", "^/a b"}, "white space"},
 	} {
 		args := append(append([]string{tc.args[0]}, f.args()...), tc.args[1:]...)
 		r := run(t, nil, "", args...)
 		assert.Equal(t, ExitUsage, r.code, tc.args)
 		assert.Contains(t, r.stderr, tc.want, tc.args)
+		assert.Empty(t, r.stdout, "a usage error writes nothing on stdout: %v", tc.args)
+		assert.Empty(t, f.requests(f.addrs[0]), "nothing was sent: %v", tc.args)
 	}
 	// Discovery errors.
 	r := run(t, nil, "", "purge", "--url", "https://e.com/", "--dns-name", "nope.test", "--resolver", f.dns.Addr)
@@ -211,10 +225,10 @@ func TestPurgeUsageAndDiscoveryErrorsExit2(t *testing.T) {
 	assert.Contains(t, r.stderr, "NXDOMAIN")
 	r = run(t, nil, "", "purge", "--url", "https://e.com/", "--dns-name", "cdn.test", "--resolver", f.dns.Addr)
 	assert.Equal(t, ExitUsage, r.code)
-	assert.Contains(t, r.stderr, "try --record a")
+	assert.Contains(t, r.stderr, "hint: try --record a")
 	r = run(t, nil, "", "purge", "--url", "https://e.com/")
 	assert.Equal(t, ExitUsage, r.code)
-	assert.Contains(t, r.stderr, "--dns-name NAME")
+	assert.Contains(t, r.stderr, "no instances")
 }
 
 func TestHelp(t *testing.T) {
@@ -222,6 +236,13 @@ func TestHelp(t *testing.T) {
 	assert.Equal(t, ExitOK, r.code)
 	for _, flag := range []string{"--dns-name", "--record", "--port", "--resolver", "--instance", "--url", "--urls-file", "--token-file", "--token-header", "--method", "--header", "--scheme", "--insecure", "--concurrency", "--timeout", "--retries", "--format", "--dry-run", "Exit codes"} {
 		assert.Contains(t, r.stdout, flag)
+	}
+	assert.Equal(t, 1, strings.Count(r.stdout, "Usage:"), "help printed once")
+	assert.Empty(t, r.stderr)
+	for _, cmd := range []string{"ban", "verify", "demo"} {
+		r := run(t, nil, "", cmd, "--help")
+		assert.Equal(t, ExitOK, r.code, cmd)
+		assert.Equal(t, 1, strings.Count(r.stdout, "Usage:"), cmd)
 	}
 	r = run(t, nil, "", "--help")
 	assert.Equal(t, ExitOK, r.code)
@@ -245,4 +266,5 @@ func TestPurgeDeadlineStopsPendingRequests(t *testing.T) {
 	assert.Equal(t, ExitFailed, r.code, r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, "stopped")
 	assert.Contains(t, r.stdout, "purged 1 URL on 0/2 instances")
+	assert.Contains(t, r.stderr, "hint: the run was stopped by --deadline")
 }

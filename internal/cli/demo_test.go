@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,21 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/cdnpurge/cdnpurge/varnish"
+	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 )
 
-func needVarnish(t *testing.T) {
-	t.Helper()
-	if _, err := varnish.Lookup(""); err != nil {
-		if os.Getenv("CDNPURGE_E2E") == "require" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-}
-
 func TestDemo(t *testing.T) {
-	needVarnish(t)
+	fleettest.NeedVarnishd(t)
 	r := run(t, nil, "", "demo", "--instances", "2")
 	require.Equal(t, ExitOK, r.code, r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, "-> 1 of 2 instances still serve the stale copy.")
@@ -55,7 +44,7 @@ func (l *lockedBuffer) String() string {
 }
 
 func TestDemoKeepStaysUpUntilCancelled(t *testing.T) {
-	needVarnish(t)
+	fleettest.NeedVarnishd(t)
 	var out, errb lockedBuffer
 	a := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Version: "test", Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -90,7 +79,7 @@ func TestDemoWithoutVarnishd(t *testing.T) {
 func TestDemoUsage(t *testing.T) {
 	r := run(t, nil, "", "demo", "--instances", "0")
 	assert.Equal(t, ExitUsage, r.code)
-	assert.Contains(t, r.stderr, "--instances must be 1 to 50")
+	assert.Contains(t, r.stderr, "--instances 0: give 1 to 50")
 	r = run(t, nil, "", "demo", "--mode", "external")
 	assert.Equal(t, ExitUsage, r.code)
 	r = run(t, nil, "", "demo", "--help")

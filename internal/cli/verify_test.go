@@ -14,10 +14,10 @@ import (
 // cacheFleet behaves like a tiny cache per instance: HEAD/GET miss and store,
 // then hit; PURGE drops the URL, except on instances listed in broken, which
 // answer 200 and keep serving hits.
-func cacheFleet(t *testing.T, n int, broken map[int]bool) *fleet {
+func cacheFleet(t *testing.T, n int, broken map[int]bool) *httpFleet {
 	var mu sync.Mutex
 	cached := map[string]bool{}
-	var f *fleet
+	var f *httpFleet
 	f = startFleet(t, n, func(addr string, w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -57,7 +57,7 @@ func TestVerifyCommand(t *testing.T) {
 	assert.Equal(t, ExitOK, r.code, r.stdout)
 	assert.Contains(t, r.stdout, "verified 1 URL on 3/3 instances: expected hit")
 
-	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/other", "--expect", "hit", "--wait", "5s", "--interval", "10ms"}, f.args()...)...)
+	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/other", "--expect", "hit", "--wait", "5s", "--interval", "100ms"}, f.args()...)...)
 	assert.Equal(t, ExitOK, r.code, r.stdout)
 	assert.Contains(t, r.stdout, "2 rounds")
 }
@@ -65,11 +65,13 @@ func TestVerifyCommand(t *testing.T) {
 func TestVerifyCommandUsage(t *testing.T) {
 	f := cacheFleet(t, 1, nil)
 	for _, tc := range []struct{ flag, want string }{
-		{"--expect=warm", "use hit, fresh, stale, miss or any"},
+		{"--expect=warm", "use purged, hit, fresh, stale, miss or any"},
+		{"--expect=purged", "needs a purge in the same run"},
 		{"--method=POST", "HEAD or GET"},
-		{"--interval=0s", "--interval must be positive"},
+		{"--interval=0s", "--interval 0s: give a positive duration"},
+		{"--wait=1s --interval=50ms", "at least 100ms"},
 	} {
-		r := run(t, nil, "", append([]string{"verify", "--url", "https://e.com/", tc.flag}, f.args()...)...)
+		r := run(t, nil, "", append(append([]string{"verify", "--url", "https://e.com/"}, strings.Fields(tc.flag)...), f.args()...)...)
 		assert.Equal(t, ExitUsage, r.code, tc.flag)
 		assert.Contains(t, r.stderr, tc.want, tc.flag)
 	}
@@ -114,10 +116,11 @@ func TestPurgeVerifyCatchesInstanceStillServingHit(t *testing.T) {
 	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/ep/2", "--verify"}, f.args()...)...)
 	assert.Equal(t, ExitFailed, r.code)
 	assert.Contains(t, r.stdout, "purged 1 URL on 3/3 instances", "every PURGE answered 200")
-	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 2/3 instances: expected miss")
+	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 2/3 instances: expected purged")
+	assert.Contains(t, r.stderr, "cdnpurge purge: FAILED: verify purged: 1 of 3 checks did not match on 1 of 3 instances")
 	var line string
 	for _, l := range strings.Split(r.stdout, "\n") {
-		if strings.Contains(l, "FAILED: hit, expected miss") {
+		if strings.Contains(l, "FAILED: hit, expected purged") {
 			line = l
 		}
 	}
@@ -130,7 +133,7 @@ func TestVerifyWaitTimesOutWithExit1(t *testing.T) {
 	f := startFleet(t, 2, func(addr string, w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Status", "never-warm; fwd=miss")
 	})
-	r := run(t, nil, "", append([]string{"verify", "--url", "https://example.com/cold", "--expect", "hit", "--wait", "300ms", "--interval", "50ms"}, f.args()...)...)
+	r := run(t, nil, "", append([]string{"verify", "--url", "https://example.com/cold", "--expect", "hit", "--wait", "350ms", "--interval", "100ms"}, f.args()...)...)
 	assert.Equal(t, ExitFailed, r.code, r.stdout)
 	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 0/2 instances: expected hit")
 	assert.Contains(t, r.stdout, "rounds")

@@ -15,6 +15,8 @@ import (
 type style interface {
 	title(w *bufio.Writer, s string)
 	line(w *bufio.Writer, s string)
+	// note writes our words followed by an instance's (or an API's).
+	note(w *bufio.Writer, ours, theirs string)
 	item(w *bufio.Writer, s string)
 	table(w *bufio.Writer, header []string) tableWriter
 }
@@ -34,7 +36,7 @@ func writeTables(w *bufio.Writer, out *purge.Outcome, o Options, st style) error
 		}
 	}
 	for _, s := range out.Skipped {
-		st.line(w, fmt.Sprintf("skipped %s: machine %s, not started", s.Instance, s.State))
+		st.note(w, fmt.Sprintf("skipped %s (not started): machine state ", s.Instance), s.State)
 	}
 	for _, warn := range out.Warnings {
 		st.line(w, "warning: "+warn)
@@ -108,7 +110,7 @@ func writeReport(w *bufio.Writer, r *purge.Report, o Options, st style) error {
 	}
 	for i, s := range r.Stats() {
 		if why, ok := notSent[i]; ok {
-			st.line(w, fmt.Sprintf("%s: %d URLs not sent: %s", s.Instance, s.NotSent, why))
+			st.note(w, fmt.Sprintf("%s: %d URLs not sent: ", s.Instance, s.NotSent), why)
 		}
 	}
 	return err
@@ -176,7 +178,8 @@ func (text) line(w *bufio.Writer, s string) {
 	_, _ = w.WriteString(inert(s))
 	_ = w.WriteByte('\n')
 }
-func (text) item(w *bufio.Writer, s string) { _, _ = w.WriteString("  " + inert(s) + "\n") }
+func (text) item(w *bufio.Writer, s string)              { _, _ = w.WriteString("  " + inert(s) + "\n") }
+func (t text) note(w *bufio.Writer, ours, theirs string) { t.line(w, ours+theirs) }
 func (text) table(w *bufio.Writer, header []string) tableWriter {
 	t := &textTable{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
 	t.row(header)
@@ -218,26 +221,30 @@ func unsafeRune(r rune) bool {
 	return r < ' ' && r != '\t' || r == 0x7f || r >= 0x80 && r < 0xa0 || r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 || r == 0xfeff
 }
 
-// markdown is GitHub-flavoured Markdown tables, every cell escaped.
+// markdown is GitHub-flavoured Markdown: every table cell is a code span,
+// where nothing is markup (no link, image, HTML or autolink), and other
+// text is escaped.
 type markdown struct{}
 
-func (markdown) title(w *bufio.Writer, s string) { _, _ = w.WriteString("### " + mdEscape(s) + "\n\n") }
+func (markdown) title(w *bufio.Writer, s string) { _, _ = w.WriteString("### " + mdText(s) + "\n\n") }
 func (markdown) line(w *bufio.Writer, s string) {
 	if s == "" {
 		_ = w.WriteByte('\n')
 		return
 	}
-	_, _ = w.WriteString(mdEscape(s) + "\n\n")
+	_, _ = w.WriteString(mdText(s) + "\n\n")
 }
-func (markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + mdEscape(s) + "\n") }
+func (markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + mdCode(s) + "\n") }
+func (markdown) note(w *bufio.Writer, ours, theirs string) {
+	_, _ = w.WriteString(mdText(ours) + mdCode(theirs) + "\n\n")
+}
 func (markdown) table(w *bufio.Writer, header []string) tableWriter {
 	t := &mdTable{w: w}
-	titled := make([]string, len(header))
-	for i, h := range header {
-		titled[i] = strings.ToUpper(h[:1]) + strings.ToLower(h[1:])
+	_, _ = w.WriteString("|")
+	for _, h := range header {
+		_, _ = w.WriteString(" " + strings.ToUpper(h[:1]) + strings.ToLower(h[1:]) + " |")
 	}
-	t.row(titled)
-	_, _ = w.WriteString("|" + strings.Repeat(" --- |", len(header)) + "\n")
+	_, _ = w.WriteString("\n|" + strings.Repeat(" --- |", len(header)) + "\n")
 	return t
 }
 
@@ -246,7 +253,7 @@ type mdTable struct{ w *bufio.Writer }
 func (t *mdTable) row(cells []string) {
 	_, _ = t.w.WriteString("|")
 	for _, c := range cells {
-		_, _ = t.w.WriteString(" " + mdEscape(c) + " |")
+		_, _ = t.w.WriteString(" " + mdCode(c) + " |")
 	}
 	_, _ = t.w.WriteString("\n")
 }
@@ -255,9 +262,32 @@ func (t *mdTable) end() error {
 	return err
 }
 
-// mdEscape makes s plain text in Markdown: markup characters are escaped
-// with a backslash, HTML's with entities, and line breaks become spaces.
-func mdEscape(s string) string {
+// mdCode makes s a code span: its fence is longer than any run of
+// backticks in s, and '|' is escaped, as table cells need even in code.
+func mdCode(s string) string {
+	s = strings.NewReplacer("\n", " ", "\r", " ", "\t", " ", "|", `\|`).Replace(inert(s))
+	if s == "" {
+		return ""
+	}
+	run, longest := 0, 0
+	for _, r := range s {
+		if r == '`' {
+			run++
+			longest = max(longest, run)
+		} else {
+			run = 0
+		}
+	}
+	fence := strings.Repeat("`", longest+1)
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		s = " " + s + " "
+	}
+	return fence + s + fence
+}
+
+// mdText escapes what Markdown would read as markup, HTML or a link. It is
+// for our own words; what instances send goes in code spans (mdCode).
+func mdText(s string) string {
 	var b strings.Builder
 	for _, r := range inert(s) {
 		switch {
@@ -269,7 +299,7 @@ func mdEscape(s string) string {
 			b.WriteString("&amp;")
 		case r == '\n' || r == '\r' || r == '\t':
 			b.WriteByte(' ')
-		case strings.ContainsRune("\\`*_{}[]()#+-.!|~:", r):
+		case strings.ContainsRune("\\`*_[]|!~#", r):
 			b.WriteByte('\\')
 			b.WriteRune(r)
 		default:

@@ -1,0 +1,307 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/cdnpurge/cdnpurge/purge"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func server(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	if h == nil {
+		h = func(http.ResponseWriter, *http.Request) {}
+	}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+func run(t *testing.T, j purge.Job) *purge.Outcome {
+	t.Helper()
+	j.Timeout, j.Backoff = 2*time.Second, time.Millisecond
+	out, err := j.Run(context.Background())
+	require.NoError(t, err)
+	return out
+}
+
+func write(t *testing.T, f Format, out *purge.Outcome, o Options) string {
+	t.Helper()
+	var b bytes.Buffer
+	require.NoError(t, Write(&b, f, out, o))
+	return b.String()
+}
+
+func TestFormats(t *testing.T) {
+	a := server(t, nil)
+	b := server(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	out := run(t, purge.Job{Instances: []string{a, b}, URLs: []string{"http://example.com/x|y"}, Attempts: 1})
+
+	var decoded struct {
+		OK        bool     `json:"ok"`
+		Summary   string   `json:"summary"`
+		Method    string   `json:"method"`
+		URLs      []string `json:"urls"`
+		Instances []string `json:"instances"`
+		Results   []struct {
+			URL        string  `json:"url"`
+			Instance   string  `json:"instance"`
+			Status     int     `json:"status"`
+			OK         bool    `json:"ok"`
+			Attempts   int     `json:"attempts"`
+			DurationMS float64 `json:"duration_ms"`
+			Error      string  `json:"error"`
+		} `json:"results"`
+	}
+	js := write(t, JSON, out, Options{})
+	require.NoError(t, json.Unmarshal([]byte(js), &decoded), js)
+	assert.False(t, decoded.OK)
+	assert.Equal(t, "PURGE", decoded.Method)
+	assert.Equal(t, []string{"http://example.com/x|y"}, decoded.URLs)
+	require.Len(t, decoded.Results, 2)
+	byInstance := map[string]int{}
+	for i, r := range decoded.Results {
+		byInstance[r.Instance] = i
+	}
+	ok, bad := decoded.Results[byInstance[a]], decoded.Results[byInstance[b]]
+	assert.Equal(t, 200, ok.Status)
+	assert.True(t, ok.OK)
+	assert.Empty(t, ok.Error)
+	assert.Positive(t, ok.DurationMS)
+	assert.Equal(t, 404, bad.Status)
+	assert.Contains(t, bad.Error, "404 Not Found")
+	assert.NotContains(t, bad.Error, b, "the instance has its own field")
+	assert.True(t, strings.HasPrefix(js, "{\n  \"ok\": false,"), "small reports are indented")
+
+	md := write(t, Markdown, out, Options{})
+	assert.Contains(t, md, "| Url | Instance | Status | Attempts | Time | Result |")
+	assert.Contains(t, md, "`http://example.com/x\\|y`")
+	assert.True(t, strings.HasPrefix(md, "### cdnpurge purge\n"))
+
+	txt := write(t, Text, out, Options{})
+	lines := strings.Split(strings.TrimSpace(txt), "\n")
+	require.Len(t, lines, 4, txt)
+	assert.True(t, strings.HasPrefix(lines[0], "URL"))
+	assert.Equal(t, strings.Index(lines[0], "INSTANCE"), strings.Index(lines[1], "127.0.0.1:"), "columns are aligned")
+	assert.True(t, strings.HasPrefix(lines[3], "FAILED: purged 1 URL on 1/2 instances"))
+}
+
+func TestVerifyJSONKeepsItsFieldNames(t *testing.T) {
+	in := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; hit; ttl=7")
+		w.Header().Set("Age", "3")
+	})
+	out := run(t, purge.Job{Instances: []string{in}, URLs: []string{"https://example.com/"}, VerifyOnly: true, Verify: []purge.Expect{purge.ExpectMiss}})
+	var got struct {
+		OK     bool   `json:"ok"`
+		Expect string `json:"expect"`
+		Rounds int    `json:"rounds"`
+		Checks []struct {
+			Class       string   `json:"class"`
+			CacheStatus string   `json:"cache_status"`
+			Source      string   `json:"source"`
+			TTL         *float64 `json:"ttl"`
+			Age         string   `json:"age"`
+			Matched     bool     `json:"matched"`
+			BytesRead   int64    `json:"bytes_read"`
+			Error       string   `json:"error"`
+		} `json:"checks"`
+	}
+	js := write(t, JSON, out, Options{})
+	require.NoError(t, json.Unmarshal([]byte(js), &got))
+	assert.False(t, got.OK)
+	assert.Equal(t, "miss", got.Expect)
+	assert.Equal(t, 1, got.Rounds)
+	require.Len(t, got.Checks, 1)
+	c := got.Checks[0]
+	assert.Equal(t, "hit", c.Class)
+	assert.Equal(t, "c; hit; ttl=7", c.CacheStatus)
+	assert.Equal(t, "cache-status", c.Source)
+	assert.Equal(t, 7.0, *c.TTL)
+	assert.Equal(t, "3", c.Age)
+	assert.False(t, c.Matched)
+	assert.Positive(t, c.BytesRead)
+	assert.Contains(t, c.Error, "hit, expected miss")
+
+	txt := write(t, Text, out, Options{})
+	assert.Contains(t, txt, "FAILED: hit, expected miss")
+	assert.Contains(t, txt, "c; hit; ttl=7")
+	md := write(t, Markdown, out, Options{})
+	assert.True(t, strings.HasPrefix(md, "### cdnpurge verify: expect miss"))
+}
+
+func TestPurgeAndVerifyJSON(t *testing.T) {
+	in := server(t, func(w http.ResponseWriter, r *http.Request) { w.Header().Set("Cache-Status", "c; fwd=miss") })
+	out := run(t, purge.Job{Instances: []string{in}, URLs: []string{"https://example.com/"}, Verify: []purge.Expect{purge.ExpectMiss, purge.ExpectHit}})
+	var got struct {
+		OK      bool
+		Summary string
+		Purge   struct {
+			OK      bool
+			Results []struct{ Status int }
+		}
+		Verify []struct {
+			Expect string
+			OK     bool
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(write(t, JSON, out, Options{})), &got))
+	assert.False(t, got.OK)
+	assert.Equal(t, "FAILED: verify hit: 1 of 1 checks did not match on 1 of 1 instances", got.Summary)
+	assert.True(t, got.Purge.OK)
+	require.Len(t, got.Verify, 2)
+	assert.Equal(t, []string{"miss", "hit"}, []string{got.Verify[0].Expect, got.Verify[1].Expect})
+	assert.True(t, got.Verify[0].OK)
+	assert.False(t, got.Verify[1].OK)
+}
+
+// Large runs: text and markdown show a line per instance and the failures;
+// JSON has every row, compact.
+func TestLargeRunsAreSummarised(t *testing.T) {
+	ok := server(t, nil)
+	flaky := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/7") {
+			http.Error(w, "nope", http.StatusBadRequest)
+		}
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := l.Addr().String()
+	require.NoError(t, l.Close())
+	var urls []string
+	for i := range 600 {
+		urls = append(urls, fmt.Sprintf("https://example.com/p/%d", i))
+	}
+	out := run(t, purge.Job{Instances: []string{ok, flaky, dead}, URLs: urls})
+	txt := write(t, Text, out, Options{})
+	assert.Less(t, strings.Count(txt, "\n"), 20, txt)
+	assert.Contains(t, txt, "INSTANCE")
+	assert.Contains(t, txt, "600/600")
+	assert.Contains(t, txt, "599/600")
+	assert.Contains(t, txt, "/p/7", "every failed row is listed")
+	assert.Regexp(t, regexp.QuoteMeta(dead)+`: 5\d\d URLs not sent: not sent: instance unreachable`, txt)
+	assert.Contains(t, txt, "connection refused")
+
+	verbose := write(t, Text, out, Options{Verbose: true})
+	assert.Greater(t, strings.Count(verbose, "\n"), 1800)
+
+	md := write(t, Markdown, out, Options{})
+	assert.Less(t, len(md), 8000)
+
+	js := write(t, JSON, out, Options{})
+	var got struct{ Results []json.RawMessage }
+	require.NoError(t, json.Unmarshal([]byte(js), &got))
+	assert.Len(t, got.Results, 1800)
+	assert.False(t, strings.HasPrefix(js, "{\n"), "large reports are compact")
+}
+
+// What an instance sends never acts on a terminal or a job summary.
+func TestInstanceTextIsInert(t *testing.T) {
+	in := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; hit; detail=\"<img src=x onerror=alert(1)> [click](https://evil.example) \x1b[31m\"")
+		w.Header().Set("X-Cache", "\u202eevil")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, "<script>alert(1)</script> ![img](https://evil.example/a.png) https://evil.example \x1b]0;title\x07")
+	})
+	out := run(t, purge.Job{Instances: []string{in}, URLs: []string{"https://example.com/"}, Attempts: 1, Verify: []purge.Expect{purge.ExpectHit}})
+	txt := write(t, Text, out, Options{})
+	assert.NotContains(t, txt, "\x1b")
+	assert.NotContains(t, txt, "\x07")
+	md := write(t, Markdown, out, Options{})
+	assert.NotContains(t, md, "\x1b")
+	outside := withoutCodeSpans(md)
+	for _, markup := range []string{"<script", "<img", "](", "https://evil"} {
+		assert.NotContains(t, outside, markup, "outside code spans")
+	}
+	for _, cell := range mdCells(md) {
+		if strings.Contains(cell, "evil") {
+			assert.True(t, strings.HasPrefix(cell, "`") && strings.HasSuffix(cell, "`"), "instance text is a code span: %q", cell)
+		}
+	}
+	var v any
+	require.NoError(t, json.Unmarshal([]byte(write(t, JSON, out, Options{})), &v))
+}
+
+// withoutCodeSpans drops every code span (a run of backticks, text, the
+// same run) from md.
+func withoutCodeSpans(md string) string {
+	var b strings.Builder
+	for len(md) > 0 {
+		i := strings.IndexByte(md, '`')
+		if i < 0 {
+			b.WriteString(md)
+			break
+		}
+		b.WriteString(md[:i])
+		n := len(md[i:]) - len(strings.TrimLeft(md[i:], "`"))
+		fence := md[i : i+n]
+		end := strings.Index(md[i+n:], fence)
+		if end < 0 {
+			b.WriteString(md[i:])
+			break
+		}
+		md = md[i+n+end+n:]
+	}
+	return b.String()
+}
+
+// mdCells returns the cells of every table row.
+func mdCells(md string) []string {
+	var out []string
+	for _, line := range strings.Split(md, "\n") {
+		if !strings.HasPrefix(line, "| ") {
+			continue
+		}
+		for _, c := range strings.Split(strings.ReplaceAll(line, `\|`, "\x00"), " | ") {
+			out = append(out, strings.Trim(strings.ReplaceAll(c, "\x00", `\|`), "| "))
+		}
+	}
+	return out
+}
+
+func TestPlan(t *testing.T) {
+	in := server(t, nil)
+	p, err := purge.Job{Instances: []string{in}, URLs: []string{"https://example.com/a?b=1"}, Token: "secret-xyz", Tags: []string{"t1"}}.Plan(context.Background())
+	require.NoError(t, err)
+	var b bytes.Buffer
+	require.NoError(t, WritePlan(&b, Text, p))
+	assert.Contains(t, b.String(), "would send PURGEKEYS to 1 instances x 1 URLs over http; nothing was sent")
+	assert.Contains(t, b.String(), "xkey-purge: t1")
+	assert.Contains(t, b.String(), "Purge-Token: (hidden)")
+	assert.NotContains(t, b.String(), "secret-xyz")
+	b.Reset()
+	require.NoError(t, WritePlan(&b, JSON, p))
+	assert.NotContains(t, b.String(), "secret-xyz")
+	var v struct {
+		DryRun   bool `json:"dry_run"`
+		Requests []struct{ Method, Target, Host string }
+	}
+	require.NoError(t, json.Unmarshal(b.Bytes(), &v))
+	assert.True(t, v.DryRun)
+	assert.Equal(t, "/a?b=1", v.Requests[0].Target)
+}
+
+func TestParseFormat(t *testing.T) {
+	for in, want := range map[string]Format{"": Text, "TEXT": Text, "json": JSON, "md": Markdown, "Markdown": Markdown} {
+		f, err := ParseFormat(in)
+		require.NoError(t, err)
+		assert.Equal(t, want, f)
+	}
+	_, err := ParseFormat("xml")
+	assert.ErrorContains(t, err, `format "xml": use text, json or markdown`)
+}
