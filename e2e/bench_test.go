@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,8 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cdnpurge/cdnpurge/fleet"
+	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/purge"
-	"github.com/cdnpurge/cdnpurge/varnish"
 )
 
 const wrkScript = `
@@ -34,13 +34,13 @@ end
 // cdnpurge's default per-instance limit) with cdnpurge purging 10,000 URLs
 // on every instance, through the library and through the CLI process.
 func BenchmarkPurgeVsWrk(b *testing.B) {
-	if _, err := varnish.Lookup(""); err != nil {
-		b.Skip(err)
-	}
+	fleettest.NeedVarnishd(b)
 	if _, err := exec.LookPath("wrk"); err != nil {
 		b.Skip("wrk is not installed (apt-get install -y wrk)")
 	}
-	f, err := Start(context.Background(), Options{N: 3, Token: token})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	f, err := fleet.Start(ctx, fleet.Options{N: 3, Token: token})
+	cancel()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,13 +67,19 @@ func BenchmarkPurgeVsWrk(b *testing.B) {
 		b.ReportMetric(total/float64(b.N), "purges/s")
 	})
 	b.Run("library", func(b *testing.B) {
-		urls := parseAll(b, raw)
-		in := f.Instances()
+		var in []string
+		for _, m := range f.Instances() {
+			in = append(in, m.String())
+		}
+		j := purge.Job{Instances: in, URLs: raw, Token: token}
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			rep, err := purge.Run(context.Background(), purge.Options{Token: token}, in, urls)
-			if err != nil || !rep.OK() {
-				b.Fatalf("%v %v", err, rep.Summary())
+			out, err := j.Run(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := out.Err(); err != nil {
+				b.Fatalf("%v: %s", err, out.Purge.Summary())
 			}
 		}
 		b.ReportMetric(float64(nURLs*len(in)*b.N)/time.Since(start).Seconds(), "purges/s")
@@ -85,7 +91,7 @@ func BenchmarkPurgeVsWrk(b *testing.B) {
 		}
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			cmd := exec.Command(bin, append([]string{"purge", "--urls-file", file, "--format", "json"}, f.DiscoveryArgs()...)...)
+			cmd := exec.Command(bin, append([]string{"purge", "--urls-file", file, "--format", "json"}, f.Args()...)...)
 			cmd.Env = append(os.Environ(), "PURGE_TOKEN="+token)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("%v\n%s", err, out[:min(len(out), 2000)])
@@ -95,22 +101,10 @@ func BenchmarkPurgeVsWrk(b *testing.B) {
 	})
 }
 
-func parseAll(b *testing.B, raw []string) []*url.URL {
-	out := make([]*url.URL, len(raw))
-	for i, r := range raw {
-		u, err := purge.ParseURL(r)
-		if err != nil {
-			b.Fatal(err)
-		}
-		out[i] = u
-	}
-	return out
-}
-
 var rpsRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // wrkRPS runs one wrk per instance at once and returns their summed rate.
-func wrkRPS(b *testing.B, f *Fleet, script string, d time.Duration) float64 {
+func wrkRPS(b *testing.B, f *fleet.Fleet, script string, d time.Duration) float64 {
 	var mu sync.Mutex
 	var sum float64
 	var wg sync.WaitGroup

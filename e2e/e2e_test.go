@@ -1,3 +1,14 @@
+// Package e2e runs cdnpurge end to end against real varnishd fleets (see
+// package fleet): the library, the CLI binary, and the cache evidence of the
+// VCLs people run (styles_test.go). It holds tests only.
+//
+// The environment chooses the fleets (see package fleettest):
+//
+//	CDNPURGE_E2E=require        fail instead of skipping when varnishd or vmod xkey is missing
+//	CDNPURGE_E2E_MODE=M         auto (default), netns, loopback or external
+//	CDNPURGE_E2E_INSTANCES=...  external mode: comma-separated ADDR:PORT of running instances
+//	CDNPURGE_E2E_ORIGIN=H:P     external mode: their origin (for hit counts)
+//	CDNPURGE_E2E_TOKEN=...      external mode: their purge token
 package e2e
 
 import (
@@ -6,11 +17,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,147 +31,303 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cdnpurge/cdnpurge/fleet"
+	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 	"github.com/cdnpurge/cdnpurge/varnish"
 )
 
-// The scenarios run against one shared fleet (token required), except those
-// that break their fleet. Each scenario uses its own URLs, so they do not
-// disturb one another.
-//
-// Environment:
-//
-//	CDNPURGE_E2E=require        fail instead of skipping when varnishd is missing
-//	CDNPURGE_E2E_MODE=M         auto (default), netns, loopback or external
-//	CDNPURGE_E2E_INSTANCES=...  external mode: comma-separated ADDR:PORT of running instances
-//	CDNPURGE_E2E_ORIGIN=H:P     external mode: their origin (for hit counts)
-//	CDNPURGE_E2E_TOKEN=...      external mode: their purge token
+// token is the purge token of the fleets these tests start.
 const token = "e2e-s3cret-token"
 
+// The scenarios run against one shared fleet (token required), except those
+// that break their fleet or need another VCL. Each scenario uses its own
+// URLs, so they do not disturb one another.
 var (
 	sharedOnce  sync.Once
-	sharedFleet *Fleet
+	sharedFleet *fleet.Fleet
 	sharedErr   error
 	sharedToken string
+)
+
+// The CLI binary, built once into binDir, which TestMain removes.
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if sharedFleet != nil {
 		if err := sharedFleet.Close(); err != nil {
-			fmt.Fprintln(os.Stderr, "close fleet:", err)
+			fmt.Fprintln(os.Stderr, "close the shared fleet:", err)
+			code = 1
+		}
+	}
+	if binDir != "" {
+		if err := os.RemoveAll(binDir); err != nil {
+			fmt.Fprintln(os.Stderr, "remove the CLI binary:", err)
 			code = 1
 		}
 	}
 	os.Exit(code)
 }
 
-// options reads the environment into fleet options.
-func options(t *testing.T, tok string) Options {
+// shared returns the fleet most scenarios share, and its token.
+func shared(t *testing.T) (*fleet.Fleet, string) {
 	t.Helper()
-	mode, err := ParseMode(os.Getenv("CDNPURGE_E2E_MODE"))
-	require.NoError(t, err)
-	o := Options{N: 3, Mode: mode, Token: tok}
-	if ext := os.Getenv("CDNPURGE_E2E_INSTANCES"); ext != "" {
-		o.Mode, o.External = ModeExternal, strings.Split(ext, ",")
-		o.OriginAddr = os.Getenv("CDNPURGE_E2E_ORIGIN")
-	}
-	if o.Mode != ModeExternal {
-		if _, err := varnish.Lookup(""); err != nil {
-			if os.Getenv("CDNPURGE_E2E") == "require" {
-				t.Fatalf("CDNPURGE_E2E=require: %v", err)
-			}
-			t.Skip(err)
-		}
-	}
-	return o
-}
-
-func shared(t *testing.T) (*Fleet, string) {
-	t.Helper()
-	o := options(t, token)
+	o := fleettest.Options(t, fleet.Options{N: 3, Token: token})
 	sharedOnce.Do(func() {
-		sharedToken = token
-		if o.Mode == ModeExternal {
-			sharedToken = os.Getenv("CDNPURGE_E2E_TOKEN")
-		}
+		sharedToken = o.Token
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		sharedFleet, sharedErr = Start(ctx, o)
+		sharedFleet, sharedErr = fleet.Start(ctx, o)
 		if sharedErr == nil {
-			t.Logf("fleet: %s mode, %d instances on port %d, %s records of %s at %s", sharedFleet.Mode, len(sharedFleet.Members), sharedFleet.Port, strings.ToUpper(string(sharedFleet.Record)), sharedFleet.Name, sharedFleet.DNS.Addr)
+			t.Logf("shared %s", sharedFleet)
 		}
 	})
-	require.NoError(t, sharedErr)
+	require.NoError(t, sharedErr, "start the shared fleet")
 	return sharedFleet, sharedToken
 }
 
-// own starts a fleet for one test and stops it when the test ends.
-func own(t *testing.T) *Fleet {
+// own starts a fleet of 3 for one test (which may break it) and stops it
+// when the test ends.
+func own(t *testing.T) *fleet.Fleet {
 	t.Helper()
-	o := options(t, token)
-	if o.Mode == ModeExternal {
-		t.Skip("this scenario stops an instance; it cannot run against an external fleet")
+	o := fleettest.Options(t, fleet.Options{N: 3, Token: token})
+	if o.Mode == fleet.ModeExternal {
+		t.Skip("this scenario starts and breaks its own fleet; it cannot run against an external one")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	f, err := Start(ctx, o)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, f.Close()) })
-	return f
+	return fleettest.Start(t, o)
 }
 
-func urlsOf(t *testing.T, raw ...string) []*url.URL {
+// job is a job that finds f's instances, with a timeout generous enough
+// for a loaded CI machine.
+func job(f *fleet.Fleet, urls ...string) purge.Job {
+	j := f.Job()
+	j.URLs = urls
+	j.Timeout = 10 * time.Second
+	return j
+}
+
+// run runs j and fails t when it cannot run at all.
+func run(t *testing.T, j purge.Job) *purge.Outcome {
 	t.Helper()
-	var out []*url.URL
-	for _, r := range raw {
-		u, err := purge.ParseURL(r)
-		require.NoError(t, err)
-		out = append(out, u)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := j.Run(ctx)
+	require.NoError(t, err)
+	return out
+}
+
+// verify asks every instance of f for every URL and returns the report.
+func verify(t *testing.T, f *fleet.Fleet, expect purge.Expect, urls []string, header ...string) *purge.Report {
+	t.Helper()
+	j := job(f, urls...)
+	j.VerifyOnly, j.Verify, j.Headers = true, []purge.Expect{expect}, header
+	out := run(t, j)
+	require.Len(t, out.Instances, len(f.Members), "discovery finds every instance")
+	require.Len(t, out.Verify, 1)
+	return out.Verify[0]
+}
+
+// purgeURLs purges urls on every instance of f through the library.
+func purgeURLs(t *testing.T, f *fleet.Fleet, tok string, urls ...string) *purge.Report {
+	t.Helper()
+	j := job(f, urls...)
+	j.Token = tok
+	out := run(t, j)
+	require.Len(t, out.Instances, len(f.Members), "discovery finds every instance")
+	require.NotNil(t, out.Purge)
+	return out.Purge
+}
+
+// results renders every result of r.
+func results(r *purge.Report) []purge.Result {
+	out := make([]purge.Result, r.Len())
+	for k := range out {
+		out[k] = r.Result(k)
 	}
 	return out
 }
 
-func opts(tok string, header ...string) purge.Options {
-	o := purge.Options{Token: tok, Timeout: 10 * time.Second}
-	if len(header) == 2 {
-		o.Header = http.Header{header[0]: {header[1]}}
-	}
-	return o
-}
-
-// verify checks every instance for every URL and returns the report.
-func verify(t *testing.T, f *Fleet, expect purge.Expect, us []*url.URL, header ...string) *purge.VerifyReport {
+// requireAll checks that every check of rep saw class.
+func requireAll(t *testing.T, rep *purge.Report, class cachestatus.Class) {
 	t.Helper()
-	in, err := purge.Discover(context.Background(), f.Discovery())
-	require.NoError(t, err)
-	require.Len(t, in, len(f.Members), "discovery finds every instance")
-	rep, err := purge.Verify(context.Background(), opts("", header...), expect, in, us)
-	require.NoError(t, err)
-	return rep
-}
-
-func requireAll(t *testing.T, rep *purge.VerifyReport, class cachestatus.Class) {
-	t.Helper()
-	for _, c := range rep.Checks {
-		assert.Equal(t, class, c.Class, "%s on %s: %s %s", c.URL, c.Instance, c.CacheStatus, c.Error)
+	for _, c := range results(rep) {
+		assert.Equal(t, class, c.Class, "%s on %s: %s %q (%s) %v", c.URL, c.Instance, c.Source, c.CacheStatus, c.Note, c.Err)
 	}
 }
 
-func originHits(t *testing.T, f *Fleet, u *url.URL) int {
+// originHits is how often f's origin was asked for u; -1 when the fleet's
+// origin is unknown (an external fleet started without one).
+func originHits(t *testing.T, f *fleet.Fleet, u string) int {
 	t.Helper()
 	if f.Origin == nil {
 		return -1
 	}
-	n, err := f.Origin.Hits(context.Background(), u.Host, purge.RequestTarget(u))
+	pu, err := purge.ParseURL(u)
+	require.NoError(t, err)
+	n, err := f.Origin.Hits(context.Background(), pu.Host, pu.Target)
 	require.NoError(t, err)
 	return n
 }
 
+// cli returns the CLI binary, built once for the package's tests.
+func cli(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		binDir, binErr = os.MkdirTemp("", "cdnpurge-e2e-bin-")
+		if binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "cdnpurge")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/cdnpurge/cdnpurge/cmd/cdnpurge").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("build cdnpurge: %v\n%s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
+	return binPath
+}
+
+// cliRun is what one run of the binary did.
+type cliRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func (r cliRun) String() string {
+	const most = 3000
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout[:min(len(r.stdout), most)], r.stderr[:min(len(r.stderr), most)])
+}
+
+// runCLI runs the binary with PURGE_TOKEN=tok.
+func runCLI(t *testing.T, tok string, args ...string) cliRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, cli(t), args...)
+	cmd.Env = append(os.Environ(), "PURGE_TOKEN="+tok)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := cliRun{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		r.code = ee.ExitCode()
+		return r
+	}
+	require.NoError(t, err)
+	return r
+}
+
+// The JSON reports, decoded strictly: a renamed or unexpected field fails.
+
+// purgeJSON is a purge-only report.
+type purgeJSON struct {
+	OK         bool              `json:"ok"`
+	Summary    string            `json:"summary"`
+	Step       string            `json:"step"`
+	Method     string            `json:"method"`
+	DurationMS float64           `json:"duration_ms"`
+	URLs       []string          `json:"urls"`
+	Instances  []string          `json:"instances"`
+	Skipped    []json.RawMessage `json:"skipped"`
+	Warnings   []string          `json:"warnings"`
+	Results    []struct {
+		URL        string  `json:"url"`
+		Instance   string  `json:"instance"`
+		Region     string  `json:"region"`
+		MachineID  string  `json:"machine_id"`
+		Status     int     `json:"status"`
+		OK         bool    `json:"ok"`
+		Attempts   int     `json:"attempts"`
+		DurationMS float64 `json:"duration_ms"`
+		Error      string  `json:"error"`
+	} `json:"results"`
+}
+
+// verifyJSON is a verify-only report.
+type verifyJSON struct {
+	OK         bool              `json:"ok"`
+	Summary    string            `json:"summary"`
+	Step       string            `json:"step"`
+	Expect     string            `json:"expect"`
+	Method     string            `json:"method"`
+	Rounds     int               `json:"rounds"`
+	DurationMS float64           `json:"duration_ms"`
+	URLs       []string          `json:"urls"`
+	Instances  []string          `json:"instances"`
+	Skipped    []json.RawMessage `json:"skipped"`
+	Warnings   []string          `json:"warnings"`
+	Checks     []struct {
+		URL         string   `json:"url"`
+		Instance    string   `json:"instance"`
+		Region      string   `json:"region"`
+		MachineID   string   `json:"machine_id"`
+		Status      int      `json:"status"`
+		Class       string   `json:"class"`
+		CacheStatus string   `json:"cache_status"`
+		Source      string   `json:"source"`
+		TTL         *float64 `json:"ttl"`
+		Age         string   `json:"age"`
+		Matched     bool     `json:"matched"`
+		Refilled    bool     `json:"refilled"`
+		Note        string   `json:"note"`
+		Attempts    int      `json:"attempts"`
+		BytesRead   int64    `json:"bytes_read"`
+		DurationMS  float64  `json:"duration_ms"`
+		Error       string   `json:"error"`
+	} `json:"checks"`
+}
+
+// outcomeJSON is a purge followed by verify steps.
+type outcomeJSON struct {
+	OK      bool         `json:"ok"`
+	Summary string       `json:"summary"`
+	Purge   *purgeJSON   `json:"purge"`
+	Verify  []verifyJSON `json:"verify"`
+}
+
+func decodeJSON(t *testing.T, out string, v any) {
+	t.Helper()
+	d := json.NewDecoder(strings.NewReader(out))
+	d.DisallowUnknownFields()
+	require.NoError(t, d.Decode(v), "%.3000s", out)
+}
+
+// requireKeys checks that every object of list has these keys (the ones
+// written even when empty).
+func requireKeys(t *testing.T, raw string, path []string, keys ...string) {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal([]byte(raw), &v))
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		require.True(t, ok, "%s is not an object", p)
+		v = m[p]
+	}
+	list, ok := v.([]any)
+	if !ok {
+		list = []any{v}
+	}
+	require.NotEmpty(t, list, "%v", path)
+	for _, it := range list {
+		m, ok := it.(map[string]any)
+		require.True(t, ok)
+		for _, k := range keys {
+			assert.Contains(t, m, k, "%v", path)
+		}
+	}
+}
+
 func TestWarmThenHitEverywhere(t *testing.T) {
 	f, _ := shared(t)
-	us := urlsOf(t, "https://changelog.com/warm/feed")
+	us := []string{"https://changelog.com/warm/feed"}
 	requireAll(t, verify(t, f, purge.ExpectMiss, us), cachestatus.Miss)
 	rep := verify(t, f, purge.ExpectFresh, us)
 	assert.True(t, rep.OK(), rep.Summary())
@@ -171,15 +339,12 @@ func TestWarmThenHitEverywhere(t *testing.T) {
 
 func TestPurgeThroughLibrary(t *testing.T) {
 	f, tok := shared(t)
-	us := urlsOf(t, "https://changelog.com/podcast/1")
+	us := []string{"https://changelog.com/podcast/1"}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 	before := originHits(t, f, us[0])
 
-	in, err := purge.Discover(context.Background(), f.Discovery())
-	require.NoError(t, err)
-	rep, err := purge.Run(context.Background(), opts(tok), in, us)
-	require.NoError(t, err)
+	rep := purgeURLs(t, f, tok, us...)
 	require.True(t, rep.OK(), rep.Summary())
 	assert.Equal(t, len(f.Members), rep.InstancesOK())
 
@@ -193,65 +358,94 @@ func TestPurgeThroughLibrary(t *testing.T) {
 	}
 }
 
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-func cli(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cdnpurge-e2e-bin-")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "cdnpurge")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/cdnpurge/cdnpurge/cmd/cdnpurge").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("build cdnpurge: %v\n%s", err, out)
-		}
-	})
-	require.NoError(t, binErr)
-	return binPath
-}
-
-func runCLI(t *testing.T, tok string, args ...string) (int, string) {
-	t.Helper()
-	cmd := exec.Command(cli(t), args...)
-	cmd.Env = append(os.Environ(), "PURGE_TOKEN="+tok)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitCode(), out.String()
-	}
-	require.NoError(t, err)
-	return 0, out.String()
-}
-
 func TestPurgeThroughCLIBinary(t *testing.T) {
 	f, tok := shared(t)
 	u := "https://changelog.com/news/42"
-	us := urlsOf(t, u)
+	us := []string{u}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 
-	args := append([]string{"purge", "--url", u, "--verify=miss,hit"}, f.DiscoveryArgs()...)
-	code, out := runCLI(t, tok, args...)
-	require.Equal(t, 0, code, out)
-	assert.Contains(t, out, fmt.Sprintf("purged 1 URL on %d/%d instances", len(f.Members), len(f.Members)))
-	assert.Contains(t, out, fmt.Sprintf("verified 1 URL on %d/%d instances: expected miss", len(f.Members), len(f.Members)))
-	assert.Contains(t, out, fmt.Sprintf("verified 1 URL on %d/%d instances: expected hit", len(f.Members), len(f.Members)))
-	assert.NotContains(t, out, tok)
-	if f.Mode == ModeNetns {
+	r := runCLI(t, tok, append([]string{"purge", "--url", u, "--verify=miss,hit"}, f.Args()...)...)
+	require.Equal(t, 0, r.code, r)
+	n := len(f.Members)
+	assert.Contains(t, r.stdout, fmt.Sprintf("purged 1 URL on %d/%d instances", n, n))
+	assert.Contains(t, r.stdout, fmt.Sprintf("verified 1 URL on %d/%d instances: expected miss", n, n))
+	assert.Contains(t, r.stdout, fmt.Sprintf("verified 1 URL on %d/%d instances: expected hit", n, n))
+	if tok != "" {
+		assert.NotContains(t, r.stdout+r.stderr, tok)
+	}
+	if f.Mode == fleet.ModeNetns {
 		assert.Equal(t, purge.RecordAAAA, f.Record, "netns fleets are found by AAAA, as on Fly.io")
 		for _, m := range f.Members {
-			assert.Contains(t, out, "["+m.Instance.Host+"]:")
+			assert.Contains(t, r.stdout, "["+m.Instance.Host+"]:")
 		}
 	}
+}
+
+// TestJSONShapes: the JSON field names are stable: a purge-only report, a
+// verify-only report, and a purge with verify steps.
+func TestJSONShapes(t *testing.T) {
+	f, tok := shared(t)
+	u := "https://changelog.com/json/shapes"
+	n := len(f.Members)
+
+	r := runCLI(t, tok, append([]string{"verify", "--url", u, "--expect", "any", "--format", "json"}, f.Args()...)...)
+	require.Equal(t, 0, r.code, r)
+	var v verifyJSON
+	decodeJSON(t, r.stdout, &v)
+	assert.True(t, v.OK)
+	assert.Equal(t, "verify", v.Step)
+	assert.Equal(t, "any", v.Expect)
+	assert.Equal(t, "HEAD", v.Method)
+	assert.Equal(t, 1, v.Rounds)
+	assert.Equal(t, []string{u}, v.URLs)
+	assert.Len(t, v.Instances, n)
+	require.Len(t, v.Checks, n)
+	for _, c := range v.Checks {
+		assert.True(t, c.Matched)
+		assert.Equal(t, 200, c.Status)
+		assert.Equal(t, 1, c.Attempts)
+		assert.NotEmpty(t, c.Class)
+	}
+	requireKeys(t, r.stdout, nil, "ok", "summary", "step", "expect", "method", "rounds", "duration_ms", "urls", "instances", "checks")
+	requireKeys(t, r.stdout, []string{"checks"}, "url", "instance", "status", "class", "matched", "attempts", "bytes_read", "duration_ms")
+
+	r = runCLI(t, tok, append([]string{"purge", "--url", u, "--format", "json"}, f.Args()...)...)
+	require.Equal(t, 0, r.code, r)
+	var p purgeJSON
+	decodeJSON(t, r.stdout, &p)
+	assert.True(t, p.OK)
+	assert.Equal(t, "purge", p.Step)
+	assert.Equal(t, "PURGE", p.Method)
+	require.Len(t, p.Results, n)
+	for _, res := range p.Results {
+		assert.Equal(t, u, res.URL)
+		assert.Equal(t, 200, res.Status)
+		assert.True(t, res.OK)
+		assert.Equal(t, 1, res.Attempts)
+		assert.Empty(t, res.Error)
+	}
+	requireKeys(t, r.stdout, nil, "ok", "summary", "step", "method", "duration_ms", "urls", "instances", "results")
+	requireKeys(t, r.stdout, []string{"results"}, "url", "instance", "status", "ok", "attempts", "duration_ms")
+
+	r = runCLI(t, tok, append([]string{"purge", "--url", u, "--verify=miss,hit", "--format", "json"}, f.Args()...)...)
+	require.Equal(t, 0, r.code, r)
+	var o outcomeJSON
+	decodeJSON(t, r.stdout, &o)
+	assert.True(t, o.OK)
+	assert.Equal(t, "ok", o.Summary)
+	require.NotNil(t, o.Purge)
+	assert.Len(t, o.Purge.Results, n)
+	require.Len(t, o.Verify, 2)
+	assert.Equal(t, "miss", o.Verify[0].Expect)
+	assert.Equal(t, "hit", o.Verify[1].Expect)
+	for _, c := range o.Verify[1].Checks {
+		assert.Equal(t, "hit", c.Class)
+		assert.NotEmpty(t, c.Age, "a hit carries its Age")
+		assert.NotEmpty(t, c.Source)
+	}
+	requireKeys(t, r.stdout, nil, "ok", "summary", "purge", "verify")
+	requireKeys(t, r.stdout, []string{"purge", "results"}, "url", "instance", "status", "ok", "attempts", "duration_ms")
 }
 
 func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
@@ -260,28 +454,33 @@ func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
 		t.Skip("the fleet has no purge token")
 	}
 	u := "https://changelog.com/token/check"
-	us := urlsOf(t, u)
+	us := []string{u}
 	verify(t, f, purge.ExpectAny, us)
 	for _, bad := range []string{"", "wrong-token"} {
-		code, out := runCLI(t, bad, append([]string{"purge", "--url", u, "--retries", "0", "--format", "json"}, f.DiscoveryArgs()...)...)
-		assert.Equal(t, 1, code, out)
-		var rep struct {
-			Summary string
-			Results []purge.Result
-		}
-		require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+		r := runCLI(t, bad, append([]string{"purge", "--url", u, "--retries", "0", "--format", "json"}, f.Args()...)...)
+		assert.Equal(t, 1, r.code, r)
+		var rep purgeJSON
+		decodeJSON(t, r.stdout, &rep)
+		assert.False(t, rep.OK)
 		assert.Contains(t, rep.Summary, fmt.Sprintf("purged 1 URL on 0/%d instances", len(f.Members)))
 		require.Len(t, rep.Results, len(f.Members))
-		for i, r := range rep.Results {
-			assert.Equal(t, 401, r.Status, r.Instance)
-			assert.Equal(t, 1, r.Attempts, "401 is not retried")
-			assert.Equal(t, f.Members[i].Instance.String(), r.Instance)
+		for i, res := range rep.Results {
+			assert.Equal(t, 401, res.Status, res.Instance)
+			assert.False(t, res.OK)
+			assert.Equal(t, 1, res.Attempts, "401 is not retried")
+			assert.Equal(t, f.Members[i].Instance.String(), res.Instance)
+			assert.True(t, strings.HasPrefix(res.Error, "401 "), res.Error)
+			if bad != "" {
+				assert.Contains(t, res.Error, ": "+purge.ErrTokenRejected.Error())
+			} else {
+				assert.Contains(t, res.Error, ": "+purge.ErrNoToken.Error())
+			}
 		}
 		if bad != "" {
-			assert.NotContains(t, out, bad)
-			assert.Contains(t, rep.Results[0].Error, "token rejected by")
+			assert.NotContains(t, r.stdout+r.stderr, bad)
+			assert.Contains(t, r.stderr, "hint: the purge token was refused")
 		} else {
-			assert.Contains(t, rep.Results[0].Error, "no token was sent")
+			assert.Contains(t, r.stderr, "hint: the instances want a purge token")
 		}
 	}
 	rep := verify(t, f, purge.ExpectHit, us)
@@ -291,104 +490,105 @@ func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
 func TestOneInstanceStopped(t *testing.T) {
 	f := own(t)
 	u := "https://changelog.com/stopped"
-	us := urlsOf(t, u)
+	us := []string{u}
 	verify(t, f, purge.ExpectAny, us)
 	require.NoError(t, f.Stop(1))
 	dead := f.Members[1].Instance.String()
 
-	code, out := runCLI(t, token, append([]string{"purge", "--url", u, "--retries", "1", "--format", "text"}, f.DiscoveryArgs()...)...)
-	assert.Equal(t, 1, code, out)
-	assert.Contains(t, out, fmt.Sprintf("purged 1 URL on %d/%d instances", len(f.Members)-1, len(f.Members)))
-	for _, line := range strings.Split(out, "\n") {
+	r := runCLI(t, token, append([]string{"purge", "--url", u, "--retries", "1", "--format", "text"}, f.Args()...)...)
+	assert.Equal(t, 1, r.code, r)
+	assert.Contains(t, r.stdout, fmt.Sprintf("purged 1 URL on %d/%d instances", len(f.Members)-1, len(f.Members)))
+	rows := 0
+	for _, line := range strings.Split(r.stdout, "\n") {
 		switch {
 		case strings.Contains(line, dead):
+			rows++
 			assert.Contains(t, line, "connection refused", line)
 		case strings.HasPrefix(line, u):
+			rows++
 			assert.Contains(t, line, " ok", line)
 		}
 	}
+	assert.Equal(t, len(f.Members), rows, "a row per instance:\n%s", r.stdout)
 	// The live instances really were purged.
-	live := []purge.Instance{f.Members[0].Instance, f.Members[2].Instance}
-	rep, err := purge.Verify(context.Background(), opts(""), purge.ExpectMiss, live, us)
-	require.NoError(t, err)
-	assert.True(t, rep.OK(), rep.Summary())
+	j := purge.Job{Instances: []string{f.Members[0].Instance.String(), f.Members[2].Instance.String()},
+		URLs: us, VerifyOnly: true, Verify: []purge.Expect{purge.ExpectMiss}, Timeout: 10 * time.Second}
+	out := run(t, j)
+	assert.True(t, out.OK(), out.Verify[0].Summary())
+	requireAll(t, out.Verify[0], cachestatus.Miss)
 }
 
 func TestManyURLsAllPurged(t *testing.T) {
 	f, tok := shared(t)
-	var raw []string
-	for i := 0; i < 500; i++ {
-		raw = append(raw, fmt.Sprintf("https://changelog.com/many/%d?page=%d", i, i%7))
+	var us []string
+	for i := range 500 {
+		us = append(us, fmt.Sprintf("https://changelog.com/many/%d?page=%d", i, i%7))
 	}
-	us := urlsOf(t, raw...)
 	warm := verify(t, f, purge.ExpectAny, us)
-	require.True(t, warm.OK())
+	require.True(t, warm.OK(), warm.Summary())
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 
 	file := filepath.Join(t.TempDir(), "urls.txt")
-	require.NoError(t, os.WriteFile(file, []byte("# 500 changed pages\n"+strings.Join(raw, "\n")+"\n"), 0o644))
-	code, out := runCLI(t, tok, append([]string{"purge", "--urls-file", file, "--format", "json"}, f.DiscoveryArgs()...)...)
-	require.Equal(t, 0, code, out[:min(len(out), 2000)])
-	var rep struct {
-		OK      bool
-		Summary string
-		Results []purge.Result
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	require.NoError(t, os.WriteFile(file, []byte("# 500 changed pages\n"+strings.Join(us, "\n")+"\n"), 0o644))
+	r := runCLI(t, tok, append([]string{"purge", "--urls-file", file, "--format", "json"}, f.Args()...)...)
+	require.Equal(t, 0, r.code, r)
+	var rep purgeJSON
+	decodeJSON(t, r.stdout, &rep)
 	assert.True(t, rep.OK)
 	assert.Contains(t, rep.Summary, fmt.Sprintf("purged 500 URLs on %d/%d instances", len(f.Members), len(f.Members)))
 	assert.Len(t, rep.Results, 500*len(f.Members))
+	for _, res := range rep.Results {
+		if !res.OK || res.Status != 200 {
+			t.Errorf("%s on %s: %d %s", res.URL, res.Instance, res.Status, res.Error)
+		}
+	}
 
 	miss := verify(t, f, purge.ExpectMiss, us)
 	assert.True(t, miss.OK(), miss.Summary())
-	assert.Len(t, miss.Checks, 500*len(f.Members))
+	assert.Equal(t, 500*len(f.Members), miss.Len())
 }
 
 func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 	f, tok := shared(t)
-	target := urlsOf(t, "https://changelog.com/a%20b?x=1&y=2")
-	siblings := urlsOf(t, "https://changelog.com/a%20b?x=1", "https://changelog.com/a%20b?y=2&x=1", "https://changelog.com/a+b?x=1&y=2")
-	all := append(append([]*url.URL{}, target...), siblings...)
+	target := []string{"https://changelog.com/a%20b?x=1&y=2"}
+	siblings := []string{"https://changelog.com/a%20b?x=1", "https://changelog.com/a%20b?y=2&x=1", "https://changelog.com/a+b?x=1&y=2"}
+	all := append(slices.Clone(target), siblings...)
 	verify(t, f, purge.ExpectAny, all)
 	requireAll(t, verify(t, f, purge.ExpectHit, all), cachestatus.Hit)
 
-	in, err := purge.Discover(context.Background(), f.Discovery())
-	require.NoError(t, err)
-	rep, err := purge.Run(context.Background(), opts(tok), in, target)
-	require.NoError(t, err)
+	rep := purgeURLs(t, f, tok, target...)
 	require.True(t, rep.OK(), rep.Summary())
+	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs[0].Target, "sent exactly as written: it is already canonical")
 
 	requireAll(t, verify(t, f, purge.ExpectMiss, target), cachestatus.Miss)
 	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)
 
 	// A space is sent as %20, as a browser sends it: the same cache entry.
-	spaced := urlsOf(t, "https://changelog.com/a b?x=1&y=2")
+	spaced := []string{"https://changelog.com/a b?x=1&y=2"}
 	verify(t, f, purge.ExpectAny, spaced)
-	rep, err = purge.Run(context.Background(), opts(tok), in, spaced)
-	require.NoError(t, err)
+	rep = purgeURLs(t, f, tok, spaced...)
 	require.True(t, rep.OK(), rep.Summary())
+	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs[0].Target)
 	requireAll(t, verify(t, f, purge.ExpectMiss, target), cachestatus.Miss)
+	// The siblings were never touched.
+	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)
 }
 
 func TestEveryAcceptEncodingVariantPurged(t *testing.T) {
 	f, tok := shared(t)
-	us := urlsOf(t, "https://changelog.com/assets/app.js")
-	variants := [][]string{nil, {"Accept-Encoding", "gzip"}, {"Accept-Encoding", "br, gzip"}}
+	us := []string{"https://changelog.com/assets/app.js"}
+	variants := [][]string{nil, {"Accept-Encoding: gzip"}, {"Accept-Encoding: br, gzip"}}
 	for _, v := range variants {
 		verify(t, f, purge.ExpectAny, us, v...)
 	}
 	for _, v := range variants {
 		requireAll(t, verify(t, f, purge.ExpectHit, us, v...), cachestatus.Hit)
 	}
-	before := originHits(t, f, us[0])
-	if before >= 0 {
+	if before := originHits(t, f, us[0]); before >= 0 {
 		assert.Equal(t, 3*len(f.Members), before, "three variants on each instance")
 	}
 
-	in, err := purge.Discover(context.Background(), f.Discovery())
-	require.NoError(t, err)
-	rep, err := purge.Run(context.Background(), opts(tok), in, us)
-	require.NoError(t, err)
+	rep := purgeURLs(t, f, tok, us...)
 	require.True(t, rep.OK(), rep.Summary())
 
 	for _, v := range variants {
@@ -399,12 +599,14 @@ func TestEveryAcceptEncodingVariantPurged(t *testing.T) {
 
 func TestUncacheableIsBypass(t *testing.T) {
 	f, _ := shared(t)
-	us := urlsOf(t, "https://changelog.com/private/account")
+	us := []string{"https://changelog.com/private/account"}
 	verify(t, f, purge.ExpectAny, us)
 	rep := verify(t, f, purge.ExpectHit, us)
 	assert.False(t, rep.OK(), "a private page is never a hit")
-	for _, c := range rep.Checks {
-		assert.NotEqual(t, cachestatus.Hit, c.Class, c.CacheStatus)
+	for _, c := range results(rep) {
+		assert.False(t, c.Class.IsHit(), "%s %q", c.Source, c.CacheStatus)
+		// The shipped VCL says fwd=miss for what the origin forbids caching.
+		assert.Contains(t, []cachestatus.Class{cachestatus.Miss, cachestatus.Bypass}, c.Class, "%s %q", c.Source, c.CacheStatus)
 	}
 }
 
@@ -416,63 +618,182 @@ func TestExternalFleet(t *testing.T) {
 	for _, m := range inner.Members {
 		addrs = append(addrs, m.Instance.String())
 	}
-	f, err := Start(context.Background(), Options{Mode: ModeExternal, External: addrs, OriginAddr: inner.Origin.Addr})
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, f.Close()) })
+	f := fleettest.Start(t, fleet.Options{Mode: fleet.ModeExternal, External: addrs, OriginAddr: inner.Origin.Addr})
 	assert.Equal(t, inner.Record, f.Record)
 	assert.Equal(t, inner.Instances(), f.Instances())
-	us := urlsOf(t, "https://changelog.com/external")
+	us := []string{"https://changelog.com/external"}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 	assert.Equal(t, len(addrs), originHits(t, f, us[0]))
 	assert.Error(t, f.Stop(0), "instances started elsewhere cannot be stopped here")
 
-	_, err = Start(context.Background(), Options{Mode: ModeExternal})
+	_, err := fleet.Start(context.Background(), fleet.Options{Mode: fleet.ModeExternal})
 	assert.ErrorContains(t, err, "no instances given")
-	_, err = Start(context.Background(), Options{Mode: ModeExternal, External: []string{"no-such-host.invalid:80"}})
+	_, err = fleet.Start(context.Background(), fleet.Options{Mode: fleet.ModeExternal, External: []string{"no-such-host.invalid:80"}})
 	assert.ErrorContains(t, err, "no-such-host.invalid")
 }
 
-func TestStartFailureStopsWhatItStarted(t *testing.T) {
-	o := options(t, "")
-	if o.Mode == ModeExternal {
-		t.Skip("starts its own fleet")
+// TestExternalFleetMixedFamilies: an external fleet whose instances are on
+// IPv4 and IPv6 is listed by SRV records, and one lookup finds it whole.
+func TestExternalFleetMixedFamilies(t *testing.T) {
+	o := fleettest.Options(t, fleet.Options{N: 2, Token: token, Mode: fleet.ModeLoopback})
+	if o.Mode == fleet.ModeExternal {
+		t.Skip("starts its own instances")
 	}
-	o.Varnishd = "false" // exits at once
-	_, err := Start(context.Background(), o)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "exited")
-	if netnsAvailable() == nil {
-		out, err := exec.Command("ip", "netns", "list").Output()
+	inner := fleettest.Start(t, o)
+	v6 := startOnIPv6Loopback(t, inner.Origin.Addr)
+
+	addrs := []string{v6.Addr}
+	for _, m := range inner.Members {
+		addrs = append(addrs, m.Instance.String())
+	}
+	f := fleettest.Start(t, fleet.Options{Mode: fleet.ModeExternal, External: addrs, OriginAddr: inner.Origin.Addr})
+	assert.Equal(t, purge.RecordSRV, f.Record, "mixed families are listed by SRV")
+
+	u := "https://changelog.com/mixed/families"
+	plan, err := job(f, u).Plan(context.Background())
+	require.NoError(t, err)
+	var found []string
+	for _, in := range plan.Instances {
+		found = append(found, in.String())
+	}
+	assert.ElementsMatch(t, addrs, found, "discovery finds every instance, IPv4 and IPv6")
+
+	verify(t, f, purge.ExpectAny, []string{u})
+	requireAll(t, verify(t, f, purge.ExpectHit, []string{u}), cachestatus.Hit)
+	r := runCLI(t, token, append([]string{"purge", "--url", u, "--verify=miss", "--format", "json"}, f.Args()...)...)
+	require.Equal(t, 0, r.code, r)
+	var out outcomeJSON
+	decodeJSON(t, r.stdout, &out)
+	require.NotNil(t, out.Purge)
+	assert.ElementsMatch(t, addrs, out.Purge.Instances)
+	assert.Equal(t, 2*len(addrs), originHits(t, f, u), "every instance, IPv6 too, fetched once to warm and once after the purge")
+}
+
+// startOnIPv6Loopback starts one varnishd running the shipped VCL on [::1]
+// and stops it when the test ends.
+func startOnIPv6Loopback(t *testing.T, origin string) *varnish.Process {
+	t.Helper()
+	var p *varnish.Process
+	var err error
+	// Another process may take the port between the check and varnishd's
+	// bind: try a few.
+	for try := 0; try < 5; try++ {
+		l, lerr := net.Listen("tcp", "[::1]:0")
+		if lerr != nil {
+			t.Skipf("no IPv6 loopback: %v", lerr)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		p, err = varnish.Start(ctx, varnish.Config{
+			VCL:    varnish.VCL{Name: "cdn-v6", Origin: origin},
+			Listen: net.JoinHostPort("::1", strconv.Itoa(port)),
+			Token:  token,
+		})
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, p.Stop()) })
+	return p
+}
+
+// TestStartFailureStopsWhatItStarted: a fleet whose varnishd fails to start
+// leaves nothing of its own behind: no state directory, no namespace, no
+// bridge, no process.
+func TestStartFailureStopsWhatItStarted(t *testing.T) {
+	modes := []fleet.Mode{fleet.ModeLoopback}
+	if os.Geteuid() == 0 {
+		if _, err := exec.LookPath("ip"); err == nil {
+			modes = append(modes, fleet.ModeNetns)
+		}
+	}
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			before := leftovers(t)
+			f, err := fleet.Start(context.Background(), fleet.Options{N: 2, Mode: mode, Varnishd: "false"}) // exits at once
+			require.Error(t, err)
+			require.Nil(t, f)
+			assert.Contains(t, err.Error(), "exited")
+			after := leftovers(t)
+			for kind, names := range after {
+				for _, n := range names {
+					assert.Contains(t, before[kind], n, "%s left behind: %s", kind, n)
+				}
+			}
+		})
+	}
+}
+
+// leftovers lists what fleets of this process hold: state directories,
+// network namespaces, bridges and veths, and processes naming a state
+// directory.
+func leftovers(t *testing.T) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	prefix := fmt.Sprintf("cdnpurge-fleet-%d-", os.Getpid()) // fleet's state directory naming
+	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
+	require.NoError(t, err)
+	out["state directory"] = dirs
+	if _, err := exec.LookPath("ip"); err == nil && os.Geteuid() == 0 {
+		b, err := exec.Command("ip", "netns", "list").Output()
 		require.NoError(t, err)
-		for _, line := range strings.Split(string(out), "\n") {
-			if strings.HasPrefix(line, fmt.Sprintf("%s%d-", nsPrefix, os.Getpid())) {
-				// Only the shared fleet's namespaces may remain.
-				require.NotNil(t, sharedFleet, "namespace left behind: %s", line)
-				assert.Contains(t, line, sharedFleet.net.id, "namespace left behind: %s", line)
+		for _, line := range strings.Split(string(b), "\n") {
+			name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+			if strings.HasPrefix(name, fmt.Sprintf("cdnpurge-%d-", os.Getpid())) {
+				out["namespace"] = append(out["namespace"], name)
+			}
+		}
+		b, err = exec.Command("ip", "-o", "link", "show").Output()
+		require.NoError(t, err)
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+			if strings.HasPrefix(name, "cpb") || strings.HasPrefix(name, "cpv") {
+				out["link"] = append(out["link"], name)
 			}
 		}
 	}
+	procs, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, e := range procs {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(prefix)) {
+			out["process"] = append(out["process"], e.Name()+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return out
 }
 
 // TestSoftPurge: with the VCL's Purge-Soft header, every instance serves the
 // old copy once more (stale) while it fetches a fresh one.
 func TestSoftPurge(t *testing.T) {
 	f, tok := shared(t)
-	us := urlsOf(t, "https://changelog.com/soft/1")
+	us := []string{"https://changelog.com/soft/1"}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectFresh, us), cachestatus.Hit)
 
-	in, err := purge.Discover(context.Background(), f.Discovery())
-	require.NoError(t, err)
-	rep, err := purge.Run(context.Background(), opts(tok, "Purge-Soft", "1"), in, us)
-	require.NoError(t, err)
-	require.True(t, rep.OK(), rep.Summary())
+	j := job(f, us...)
+	j.Token, j.Soft = tok, true
+	out := run(t, j)
+	require.True(t, out.OK(), out.Purge.Summary())
 
 	stale := verify(t, f, purge.ExpectStale, us)
 	assert.True(t, stale.OK(), stale.Summary())
 	requireAll(t, stale, cachestatus.Stale)
-	fresh, err := purge.VerifyUntil(context.Background(), opts(""), purge.ExpectFresh, in, us, 10*time.Second, 20*time.Millisecond)
-	require.NoError(t, err)
-	assert.True(t, fresh.OK(), fresh.Summary())
+
+	j = job(f, us...)
+	j.VerifyOnly, j.Verify = true, []purge.Expect{purge.ExpectFresh}
+	j.Wait, j.Interval = 10*time.Second, purge.MinInterval
+	out = run(t, j)
+	assert.True(t, out.OK(), out.Verify[0].Summary())
 }
