@@ -2,113 +2,54 @@
 //
 // A PURGE sent to a CDN's public (anycast) address reaches one instance; the
 // others keep serving stale content. These functions find every instance
-// through DNS (AAAA, A or SRV), purge each one at once with the URL's Host
-// header and an optional token, and verify with Cache-Status that each one
-// now misses. They run cdnpurge's Go library in the module's own process.
+// (DNS AAAA, A or SRV records, a static list, or a Fly.io app's machines),
+// purge each one at once with the URL's Host header and an optional token,
+// and verify with each cache's own evidence that none still serves the old
+// copy. They run cdnpurge's Go library in the module's own process: each
+// function maps its arguments to one purge.Job, exactly as the cdnpurge CLI
+// maps its flags.
 //
-// A function runs inside the Dagger engine's network: it sees the public
-// internet but not a private network such as Fly.io's 6PN. Point --resolver
-// at a DNS server the engine can reach, list instances with --instance, or
-// run the engine inside that network (a runner machine on it).
+// A function's container has an IPv4-only network: it cannot reach a
+// private IPv6 network such as Fly.io's 6PN (<app>.internal). For a Fly.io
+// fleet use --fly-app: every machine is reached through the public edge.
+//
+// The Dagger CLI splits list arguments on commas: a URL or header value
+// with a comma must be quoted for it ('"https://example.com/a,b"') or given
+// in --urls-file.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	neturl "net/url"
 	"strings"
 	"time"
 
 	"dagger/cdnpurge/internal/dagger"
 
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/report"
 )
 
 // Cdnpurge purges and verifies URLs on every instance of a Varnish fleet.
 type Cdnpurge struct{}
 
-// target is what purge and verify share: where the instances are and how
-// to reach them.
-type target struct {
-	urls        []string
-	dnsName     string
-	record      string
-	resolver    string
-	instances   []string
-	port        int
-	scheme      string
-	headers     []string
-	concurrency int
-	timeout     string
-	retries     int
-	insecure    bool
-	format      string
-}
-
-func (t target) prepare(ctx context.Context) (purge.Options, purge.Format, []purge.Instance, []*neturl.URL, error) {
-	var o purge.Options
-	f, err := purge.ParseFormat(t.format)
-	if err != nil {
-		return o, f, nil, nil, err
-	}
-	if len(t.urls) == 0 {
-		return o, f, nil, nil, errors.New("no URL given: pass --url https://example.com/path (repeatable)")
-	}
-	urls := make([]*neturl.URL, 0, len(t.urls))
-	for _, s := range t.urls {
-		u, err := purge.ParseURL(s)
-		if err != nil {
-			return o, f, nil, nil, fmt.Errorf("--url: %w", err)
-		}
-		urls = append(urls, u)
-	}
-	o.Scheme, o.Insecure, o.Concurrency = t.scheme, t.insecure, t.concurrency
-	if o.Timeout, err = time.ParseDuration(t.timeout); err != nil || o.Timeout <= 0 {
-		return o, f, nil, nil, fmt.Errorf("--timeout %q: give a duration such as 5s", t.timeout)
-	}
-	o.Retries = t.retries
-	if t.retries == 0 {
-		o.Retries = -1
-	}
-	for _, h := range t.headers {
-		k, v, err := purge.ParseHeader(h)
-		if err != nil {
-			return o, f, nil, nil, fmt.Errorf("--header: %w", err)
-		}
-		if o.Header == nil {
-			o.Header = http.Header{}
-		}
-		o.Header.Add(k, v)
-	}
-	var instances []purge.Instance
-	switch {
-	case len(t.instances) > 0 && t.dnsName != "":
-		err = errors.New("give --dns-name or --instance, not both")
-	case len(t.instances) > 0:
-		instances, err = purge.StaticInstances(t.instances, t.port)
-	case t.dnsName == "":
-		err = errors.New("no instances: give --dns-name NAME (the internal name listing every instance) or --instance ADDR[:PORT]")
-	default:
-		var rt purge.RecordType
-		if rt, err = purge.ParseRecordType(t.record); err == nil {
-			instances, err = purge.Discover(ctx, purge.Discovery{Name: t.dnsName, Record: rt, Port: t.port, Resolver: t.resolver})
-		}
-	}
-	return o, f, instances, urls, err
-}
-
-// Purge sends PURGE for each URL to EVERY instance of the fleet, all at once,
-// with the URL's Host header, and returns the report. It fails (non-zero
-// exit) when any instance did not answer 2xx, or when --verify finds an
-// instance still serving the URL from cache; the error holds the report.
+// Purge sends PURGE for each URL to EVERY instance of the fleet, all at
+// once, with the URL's Host header, and returns the report. With --verify
+// it then checks that no instance still serves a copy older than the
+// purge. It fails (non-zero exit) when any instance was not purged or a
+// check failed; the error says which step failed and holds the report.
 //
 // +cache="never"
 func (m *Cdnpurge) Purge(
 	ctx context.Context,
 	// Absolute URLs as the public sees them, e.g. https://example.com/feed.
+	// +optional
 	url []string,
+	// A file of URLs, one a line (# comments and blank lines skipped); for
+	// many URLs, and for URLs with commas.
+	// +optional
+	urlsFile *dagger.File,
 	// Internal DNS name whose records list EVERY instance (not the public host), e.g. my-cdn.internal.
 	// +optional
 	dnsName string,
@@ -119,13 +60,35 @@ func (m *Cdnpurge) Purge(
 	// DNS server as HOST:PORT; default: the engine's resolver.
 	// +optional
 	resolver string,
-	// Static instances as ADDR[:PORT] instead of DNS.
+	// How long to wait for each DNS answer, e.g. 3s.
+	// +optional
+	// +default="3s"
+	dnsTimeout string,
+	// Static instances as ADDR[:PORT]; a host name stands for every address it has.
 	// +optional
 	instance []string,
 	// The instances' port (for aaaa, a and --instance without a port).
 	// +optional
 	// +default=80
 	port int,
+	// Fly.io edge mode: purge every started machine of this app, listed by
+	// the Machines API and reached through the public edge (no private
+	// network needed).
+	// +optional
+	flyApp string,
+	// Fly.io API token, e.g. env://FLY_API_TOKEN.
+	// +optional
+	flyToken *dagger.Secret,
+	// The Machines API's base URL.
+	// +optional
+	// +default="https://api.machines.dev"
+	flyApi string,
+	// With --fly-app: only machines in these regions, e.g. iad.
+	// +optional
+	region []string,
+	// With --fly-app: connect to HOST:PORT instead of the URL's host (a Flycast address).
+	// +optional
+	connect string,
 	// Purge token, sent in --token-header, e.g. env://PURGE_TOKEN.
 	// +optional
 	token *dagger.Secret,
@@ -133,25 +96,43 @@ func (m *Cdnpurge) Purge(
 	// +optional
 	// +default="Purge-Token"
 	tokenHeader string,
-	// Request method: PURGE, BAN or any token your VCL handles.
+	// Request method; default PURGE (PURGEKEYS for --tag).
 	// +optional
-	// +default="PURGE"
 	method string,
+	// Purge every object with these tags (vmod xkey) instead of one URL; --url then only carries the Host.
+	// +optional
+	tag []string,
+	// Soft purge: expire instead of drop (Purge-Soft; xkey-softpurge for --tag).
+	// +optional
+	soft bool,
+	// Also count these statuses as purged, e.g. 404 for a VCL that answers 404 when nothing was cached.
+	// +optional
+	okStatus []int,
 	// Extra request headers as 'Name: value'.
 	// +optional
 	header []string,
-	// How instances are reached: http or https (certificates checked against the URL's host).
+	// Send URLs as written instead of as a browser requests them.
 	// +optional
-	// +default="http"
+	rawUrl bool,
+	// How instances are reached: http or https; default http, https with --fly-app.
+	// +optional
 	scheme string,
 	// With https: do not check certificates.
 	// +optional
 	insecure bool,
-	// Most requests in flight at once, over all instances.
+	// Most connections open at once, over all instances.
 	// +optional
 	// +default=1024
 	concurrency int,
-	// Limit for each attempt.
+	// Most connections to one instance.
+	// +optional
+	// +default=8
+	perInstance int,
+	// Requests sent on a connection before reading their answers; 1 sends one at a time.
+	// +optional
+	// +default=16
+	pipeline int,
+	// Limit for each attempt: connect, send and the whole answer.
 	// +optional
 	// +default="5s"
 	timeout string,
@@ -159,63 +140,124 @@ func (m *Cdnpurge) Purge(
 	// +optional
 	// +default=2
 	retries int,
-	// After purging, expect a miss on every instance ("miss"), then a hit ("miss,hit"); empty: no check.
+	// Limit for the whole run, e.g. 2m; empty: none.
 	// +optional
-	verify string,
+	deadline string,
+	// Then check every instance: "purged" (no copy older than the purge), or strict steps such as "miss" then "hit".
+	// +optional
+	verify []string,
+	// Check these URLs instead of --url (required after a ban or a tag purge).
+	// +optional
+	verifyUrl []string,
+	// The fleet's name in RFC 9211 Cache-Status lists.
+	// +optional
+	cacheName string,
+	// Find the instances and return what would be sent; send nothing.
+	// +optional
+	dryRun bool,
+	// Report format: text, json or markdown.
+	// +optional
+	// +default="text"
+	format string,
+	// Show every result, also in large runs.
+	// +optional
+	verbose bool,
+) (string, error) {
+	j := purge.Job{
+		URLs: url, DNSName: dnsName, Record: purge.RecordType(record), Resolver: resolver, Instances: instance, Port: port,
+		Fly:         purge.Fly{App: flyApp, API: flyApi, Regions: region, Connect: connect},
+		TokenHeader: tokenHeader, Method: method, Tags: tag, Soft: soft, OKStatus: okStatus, Headers: header, RawURLs: rawUrl,
+		Scheme: scheme, Insecure: insecure, Concurrency: concurrency, PerInstance: perInstance, Pipeline: pipeline,
+		Attempts: retries + 1, VerifyURLs: verifyUrl, CacheName: cacheName,
+	}
+	in := inputs{urlsFile: urlsFile, token: token, flyToken: flyToken, durations: map[string]string{"dns-timeout": dnsTimeout, "timeout": timeout, "deadline": deadline}}
+	if err := in.apply(ctx, &j); err != nil {
+		return "", err
+	}
+	var err error
+	if j.Verify, err = expects(verify); err != nil {
+		return "", err
+	}
+	return run(ctx, j, format, verbose, dryRun)
+}
+
+// Ban sends a BAN to EVERY instance: each invalidates every object of the
+// URL's host whose path matches --regex (in the X-Url header, with the host
+// in X-Host, where the shipped VCL and FOSHttpCache's read them).
+//
+// +cache="never"
+func (m *Cdnpurge) Ban(
+	ctx context.Context,
+	// URLs that carry the Host to ban on, e.g. https://example.com/.
+	url []string,
+	// The regular expression over paths to ban, e.g. ^/assets/.
+	regex string,
+	// Only ban objects whose Content-Type matches this expression.
+	// +optional
+	contentType string,
+	// Internal DNS name whose records list EVERY instance.
+	// +optional
+	dnsName string,
+	// Record type: aaaa, a or srv.
+	// +optional
+	// +default="aaaa"
+	record string,
+	// DNS server as HOST:PORT.
+	// +optional
+	resolver string,
+	// Static instances as ADDR[:PORT].
+	// +optional
+	instance []string,
+	// The instances' port.
+	// +optional
+	// +default=80
+	port int,
+	// Fly.io edge mode: every started machine of this app.
+	// +optional
+	flyApp string,
+	// Fly.io API token, e.g. env://FLY_API_TOKEN.
+	// +optional
+	flyToken *dagger.Secret,
+	// With --fly-app: connect to HOST:PORT instead of the URL's host.
+	// +optional
+	connect string,
+	// Purge token, e.g. env://PURGE_TOKEN.
+	// +optional
+	token *dagger.Secret,
+	// Header that carries the token.
+	// +optional
+	// +default="Purge-Token"
+	tokenHeader string,
+	// How instances are reached: http or https.
+	// +optional
+	scheme string,
+	// Limit for each attempt.
+	// +optional
+	// +default="5s"
+	timeout string,
+	// Then check these URLs: no instance may serve a copy older than the ban.
+	// +optional
+	verifyUrl []string,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
 	format string,
 ) (string, error) {
-	t := target{url, dnsName, record, resolver, instance, port, scheme, header, concurrency, timeout, retries, insecure, format}
-	o, f, instances, urls, err := t.prepare(ctx)
-	if err != nil {
+	j := purge.Job{URLs: url, Ban: regex, BanContentType: contentType, DNSName: dnsName, Record: purge.RecordType(record),
+		Resolver: resolver, Instances: instance, Port: port, Fly: purge.Fly{App: flyApp, Connect: connect},
+		TokenHeader: tokenHeader, Scheme: scheme, VerifyURLs: verifyUrl}
+	if len(verifyUrl) > 0 {
+		j.Verify = []purge.Expect{purge.ExpectPurged}
+	}
+	in := inputs{token: token, flyToken: flyToken, durations: map[string]string{"timeout": timeout}}
+	if err := in.apply(ctx, &j); err != nil {
 		return "", err
 	}
-	o.Method, o.TokenHeader = strings.ToUpper(method), tokenHeader
-	if token != nil {
-		if o.Token, err = token.Plaintext(ctx); err != nil {
-			return "", fmt.Errorf("read token: %w", err)
-		}
-	}
-	var steps []purge.Expect
-	if verify != "" {
-		for _, s := range strings.Split(verify, ",") {
-			e, err := purge.ParseExpect(s)
-			if err != nil {
-				return "", fmt.Errorf("--verify: %w", err)
-			}
-			steps = append(steps, e)
-		}
-	}
-	rep, err := purge.Run(ctx, o, instances, urls)
-	if err != nil {
-		return "", err
-	}
-	ok := rep.OK()
-	vo := o
-	vo.Token, vo.Method = "", purge.DefaultVerifyMethod
-	var checks []*purge.VerifyReport
-	for _, e := range steps {
-		v, err := purge.Verify(ctx, vo, e, instances, urls)
-		if err != nil {
-			return "", err
-		}
-		checks = append(checks, v)
-		ok = ok && v.OK()
-	}
-	var b strings.Builder
-	if err := purge.WriteReports(&b, f, rep, checks); err != nil {
-		return "", err
-	}
-	if !ok {
-		return "", fmt.Errorf("not every instance was purged:\n%s", b.String())
-	}
-	return b.String(), nil
+	return run(ctx, j, format, false, false)
 }
 
 // Verify asks EVERY instance for each URL (HEAD, or GET reading no body) and
-// checks what its cache says (Cache-Status, RFC 9211, or X-Cache) against
+// checks what its cache says (X-Varnish, Cache-Status, X-Cache, Age) against
 // --expect: hit, fresh, stale, miss or any. It fails when any instance does
 // not match; with --wait it asks again until all match or the time is up.
 //
@@ -223,7 +265,11 @@ func (m *Cdnpurge) Purge(
 func (m *Cdnpurge) Verify(
 	ctx context.Context,
 	// Absolute URLs as the public sees them.
+	// +optional
 	url []string,
+	// A file of URLs, one a line.
+	// +optional
+	urlsFile *dagger.File,
 	// What every instance must say: hit (fresh or stale), fresh, stale, miss or any.
 	// +optional
 	// +default="hit"
@@ -238,13 +284,25 @@ func (m *Cdnpurge) Verify(
 	// DNS server as HOST:PORT.
 	// +optional
 	resolver string,
-	// Static instances as ADDR[:PORT] instead of DNS.
+	// Static instances as ADDR[:PORT].
 	// +optional
 	instance []string,
 	// The instances' port.
 	// +optional
 	// +default=80
 	port int,
+	// Fly.io edge mode: every started machine of this app.
+	// +optional
+	flyApp string,
+	// Fly.io API token, e.g. env://FLY_API_TOKEN.
+	// +optional
+	flyToken *dagger.Secret,
+	// With --fly-app: only machines in these regions.
+	// +optional
+	region []string,
+	// With --fly-app: connect to HOST:PORT instead of the URL's host.
+	// +optional
+	connect string,
 	// HEAD, or GET when the site treats HEAD differently.
 	// +optional
 	// +default="HEAD"
@@ -252,14 +310,13 @@ func (m *Cdnpurge) Verify(
 	// Extra request headers as 'Name: value' (e.g. Accept-Encoding: gzip for that variant).
 	// +optional
 	header []string,
-	// http or https.
+	// How instances are reached: http or https.
 	// +optional
-	// +default="http"
 	scheme string,
 	// With https: do not check certificates.
 	// +optional
 	insecure bool,
-	// Most requests in flight at once.
+	// Most connections open at once.
 	// +optional
 	// +default=1024
 	concurrency int,
@@ -278,43 +335,148 @@ func (m *Cdnpurge) Verify(
 	// +optional
 	// +default="5s"
 	interval string,
+	// The fleet's name in RFC 9211 Cache-Status lists.
+	// +optional
+	cacheName string,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
 	format string,
 ) (string, error) {
-	t := target{url, dnsName, record, resolver, instance, port, scheme, header, concurrency, timeout, retries, insecure, format}
-	o, f, instances, urls, err := t.prepare(ctx)
+	exp, err := purge.ParseExpect(expect)
 	if err != nil {
 		return "", err
 	}
-	exp, err := purge.ParseExpect(expect)
-	if err != nil {
-		return "", fmt.Errorf("--expect: %w", err)
+	j := purge.Job{URLs: url, VerifyOnly: true, Verify: []purge.Expect{exp}, DNSName: dnsName, Record: purge.RecordType(record),
+		Resolver: resolver, Instances: instance, Port: port, Fly: purge.Fly{App: flyApp, Regions: region, Connect: connect},
+		VerifyMethod: method, Headers: header, Scheme: scheme, Insecure: insecure, Concurrency: concurrency,
+		Attempts: retries + 1, CacheName: cacheName}
+	in := inputs{urlsFile: urlsFile, flyToken: flyToken, durations: map[string]string{"timeout": timeout, "wait": wait, "interval": interval}}
+	if err := in.apply(ctx, &j); err != nil {
+		return "", err
 	}
-	o.Method = strings.ToUpper(method)
-	if o.Method != http.MethodHead && o.Method != http.MethodGet {
-		return "", fmt.Errorf("--method %q: verify sends HEAD or GET", method)
+	return run(ctx, j, format, false, false)
+}
+
+// inputs are the arguments that need reading before they go in the job:
+// files, secrets and durations.
+type inputs struct {
+	urlsFile        *dagger.File
+	token, flyToken *dagger.Secret
+	durations       map[string]string
+}
+
+func (in inputs) apply(ctx context.Context, j *purge.Job) error {
+	if in.urlsFile != nil {
+		text, err := in.urlsFile.Contents(ctx)
+		if err != nil {
+			return fmt.Errorf("read --urls-file: %w", err)
+		}
+		urls, err := purge.ReadURLs(strings.NewReader(text), "--urls-file")
+		if err != nil {
+			return err
+		}
+		j.URLs = append(j.URLs, urls...)
 	}
-	var w, iv time.Duration
-	if wait != "" {
-		if w, err = time.ParseDuration(wait); err != nil {
-			return "", fmt.Errorf("--wait %q: give a duration such as 2m", wait)
+	var err error
+	if in.token != nil {
+		if j.Token, err = in.token.Plaintext(ctx); err != nil {
+			return fmt.Errorf("read --token: %w", err)
 		}
 	}
-	if iv, err = time.ParseDuration(interval); err != nil || iv <= 0 {
-		return "", fmt.Errorf("--interval %q: give a duration such as 5s", interval)
+	if in.flyToken != nil {
+		if j.Fly.Token, err = in.flyToken.Plaintext(ctx); err != nil {
+			return fmt.Errorf("read --fly-token: %w", err)
+		}
 	}
-	rep, err := purge.VerifyUntil(ctx, o, exp, instances, urls, w, iv)
+	for name, s := range in.durations {
+		if s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("--%s %q: give a positive duration such as 5s or 2m", name, s)
+		}
+		switch name {
+		case "dns-timeout":
+			j.DNSTimeout = d
+		case "timeout":
+			j.Timeout = d
+		case "deadline":
+			j.Deadline = d
+		case "wait":
+			j.Wait = d
+		case "interval":
+			j.Interval = d
+		}
+	}
+	return nil
+}
+
+func expects(steps []string) ([]purge.Expect, error) {
+	var out []purge.Expect
+	for _, s := range steps {
+		e, err := purge.ParseExpect(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// run runs (or plans) the job and returns the report; a failure is an
+// error that says which step failed and holds the report.
+func run(ctx context.Context, j purge.Job, format string, verbose, dryRun bool) (string, error) {
+	f, err := report.ParseFormat(format)
 	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
-	if err := rep.Write(&b, f); err != nil {
+	if dryRun {
+		p, err := j.Plan(ctx)
+		if err != nil {
+			return "", explain(err, j)
+		}
+		err = report.WritePlan(&b, f, p)
+		return b.String(), err
+	}
+	out, err := j.Run(ctx)
+	if err != nil {
+		return "", explain(err, j)
+	}
+	if err := report.Write(&b, f, out, report.Options{Verbose: verbose}); err != nil {
 		return "", err
 	}
-	if !rep.OK() {
-		return "", fmt.Errorf("not every instance matched:\n%s", b.String())
+	if err := out.Err(); err != nil {
+		msg := "FAILED: " + err.Error()
+		if errors.Is(firstErr(out), purge.ErrNoToken) {
+			msg += "\nhint: the instances want a purge token: pass --token env://PURGE_TOKEN"
+		}
+		return "", fmt.Errorf("%s\n\n%s", msg, b.String())
 	}
 	return b.String(), nil
+}
+
+// explain adds the Dagger CLI's remedy to a setting that cannot work: a
+// list argument it split on a comma.
+func explain(err error, j purge.Job) error {
+	var je *purge.JobError
+	if errors.As(err, &je) && (len(j.URLs) > 1 || len(j.Headers) > 1) &&
+		(strings.Contains(err.Error(), "url ") || strings.Contains(err.Error(), "header ")) {
+		return fmt.Errorf("%w\nhint: the Dagger CLI splits list arguments on commas; quote a value that has one ('\"https://example.com/a,b\"'), or give URLs in --urls-file", err)
+	}
+	return err
+}
+
+// firstErr is the first failure of the outcome, for choosing a hint.
+func firstErr(out *purge.Outcome) error {
+	for _, r := range out.Reports() {
+		for k := range r.Len() {
+			if err := r.Err(k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

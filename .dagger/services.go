@@ -5,16 +5,21 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"dagger/cdnpurge/internal/dagger"
 
 	"github.com/cdnpurge/cdnpurge/varnish"
 )
 
-// Images, pinned by digest (as thechangelog/pipely pinned them).
+// Images, pinned by tag and digest so that every run uses the same bytes.
 const (
+	// varnishImage is the official Varnish image at the release and digest
+	// thechangelog/pipely pins (its Dagger module's Varnish container).
 	varnishImage = "varnish:7.7.3@sha256:10c3bccedda53fbba1e4a640f615921e98eb0bcab444601e3ffcc8defb3bf184"
-	golangImage  = "golang:1.25.5@sha256:36b4f45d2874905b9e8573b783292629bcb346d0a70d8d7150b6df545234818f"
+	// golangImage is the official Go image at the release and digest
+	// thechangelog/pipely pins; its Go satisfies go.mod's go directive.
+	golangImage = "golang:1.25.5@sha256:36b4f45d2874905b9e8573b783292629bcb346d0a70d8d7150b6df545234818f"
 )
 
 // Varnish returns a Varnish service (the official image) running cdnpurge's
@@ -79,15 +84,18 @@ func goContainer(source *dagger.Directory) *dagger.Container {
 }
 
 // E2e runs the end-to-end scenarios against N Varnish containers (this
-// module's Varnish function) in front of the e2e origin: a test container
-// serves DNS over the instances' addresses and purges and verifies them.
-// Returns the test output; fails when a scenario fails.
+// module's Varnish function) in front of the fleet's origin: a test
+// container serves DNS over the instances' addresses and purges and
+// verifies them. Every call runs the scenarios anew (the run is marked
+// with the time, so no cached result is returned). Returns the test
+// output; fails when a scenario fails.
 //
 // +cache="never"
 func (m *Cdnpurge) E2e(
 	ctx context.Context,
 	// The project's source.
 	// +defaultPath="/"
+	// +ignore=[".git", "**/testdata/fuzz", "**/*.test", ".dagger/internal"]
 	source *dagger.Directory,
 	// How many Varnish instances.
 	// +optional
@@ -101,7 +109,7 @@ func (m *Cdnpurge) E2e(
 	token := dag.SetSecret("cdnpurge-e2e-token", tokenValue)
 	origin := goContainer(source).
 		WithExposedPort(8080).
-		AsService(dagger.ContainerAsServiceOpts{Args: []string{"go", "run", "./e2e/cmd/e2e-origin", "--listen", ":8080"}})
+		AsService(dagger.ContainerAsServiceOpts{Args: []string{"go", "run", "./fleet/cmd/fleet-origin", "--listen", ":8080"}})
 	test := goContainer(source).WithServiceBinding("origin", origin)
 	var addrs []string
 	for i := 1; i <= instances; i++ {
@@ -118,6 +126,7 @@ func (m *Cdnpurge) E2e(
 		WithEnvVariable("CDNPURGE_E2E_INSTANCES", strings.Join(addrs, ",")).
 		WithEnvVariable("CDNPURGE_E2E_ORIGIN", "origin:8080").
 		WithSecretVariable("CDNPURGE_E2E_TOKEN", token).
+		WithEnvVariable("CDNPURGE_E2E_RUN", time.Now().UTC().Format(time.RFC3339Nano)). // a new run each call
 		WithExec([]string{"go", "test", "-count=1", "-v", "./e2e/"}).
 		Stdout(ctx)
 }
@@ -131,11 +140,11 @@ func (m *Cdnpurge) Test(
 	ctx context.Context,
 	// The project's source.
 	// +defaultPath="/"
-	// +ignore=[".git", "**/testdata/fuzz"]
+	// +ignore=[".git", "**/testdata/fuzz", "**/*.test", ".dagger/internal"]
 	source *dagger.Directory,
 ) (string, error) {
 	return goContainer(source).
-		WithExec([]string{"sh", "-c", "apt-get update -qq && apt-get install -y -qq varnish iproute2 wrk dnsutils curl time >/dev/null"}).
+		WithExec([]string{"sh", "-c", "apt-get update -qq && apt-get install -y -qq varnish varnish-modules iproute2 wrk dnsutils curl time >/dev/null"}).
 		WithEnvVariable("CDNPURGE_E2E", "require").
 		WithEnvVariable("CDNPURGE_E2E_MODE", "loopback").
 		WithExec([]string{"bash", "ci/test.sh"}).

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,38 +65,30 @@ func startFleet(b *testing.B, n int, delay time.Duration) *fleet {
 	return f
 }
 
-func (f *fleet) discovery() purge.Discovery {
-	return purge.Discovery{Name: "cdn.bench", Record: purge.RecordA, Port: f.port, Resolver: f.dns.Addr}
+// job is a purge of us on this fleet, found by DNS.
+func (f *fleet) job(us []string) purge.Job {
+	return purge.Job{DNSName: "cdn.bench", Record: purge.RecordA, Port: f.port, Resolver: f.dns.Addr, URLs: us}
 }
 
-func urls(b *testing.B, n int) []*url.URL {
-	out := make([]*url.URL, n)
+func urls(n int) []string {
+	out := make([]string, n)
 	for i := range out {
-		u, err := purge.ParseURL(fmt.Sprintf("https://example.com/episode/%d", i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		out[i] = u
+		out[i] = fmt.Sprintf("https://example.com/episode/%d", i)
 	}
 	return out
 }
 
-// libraryRun is what a Go program does: discover, then purge.
-func libraryRun(b *testing.B, f *fleet, us []*url.URL, o purge.Options, want int) {
-	ctx := context.Background()
-	in, err := purge.Discover(ctx, f.discovery())
+// libraryRun is what a Go program does: one Job, discover then purge.
+func libraryRun(b *testing.B, j purge.Job, want int) {
+	out, err := j.Run(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
-	if len(in) != want {
-		b.Fatalf("found %d instances, want %d", len(in), want)
+	if len(out.Instances) != want {
+		b.Fatalf("found %d instances, want %d", len(out.Instances), want)
 	}
-	rep, err := purge.Run(ctx, o, in, us)
-	if err != nil {
+	if err := out.Err(); err != nil {
 		b.Fatal(err)
-	}
-	if !rep.OK() {
-		b.Fatal(rep.Summary())
 	}
 }
 
@@ -111,11 +102,11 @@ func reportMS(b *testing.B, start time.Time) {
 func BenchmarkFleet50(b *testing.B) {
 	const n = 50
 	f := startFleet(b, n, 50*time.Millisecond)
-	us := urls(b, 1)
+	us := urls(1)
 	b.Run("library", func(b *testing.B) {
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			libraryRun(b, f, us, purge.Options{}, n)
+			libraryRun(b, f.job(us), n)
 		}
 		reportMS(b, start)
 	})
@@ -123,7 +114,7 @@ func BenchmarkFleet50(b *testing.B) {
 	b.Run("cli", func(b *testing.B) {
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			cmd := exec.Command(bin, "purge", "--url", us[0].String(), "--dns-name", "cdn.bench", "--record", "a",
+			cmd := exec.Command(bin, "purge", "--url", us[0], "--dns-name", "cdn.bench", "--record", "a",
 				"--resolver", f.dns.Addr, "--port", strconv.Itoa(f.port), "--format", "json")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				b.Fatalf("%v\n%s", err, out)
@@ -162,12 +153,12 @@ func BenchmarkFleet50(b *testing.B) {
 func BenchmarkFleet1000(b *testing.B) {
 	const n = 1000
 	f := startFleet(b, n, 50*time.Millisecond)
-	us := urls(b, 1)
-	libraryRun(b, f, us, purge.Options{}, n) // warm the DNS server and the listeners' accept queues
+	j := f.job(urls(1))
+	libraryRun(b, j, n) // warm the DNS server and the listeners' accept queues
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		libraryRun(b, f, us, purge.Options{}, n)
+		libraryRun(b, j, n)
 	}
 	reportMS(b, start)
 }
@@ -183,17 +174,17 @@ func BenchmarkManyURLs(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, u := range urls(b, nURLs) {
+	for _, u := range urls(nURLs) {
 		fmt.Fprintln(fh, u)
 	}
 	fh.Close()
 	bin := buildCLI(b)
 	b.Run("library", func(b *testing.B) {
-		us := urls(b, nURLs)
+		j := f.job(urls(nURLs))
 		conns := f.conns.Load()
 		start := time.Now()
 		for i := 0; i < b.N; i++ {
-			libraryRun(b, f, us, purge.Options{}, n)
+			libraryRun(b, j, n)
 		}
 		el := time.Since(start)
 		b.ReportMetric(float64(n*nURLs*b.N)/el.Seconds(), "purges/s")
@@ -248,11 +239,14 @@ func buildCLI(b *testing.B) string {
 func BenchmarkVerify1000(b *testing.B) {
 	const n = 1000
 	f := startFleet(b, n, 50*time.Millisecond)
-	us := urls(b, 1)
 	ctx := context.Background()
-	in, err := purge.Discover(ctx, f.discovery())
+	in, err := purge.Discover(ctx, purge.Discovery{Name: "cdn.bench", Record: purge.RecordA, Port: f.port, Resolver: f.dns.Addr})
 	if err != nil {
 		b.Fatal(err)
+	}
+	j := purge.Job{URLs: urls(1), VerifyOnly: true, Verify: []purge.Expect{purge.ExpectAny}}
+	for _, i := range in {
+		j.Instances = append(j.Instances, i.String())
 	}
 	var bytesRead int64
 	var sendPhase time.Duration
@@ -260,16 +254,17 @@ func BenchmarkVerify1000(b *testing.B) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		rep, err := purge.Verify(ctx, purge.Options{}, purge.ExpectAny, in, us)
+		out, err := j.Run(ctx)
 		sendPhase += time.Unix(0, f.lastArrival.Load()).Sub(t0)
 		if err != nil {
 			b.Fatal(err)
 		}
-		if !rep.OK() {
-			b.Fatal(rep.Summary())
+		if err := out.Err(); err != nil {
+			b.Fatal(err)
 		}
-		for _, c := range rep.Checks {
-			bytesRead += c.BytesRead
+		rep := out.Verify[0]
+		for k := range rep.Len() {
+			bytesRead += rep.Result(k).BytesRead
 		}
 	}
 	reportMS(b, start)
