@@ -66,6 +66,7 @@ trap 'rm -rf "$work"' EXIT
     [ "$v" = "$version" ] || { echo "ci/tools pins $m $v but $config says $version" >&2; exit 1; }
   done
   go build -o "$work/codegen" github.com/dagger/dagger/cmd/codegen
+  go mod download github.com/dagger/dagger dagger.io/dagger # go list -m gives no Dir before
   dagger_dir=$(go list -m -f '{{.Dir}}' github.com/dagger/dagger)
   sdk_dir=$(go list -m -f '{{.Dir}}' dagger.io/dagger)
   go run ./schema2introspection -schema "$dagger_dir/docs/docs-graphql/schema.graphqls" \

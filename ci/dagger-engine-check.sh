@@ -126,7 +126,7 @@ echo "context: $(find "$ctx" -type f | wc -l) files from: ${paths[*]}"
 
 # 2. Codegen as the engine runs it, with the engine's --lib-version if the Go
 #    proxy resolves it.
-dagger_dir=$(cd ci/tools && go list -m -f '{{.Dir}}' github.com/dagger/dagger)
+dagger_dir=$(cd ci/tools && go mod download github.com/dagger/dagger && go list -m -f '{{.Dir}}' github.com/dagger/dagger)
 engine_lib=$(sed -n 's/^[[:space:]]*goSDKLibVersion[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' "$dagger_dir/core/sdk/go_sdk.go")
 [ -n "$engine_lib" ] || { echo "no goSDKLibVersion in $dagger_dir/core/sdk/go_sdk.go" >&2; exit 1; }
 if lib=$(cd "$work" && env -u GOFLAGS GOWORK=off go list -m -f '{{.Version}}' "dagger.io/dagger@$engine_lib" 2>"$work/lib.err"); then

@@ -152,15 +152,18 @@ func TestConvertRestoresAliases(t *testing.T) {
 }
 
 // module returns the directory and version of a module the tools module
-// pins.
+// pins, downloading it if needed (go list -m alone gives no directory then).
 func module(t *testing.T, path string) (dir, version string) {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}} {{.Version}}", path).Output()
+	out, err := exec.Command("go", "mod", "download", "-json", path).Output()
 	if err != nil {
-		t.Fatalf("go list %s: %v", path, err)
+		t.Fatalf("go mod download %s: %v", path, err)
 	}
-	dir, version, _ = strings.Cut(strings.TrimSpace(string(out)), " ")
-	return dir, version
+	var m struct{ Dir, Version string }
+	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
+		t.Fatalf("go mod download %s: %s (%v)", path, out, err)
+	}
+	return m.Dir, m.Version
 }
 
 // TestRealSchema converts the schema of the pinned Dagger version and checks
