@@ -17,7 +17,7 @@
 #      JSON (ci/tools/schema2introspection);
 #   3. remove <source>/dagger.gen.go and run, in <source>, with the Go
 #      environment the engine's Go SDK container has (no GOFLAGS, no GOWORK,
-#      GOTOOLCHAIN=local):
+#      GOTOOLCHAIN=local, GOPRIVATE from sdk.config.goprivate if set):
 #        codegen generate-module --output <context> --module-source-path <context>/<source>
 #          --module-name <name> --introspection-json-path <json> --lib-version <engineVersion>
 #      codegen itself runs `go mod edit -replace` for the SDK's replaces,
@@ -72,6 +72,10 @@ trap 'rm -rf "$work"' EXIT
   go run ./schema2introspection -schema "$dagger_dir/docs/docs-graphql/schema.graphqls" \
     -sdk "$sdk_dir/dagger.gen.go" -version "$version" > "$work/introspection.json"
 )
+
+# dagger.json's sdk.config.goprivate becomes GOPRIVATE in the engine's container.
+goprivate=$(jq -r 'if (.sdk | type) == "object" then .sdk.config.goprivate // "" else "" end' "$config")
+if [ -n "$goprivate" ]; then export GOPRIVATE=$goprivate; fi
 
 cd "$context/$source"
 rm -f dagger.gen.go

@@ -65,7 +65,8 @@
 #                                   path the module requires (v0.21.8: otel/log,
 #                                   sdk/log, otlploggrpc, otlploghttp -> v0.16.0)
 #     go get dagger.io/dagger@<lib-version>   unless the module replaces it;
-#                                   v0.20.6 ran `go get -u` here, dropped in v0.21.1
+#                                   v0.20.6 ran `go get -u` here; v0.21.1 dropped
+#                                   -u (.changes/v0.21.1.md, dagger/dagger#13244)
 #     go mod tidy
 #   (plus `go work edit -replace` / `go work use .` when there is a go.work).
 #   go.sum gets dagger.GoSum appended before tidy. With dagger.gen.go removed,
@@ -77,8 +78,11 @@
 #   and internal/ removed; `go get dagger.io/dagger@<lib> github.com/dagger/querybuilder`,
 #   no tidy; then loads the package) in another container; it connects to the
 #   engine, so it cannot run here. The schema is the SDL Dagger ships, not the
-#   engine's live introspection (see ci/tools/schema2introspection); in Go
-#   terms they give the same API.
+#   engine's live introspection (see ci/tools/schema2introspection). Known
+#   differences: descriptions are wrapped differently (comments only), and
+#   dagger.io/dagger's own code keeps the legacy FooID / loadFooFromID views
+#   that v0.21.1 kept "for older clients" (.changes/v0.21.1.md); neither the
+#   SDL nor, by that note, a v0.21 module's schema has them.
 # - Not known here: the Go version of the engine's Go SDK image (it is built
 #   outside this module). The engine's own go.mod says go 1.26.1, so its Go is
 #   at least that. Step 4 fails when the go line is above that bound; set
