@@ -1,9 +1,8 @@
 module dagger/cdnpurge
 
-go 1.25.6
+go 1.26.1
 
 require (
-	dagger.io/dagger v0.20.6
 	github.com/Khan/genqlient v0.8.1
 	github.com/cdnpurge/cdnpurge v0.0.0
 	github.com/dagger/otel-go v1.43.1-0.20260515012101-af7cd0684887
@@ -18,6 +17,7 @@ require (
 	github.com/99designs/gqlgen v0.17.89 // indirect
 	github.com/cenkalti/backoff/v5 v5.0.3 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	github.com/dagger/querybuilder v0.0.0-20260402040506-574a5e81cb59
 	github.com/davecgh/go-spew v1.1.1 // indirect
 	github.com/dunglas/httpsfv v1.1.2 // indirect
 	github.com/go-logr/logr v1.4.3 // indirect
@@ -52,3 +52,11 @@ require (
 )
 
 replace github.com/cdnpurge/cdnpurge => ../
+
+replace go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc => go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc v0.16.0
+
+replace go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp => go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploghttp v0.16.0
+
+replace go.opentelemetry.io/otel/log => go.opentelemetry.io/otel/log v0.16.0
+
+replace go.opentelemetry.io/otel/sdk/log => go.opentelemetry.io/otel/sdk/log v0.16.0

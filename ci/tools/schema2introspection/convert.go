@@ -185,6 +185,9 @@ func convert(sdl string, aliases enumAliases, version string) (*introspection.Re
 			for _, i := range def.Interfaces {
 				t.Interfaces = append(t.Interfaces, &introspection.Type{Kind: introspection.TypeKindInterface, Name: i})
 			}
+			if def.Kind == gql.Interface {
+				t.PossibleTypes = c.possibleTypes(def)
+			}
 		case gql.InputObject:
 			for _, f := range def.Fields {
 				t.InputFields = append(t.InputFields, c.inputValue(f.Name, f.Description, f.Type, f.DefaultValue, f.Directives))
@@ -222,7 +225,9 @@ func convert(sdl string, aliases enumAliases, version string) (*introspection.Re
 				t.EnumValues = append(t.EnumValues, v)
 			}
 		case gql.Union:
-			// Dagger's API has no unions; keep the kind.
+			// Dagger's API has no unions today; if one appears, its members
+			// are its possible types, as introspection reports them.
+			t.PossibleTypes = c.possibleTypes(def)
 		}
 		s.Types = append(s.Types, t)
 	}
@@ -269,6 +274,21 @@ func (c conv) typeRef(t *gql.Type) *introspection.TypeRef {
 		kind = introspection.TypeKind(def.Kind)
 	}
 	return &introspection.TypeRef{Kind: kind, Name: t.NamedType}
+}
+
+// possibleTypes lists what implements an interface (or belongs to a union),
+// by name, as introspection's possibleTypes does. Codegen (v0.21+) builds each
+// interface's Concrete() switch from it; without it the switch is silently
+// left out. gqlparser also lists interfaces that extend the interface, as the
+// engine does; codegen keeps only the objects.
+func (c conv) possibleTypes(def *gql.Definition) []*introspection.Type {
+	defs := c.schema.GetPossibleTypes(def)
+	out := make([]*introspection.Type, 0, len(defs))
+	for _, d := range defs {
+		out = append(out, &introspection.Type{Kind: introspection.TypeKind(d.Kind), Name: d.Name})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 func (c conv) inputValues(args gql.ArgumentDefinitionList) introspection.InputValues {

@@ -3,14 +3,19 @@
 // Dagger's codegen reads with --introspection-json-path, so the module's
 // bindings can be generated without an engine.
 //
-// The SDL loses the @enumValue directives that mark enum aliases (GZIP is
-// Gzip, OCI is OCIMediaTypes, ...). They are restored from dagger.io/dagger's
-// own generated code at the same version, where every alias is a constant
-// defined as another ("X T = Y"); an enum value the SDK does not name (its Go
-// name collides with another's) is an alias of the first-declared value whose
-// name equals it but for case and underscores.
+// The SDL may lose the @enumValue directives that mark enum aliases (GZIP is
+// Gzip, OCI is OCIMediaTypes, ...): v0.20.6's drops them all, v0.21.8's keeps
+// them. Missing ones are restored from dagger.io/dagger's own generated code
+// at the same version, where every alias is a constant defined as another
+// ("X T = Y"); an enum value the SDK does not name (its Go name collides with
+// another's) is an alias of the first-declared value whose name equals it but
+// for case and underscores. Where the SDL keeps them, the tests check that the
+// restoration gives the same answer.
 //
-//	schema2introspection -schema schema.graphqls -sdk dagger.gen.go -version v0.20.6 > introspection.json
+// Interfaces (Node, Exportable, Syncer since v0.21) get their possibleTypes,
+// which introspection reports and codegen needs for Concrete().
+//
+//	schema2introspection -schema schema.graphqls -sdk dagger.gen.go -version v0.21.8 > introspection.json
 package main
 
 import (
@@ -23,7 +28,7 @@ import (
 func main() {
 	schemaPath := flag.String("schema", "", "Dagger's schema.graphqls")
 	sdkPath := flag.String("sdk", "", "dagger.io/dagger's dagger.gen.go at the same version")
-	version := flag.String("version", "", "the schema version, e.g. v0.20.6")
+	version := flag.String("version", "", "the schema version, e.g. v0.21.8")
 	flag.Parse()
 	if *schemaPath == "" || *sdkPath == "" || *version == "" {
 		fmt.Fprintln(os.Stderr, "usage: schema2introspection -schema schema.graphqls -sdk dagger.gen.go -version vX.Y.Z > introspection.json")
