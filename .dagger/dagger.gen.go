@@ -192,28 +192,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 	switch parentName {
 	case "Cdnpurge":
 		switch fnName {
-		case "E2e":
-			var parent Cdnpurge
-			err = json.Unmarshal(parentJSON, &parent)
-			if err != nil {
-				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
-			}
-			var source *dagger.Directory
-			if inputArgs["source"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
-				}
-			}
-			var instances int
-			if inputArgs["instances"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["instances"]), &instances)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg instances", err))
-				}
-			}
-			return (*Cdnpurge).E2e(&parent, ctx, source, instances)
-		case "Purge":
+		case "Ban":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
 			if err != nil {
@@ -224,6 +203,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				err = json.Unmarshal([]byte(inputArgs["url"]), &url)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
+				}
+			}
+			var regex string
+			if inputArgs["regex"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["regex"]), &regex)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg regex", err))
+				}
+			}
+			var contentType string
+			if inputArgs["contentType"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["contentType"]), &contentType)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg contentType", err))
 				}
 			}
 			var dnsName string
@@ -261,6 +254,188 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
 				}
 			}
+			var flyApp string
+			if inputArgs["flyApp"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyApp"]), &flyApp)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyApp", err))
+				}
+			}
+			var flyToken *dagger.Secret
+			if inputArgs["flyToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyToken"]), &flyToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyToken", err))
+				}
+			}
+			var connect string
+			if inputArgs["connect"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["connect"]), &connect)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg connect", err))
+				}
+			}
+			var token *dagger.Secret
+			if inputArgs["token"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["token"]), &token)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg token", err))
+				}
+			}
+			var tokenHeader string
+			if inputArgs["tokenHeader"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["tokenHeader"]), &tokenHeader)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tokenHeader", err))
+				}
+			}
+			var scheme string
+			if inputArgs["scheme"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["scheme"]), &scheme)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg scheme", err))
+				}
+			}
+			var timeout string
+			if inputArgs["timeout"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["timeout"]), &timeout)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg timeout", err))
+				}
+			}
+			var verifyUrl []string
+			if inputArgs["verifyUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verifyUrl"]), &verifyUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
+				}
+			}
+			var format string
+			if inputArgs["format"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
+				}
+			}
+			return (*Cdnpurge).Ban(&parent, ctx, url, regex, contentType, dnsName, record, resolver, instance, port, flyApp, flyToken, connect, token, tokenHeader, scheme, timeout, verifyUrl, format)
+		case "E2e":
+			var parent Cdnpurge
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var source *dagger.Directory
+			if inputArgs["source"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
+				}
+			}
+			var instances int
+			if inputArgs["instances"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["instances"]), &instances)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg instances", err))
+				}
+			}
+			return (*Cdnpurge).E2e(&parent, ctx, source, instances)
+		case "Purge":
+			var parent Cdnpurge
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var url []string
+			if inputArgs["url"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["url"]), &url)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
+				}
+			}
+			var urlsFile *dagger.File
+			if inputArgs["urlsFile"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["urlsFile"]), &urlsFile)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg urlsFile", err))
+				}
+			}
+			var dnsName string
+			if inputArgs["dnsName"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["dnsName"]), &dnsName)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dnsName", err))
+				}
+			}
+			var record string
+			if inputArgs["record"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["record"]), &record)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg record", err))
+				}
+			}
+			var resolver string
+			if inputArgs["resolver"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["resolver"]), &resolver)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg resolver", err))
+				}
+			}
+			var dnsTimeout string
+			if inputArgs["dnsTimeout"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["dnsTimeout"]), &dnsTimeout)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dnsTimeout", err))
+				}
+			}
+			var instance []string
+			if inputArgs["instance"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["instance"]), &instance)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg instance", err))
+				}
+			}
+			var port int
+			if inputArgs["port"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["port"]), &port)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
+				}
+			}
+			var flyApp string
+			if inputArgs["flyApp"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyApp"]), &flyApp)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyApp", err))
+				}
+			}
+			var flyToken *dagger.Secret
+			if inputArgs["flyToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyToken"]), &flyToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyToken", err))
+				}
+			}
+			var flyApi string
+			if inputArgs["flyApi"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyApi"]), &flyApi)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyApi", err))
+				}
+			}
+			var region []string
+			if inputArgs["region"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["region"]), &region)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg region", err))
+				}
+			}
+			var connect string
+			if inputArgs["connect"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["connect"]), &connect)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg connect", err))
+				}
+			}
 			var token *dagger.Secret
 			if inputArgs["token"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["token"]), &token)
@@ -282,11 +457,39 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
 				}
 			}
+			var tag []string
+			if inputArgs["tag"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["tag"]), &tag)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tag", err))
+				}
+			}
+			var soft bool
+			if inputArgs["soft"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["soft"]), &soft)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg soft", err))
+				}
+			}
+			var okStatus []int
+			if inputArgs["okStatus"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["okStatus"]), &okStatus)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg okStatus", err))
+				}
+			}
 			var header []string
 			if inputArgs["header"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["header"]), &header)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg header", err))
+				}
+			}
+			var rawUrl bool
+			if inputArgs["rawUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["rawUrl"]), &rawUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg rawUrl", err))
 				}
 			}
 			var scheme string
@@ -310,6 +513,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg concurrency", err))
 				}
 			}
+			var perInstance int
+			if inputArgs["perInstance"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["perInstance"]), &perInstance)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg perInstance", err))
+				}
+			}
+			var pipeline int
+			if inputArgs["pipeline"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["pipeline"]), &pipeline)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg pipeline", err))
+				}
+			}
 			var timeout string
 			if inputArgs["timeout"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["timeout"]), &timeout)
@@ -324,11 +541,39 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg retries", err))
 				}
 			}
-			var verify string
+			var deadline string
+			if inputArgs["deadline"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["deadline"]), &deadline)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg deadline", err))
+				}
+			}
+			var verify []string
 			if inputArgs["verify"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["verify"]), &verify)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verify", err))
+				}
+			}
+			var verifyUrl []string
+			if inputArgs["verifyUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verifyUrl"]), &verifyUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
+				}
+			}
+			var cacheName string
+			if inputArgs["cacheName"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cacheName"]), &cacheName)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
+				}
+			}
+			var dryRun bool
+			if inputArgs["dryRun"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["dryRun"]), &dryRun)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dryRun", err))
 				}
 			}
 			var format string
@@ -338,7 +583,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Purge(&parent, ctx, url, dnsName, record, resolver, instance, port, token, tokenHeader, method, header, scheme, insecure, concurrency, timeout, retries, verify, format)
+			var verbose bool
+			if inputArgs["verbose"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verbose"]), &verbose)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
+				}
+			}
+			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, method, tag, soft, okStatus, header, rawUrl, scheme, insecure, concurrency, perInstance, pipeline, timeout, retries, deadline, verify, verifyUrl, cacheName, dryRun, format, verbose)
 		case "Test":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -408,6 +660,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
 				}
 			}
+			var urlsFile *dagger.File
+			if inputArgs["urlsFile"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["urlsFile"]), &urlsFile)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg urlsFile", err))
+				}
+			}
 			var expect string
 			if inputArgs["expect"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["expect"]), &expect)
@@ -448,6 +707,34 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				err = json.Unmarshal([]byte(inputArgs["port"]), &port)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
+				}
+			}
+			var flyApp string
+			if inputArgs["flyApp"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyApp"]), &flyApp)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyApp", err))
+				}
+			}
+			var flyToken *dagger.Secret
+			if inputArgs["flyToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["flyToken"]), &flyToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyToken", err))
+				}
+			}
+			var region []string
+			if inputArgs["region"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["region"]), &region)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg region", err))
+				}
+			}
+			var connect string
+			if inputArgs["connect"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["connect"]), &connect)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg connect", err))
 				}
 			}
 			var method string
@@ -513,6 +800,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg interval", err))
 				}
 			}
+			var cacheName string
+			if inputArgs["cacheName"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cacheName"]), &cacheName)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -520,7 +814,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Verify(&parent, ctx, url, expect, dnsName, record, resolver, instance, port, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, format)
+			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, dnsName, record, resolver, instance, port, flyApp, flyToken, region, connect, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, cacheName, format)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -40,11 +40,16 @@ func pragmaDefaults(t *testing.T, fn string) map[string]string {
 		if !ok || fd.Name.Name != fn || fd.Recv == nil {
 			continue
 		}
+		// A parameter's comments are not its Doc: the comment map ties
+		// them to it, as Dagger's codegen reads them.
+		comments := ast.NewCommentMap(fset, fd, f.Comments)
 		for _, p := range fd.Type.Params.List {
-			for _, line := range strings.Split(p.Doc.Text(), "\n") {
-				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "+default="); ok {
-					for _, n := range p.Names {
-						out[n.Name] = v
+			for _, g := range comments[p] {
+				for _, line := range strings.Split(g.Text(), "\n") {
+					if v, ok := strings.CutPrefix(strings.TrimSpace(line), "+default="); ok {
+						for _, n := range p.Names {
+							out[n.Name] = v
+						}
 					}
 				}
 			}
@@ -73,8 +78,10 @@ func TestDefaultsAreTheLibrarys(t *testing.T) {
 		"method":      strconv.Quote(purge.DefaultVerifyMethod),
 		"interval":    strconv.Quote(purge.DefaultInterval.String()),
 	}
-	for _, fn := range []string{"Purge", "Ban", "Verify"} {
-		for arg, v := range pragmaDefaults(t, fn) {
+	for fn, n := range map[string]int{"Purge": 11, "Ban": 5, "Verify": 9} {
+		pragmas := pragmaDefaults(t, fn)
+		require.Len(t, pragmas, n, "%s's +default pragmas: %v", fn, pragmas)
+		for arg, v := range pragmas {
 			want, ok := library[arg]
 			require.True(t, ok, "%s --%s has a +default the test does not know: add it to this table", fn, arg)
 			assert.Equal(t, want, v, "%s --%s: the +default pragma disagrees with the library's default", fn, arg)
