@@ -111,8 +111,12 @@ func (e *DiscoveryError) Error() string {
 	return b.String()
 }
 
-// hint says what to check, in terms of the job's settings, once per error.
+// hint says what to check, in terms of the job's settings, once per error;
+// DNS advice only for DNS lookups (a platform API's errors say their own).
 func (e *DiscoveryError) hint() string {
+	if e.Record == "" {
+		return ""
+	}
 	switch e.Kind {
 	case KindNXDomain:
 		return "check the name; on Fly.io it is <app>.internal"

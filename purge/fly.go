@@ -39,7 +39,13 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	if err != nil {
 		return nil, nil, fail(KindConfig, "Machines API address %s: %v", f.API, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+f.Token)
+	// flyctl's macaroon tokens ("FlyV1 fm2_...") carry their own scheme;
+	// other tokens are bearer tokens.
+	auth := "Bearer " + f.Token
+	if strings.HasPrefix(f.Token, "FlyV1 ") {
+		auth = f.Token
+	}
+	req.Header.Set("Authorization", auth)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "cdnpurge/"+Version())
 	resp, err := http.DefaultClient.Do(req)
@@ -77,6 +83,10 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 		if m.ID == "" {
 			return nil, nil, fail(KindBadAnswer, "the Machines API listed a machine without an id")
 		}
+		if !machineID(m.ID) {
+			return nil, nil, fail(KindBadAnswer, "the Machines API listed a machine whose id %q is not one (letters and digits)", cleanText(m.ID, 40))
+		}
+		m.Region = cleanText(m.Region, 20)
 		if len(f.Regions) > 0 && !slices.Contains(f.Regions, m.Region) {
 			continue
 		}
@@ -96,6 +106,20 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	}
 	slices.SortFunc(ins, func(a, b Instance) int { return strings.Compare(a.String(), b.String()) })
 	return ins, skipped, nil
+}
+
+// machineID says whether id can be a machine's id: it goes in a header,
+// so only letters and digits.
+func machineID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 // apiMessage is the API's own error message, for an error, never showing
