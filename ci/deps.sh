@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo use, when missing:
-# varnish (varnishd, varnishtest), iproute2 (ip netns), wrk and dnsutils (the
-# benchmark baselines), curl. Needs root or sudo; does nothing when all are there.
+# varnish (varnishd, varnishtest), varnish-modules (vmod xkey, for tag purges),
+# iproute2 (ip netns), wrk and dnsutils (the benchmark baselines), curl, time.
+# Needs root or sudo; does nothing when all are there.
 set -euo pipefail
 need=()
 command -v varnishd >/dev/null || need+=(varnish)
+ls /usr/lib/*/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1 || need+=(varnish-modules)
 command -v ip >/dev/null || need+=(iproute2)
 command -v wrk >/dev/null || need+=(wrk)
 command -v dig >/dev/null || need+=(dnsutils)

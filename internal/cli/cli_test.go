@@ -24,7 +24,10 @@ import (
 
 func TestMain(m *testing.M) {
 	_, _ = purge.RaiseOpenFileLimit()
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		removeBinary()
+		os.Exit(code)
+	}))
 }
 
 // httpFleet is n HTTP listeners on distinct loopback addresses and one port,
