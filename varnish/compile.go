@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/cdnpurge/cdnpurge/internal/syncbuf"
 )
 
 // compileTimeout bounds one run of the VCL compiler (about 0.3 s here).
@@ -54,7 +56,7 @@ func Compile(ctx context.Context, varnishd, vcl string) error {
 	// -C prints the generated C code on success (discarded) and the
 	// compiler's message on failure.
 	cmd := exec.CommandContext(ctx, bin, "-C", "-n", filepath.Join(dir, "work"), "-f", path)
-	var out syncBuffer
+	var out syncbuf.Buffer
 	cmd.Stderr = &out
 	err = cmd.Run()
 	if ctx.Err() != nil {

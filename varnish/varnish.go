@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"text/template"
 	"time"
+
+	"github.com/cdnpurge/cdnpurge/internal/syncbuf"
 )
 
 //go:embed cdnpurge.vcl.tmpl
@@ -171,7 +173,7 @@ type Process struct {
 
 	cmd    *exec.Cmd
 	dir    string
-	out    *syncBuffer
+	out    *syncbuf.Buffer
 	exited chan struct{}
 	err    error // exit status, once exited is closed
 }
@@ -222,7 +224,7 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		"-p", "thread_pool_min=10", "-p", "thread_pools=1")
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "PURGE_TOKEN="+cfg.Token)
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{Limit: 1 << 20}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {

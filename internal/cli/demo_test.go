@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
+	"github.com/cdnpurge/cdnpurge/internal/syncbuf"
 )
 
 func TestDemo(t *testing.T) {
@@ -26,26 +25,10 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, r.stdout, "cdn-1; fwd=miss; stored")
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestDemoKeepStaysUpUntilCancelled(t *testing.T) {
 	fleettest.NeedVarnishd(t)
-	var out, errb lockedBuffer
+	var out, errb syncbuf.Buffer
 	a := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Version: "test", Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
