@@ -26,6 +26,11 @@ its own IPv6 address on the same port, found by AAAA records, as on Fly.io.
 Otherwise the instances share the loopback interface (127.0.x.y, one port,
 found by A records). Needs varnishd (Debian/Ubuntu: apt-get install -y varnish).
 
+With --fly, the same steps run in Fly.io edge mode against a local stand-in
+for Fly.io: a Machines API that lists one machine per instance (region and
+machine id) and an edge proxy that routes each request to the machine named
+in fly-force-instance-id, as Fly's proxy does. Nothing reaches Fly.io.
+
 A demo killed without the chance to clean up (kill -9) leaves varnishd
 processes and namespaces behind: the next demo removes them, as does
 'cdnpurge demo --clean'.`
@@ -33,6 +38,7 @@ processes and namespaces behind: the next demo removes them, as does
 const demoExamples = `  cdnpurge demo
   cdnpurge demo --instances 5 --url https://example.com/feed
   sudo cdnpurge demo --keep        # stay up and print commands to try by hand
+  cdnpurge demo --fly              # the same in Fly.io edge mode, through a local stand-in
   cdnpurge demo --clean            # stop what a killed demo left behind`
 
 func (a *App) demo(ctx context.Context, args []string) error {
@@ -42,6 +48,7 @@ func (a *App) demo(ctx context.Context, args []string) error {
 	rawURL := f.String("url", "https://cdnpurge.example/episodes/1", "the `URL` to cache, purge and verify")
 	keep := f.Bool("keep", false, "stay up after the demo until Ctrl-C, and print commands to try by hand")
 	varnishd := f.String("varnishd", "varnishd", "the varnishd `program` to run")
+	fly := f.Bool("fly", false, "run the steps in Fly.io edge mode, through a local stand-in for Fly.io's Machines API\nand edge proxy (machines listed by the API, each reached with fly-force-instance-id)")
 	clean := f.Bool("clean", false, "only stop the varnishd processes and remove the namespaces and directories that\nkilled demos left behind, and say what was removed")
 	if err := f.parse(a, args); err != nil {
 		return err
@@ -88,11 +95,33 @@ func (a *App) demo(ctx context.Context, args []string) error {
 		}
 	}()
 	describeFleet(w, fl)
-	if err := demoSteps(ctx, w, fl, u, token); err != nil {
+	target := demoTarget{job: fl.Job, found: "found by DNS", n: len(fl.Members),
+		one: purge.Job{Instances: []string{fl.Members[0].Instance.String()}}}
+	var edge *fleet.FlyEdge
+	if *fly {
+		if edge, err = fl.StartFly(fleet.FlyOptions{App: "cdnpurge-demo", Token: "demo-fly-" + hex.EncodeToString(tok)}); err != nil {
+			return fmt.Errorf("start the Fly.io stand-in: %w", err)
+		}
+		defer func() {
+			if err := edge.Close(); err != nil {
+				fmt.Fprintf(a.Stderr, "cdnpurge demo: stop the Fly.io stand-in: %v\n", err)
+			}
+		}()
+		describeFly(w, edge)
+		// Without fly-force-instance-id the edge sends a request to the
+		// nearest machine: the public address.
+		target = demoTarget{job: edge.Job, found: "listed by the Machines API", n: len(fl.Members),
+			one: purge.Job{Instances: []string{edge.Addr}}}
+	}
+	if err := demoSteps(ctx, w, target, u, token); err != nil {
 		return err
 	}
 	if *keep {
-		tryByHand(w, fl, u, token)
+		if edge != nil {
+			flyTryByHand(w, edge, u, token)
+		} else {
+			tryByHand(w, fl, u, token)
+		}
 		<-ctx.Done()
 		fmt.Fprintln(w, "\nStopping the fleet.")
 	}
@@ -112,22 +141,32 @@ func describeFleet(w io.Writer, f *fleet.Fleet) {
 	}
 }
 
+// demoTarget is what the demo purges: the job that finds every instance,
+// the one a request to the public address reaches, and how the instances
+// are found, in words.
+type demoTarget struct {
+	job   func() purge.Job
+	one   purge.Job
+	found string
+	n     int
+}
+
 // demoSteps warms, purges and verifies, printing each step; it fails when
 // the purge did not reach every instance.
-func demoSteps(ctx context.Context, w io.Writer, f *fleet.Fleet, u purge.URL, token string) error {
+func demoSteps(ctx context.Context, w io.Writer, f demoTarget, u purge.URL, token string) error {
 	step := func(title string) { fmt.Fprintf(w, "\n== %s\n", title) }
 	show := func(out *purge.Outcome) bool {
 		_ = report.Write(w, report.Text, out, report.Options{})
 		return out.OK()
 	}
 	check := func(e purge.Expect) (*purge.Outcome, error) {
-		j := f.Job()
+		j := f.job()
 		j.URLs, j.VerifyOnly, j.Verify = []string{u.String()}, true, []purge.Expect{e}
 		return j.Run(ctx)
 	}
-	n := len(f.Members)
+	n := f.n
 
-	step(fmt.Sprintf("1. Warm the caches: ask each of the %d instances (found by DNS) for %s", n, u))
+	step(fmt.Sprintf("1. Warm the caches: ask each of the %d instances (%s) for %s", n, f.found, u))
 	if _, err := check(purge.ExpectAny); err != nil {
 		return err
 	}
@@ -139,7 +178,8 @@ func demoSteps(ctx context.Context, w io.Writer, f *fleet.Fleet, u purge.URL, to
 	ok := show(warm)
 
 	step("2. The usual way: one PURGE to the public address, which reaches ONE instance")
-	one := purge.Job{Instances: []string{f.Members[0].Instance.String()}, URLs: []string{u.String()}, Token: token}
+	one := f.one
+	one.URLs, one.Token = []string{u.String()}, token
 	out, err := one.Run(ctx)
 	if err != nil {
 		return err
@@ -155,8 +195,8 @@ func demoSteps(ctx context.Context, w io.Writer, f *fleet.Fleet, u purge.URL, to
 		fmt.Fprintf(w, "-> %d of %d instances still serve the stale copy.\n", naive.Verify[0].Failed(), n)
 	}
 
-	step("3. cdnpurge: PURGE every instance found by DNS, at once, with Host and Purge-Token,\n   then prove it: every instance must miss now, and hit again on the next request")
-	j := f.Job()
+	step(fmt.Sprintf("3. cdnpurge: PURGE every instance %s, at once, with Host and Purge-Token,\n   then prove it: every instance must miss now, and hit again on the next request", f.found))
+	j := f.job()
 	j.URLs, j.Token, j.Verify = []string{u.String()}, token, []purge.Expect{purge.ExpectMiss, purge.ExpectHit}
 	out, err = j.Run(ctx)
 	if err != nil {
@@ -185,4 +225,23 @@ func tryByHand(w io.Writer, f *fleet.Fleet, u purge.URL, token string) {
 	if f.Mode == fleet.ModeNetns {
 		fmt.Fprintf(w, "  ip netns exec %s varnishstat -1 -n <dir>   # each instance has its namespace: ip netns list\n", f.Members[0].Netns)
 	}
+}
+
+func describeFly(w io.Writer, e *fleet.FlyEdge) {
+	fmt.Fprintf(w, "\nA local stand-in for Fly.io (nothing here reaches Fly.io): the Machines API at %s\n", e.API)
+	fmt.Fprintf(w, "lists app %s's machines, and the edge at %s routes each request to the machine\n", e.App, e.Addr)
+	fmt.Fprintln(w, "named in fly-force-instance-id, as Fly's proxy does (without it: to the nearest machine).")
+	for _, m := range e.Machines() {
+		fmt.Fprintf(w, "  %s/%s  %-6s %s -> %s\n", m.Region, m.ID, m.Name, m.State, m.Member.Instance)
+	}
+}
+
+func flyTryByHand(w io.Writer, e *fleet.FlyEdge, u purge.URL, token string) {
+	m := e.Machine(0)
+	args := strings.Join(e.Args(), " ")
+	fmt.Fprintf(w, "\nThe fleet stays up until Ctrl-C. Try by hand (this throwaway fleet's purge token is %s,\nthe stand-in's Fly.io token %s):\n", token, e.Token)
+	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/v1/apps/%s/machines\n", e.Token, e.API, e.App)
+	fmt.Fprintf(w, "  curl -sI -H 'Host: %s' -H 'fly-force-instance-id: %s' http://%s%s | grep -i cache-status\n", u.Host, m.ID, e.Addr, u.Target)
+	fmt.Fprintf(w, "  FLY_API_TOKEN=%s cdnpurge verify --url %s %s --expect hit\n", e.Token, u, args)
+	fmt.Fprintf(w, "  FLY_API_TOKEN=%s PURGE_TOKEN=%s cdnpurge purge --url %s %s --verify=miss,hit\n", e.Token, token, u, args)
 }
