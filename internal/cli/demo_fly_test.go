@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
+	"github.com/cdnpurge/cdnpurge/internal/syncbuf"
 )
 
 func TestDemoFly(t *testing.T) {
@@ -41,28 +41,10 @@ func TestDemoFly(t *testing.T) {
 	assert.Regexp(t, `sjc/[0-9a-f]{14}\s+200\s+hit .* cdn-2; hit`, s)
 }
 
-// flyDemoBuffer is an output written by the demo while the test reads it.
-type flyDemoBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *flyDemoBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *flyDemoBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // The commands --keep prints in edge mode work as printed.
 func TestDemoFlyKeepPrintsCommandsThatWork(t *testing.T) {
 	fleettest.NeedVarnishd(t)
-	var out, errb flyDemoBuffer
+	var out, errb syncbuf.Buffer
 	a := &App{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Version: "test", Getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
