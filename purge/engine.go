@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -287,6 +286,7 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		c.wbuf = append(c.wbuf, t.hdr...)
 		c.wbuf = append(c.wbuf, e.ps.common...)
 	}
+	c.deadlineSet = time.Time{} // a new batch: a whole timeout from now
 	c.deadline()
 	if _, err := c.nc.Write(c.wbuf); err != nil {
 		c.close()
@@ -305,7 +305,7 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 			return
 		}
 		t.fails.Store(0)
-		v := verdict{status: r.status, retryAfter: r.header.Get("Retry-After")}
+		v := verdict{status: r.status, retryAfter: r.retryAfter}
 		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), &r, c.read-before)
 		verdicts = append(verdicts, v)
 		if r.close {
@@ -331,8 +331,6 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		}
 		e.requeue(batch, queue)
 		return
-	default:
-		c.reused = true
 	}
 	e.apply(ctx, t, batch[:answered], verdicts, retry)
 }
@@ -343,7 +341,7 @@ type verdict struct {
 	ok, again  bool
 	err        error
 	status     int
-	retryAfter string
+	retryAfter int // seconds; -1: none
 }
 
 // apply records the verdicts of answered items.
@@ -425,7 +423,7 @@ func (e *engine) attemptFailed(ctx context.Context, t *instState, it *item, err 
 	ref := e.rep.addErr(ierr)
 	if retryable && int(row.attempts) < e.p.Attempts && (it.first == 0 || e.ps.idempotent) {
 		row.err = ref
-		it.ready = time.Now().Add(e.backoff(int(row.attempts), "")).UnixNano()
+		it.ready = time.Now().Add(e.backoff(int(row.attempts), -1)).UnixNano()
 		*retry = append(*retry, *it)
 		return
 	}
@@ -503,16 +501,14 @@ func satInc(n uint8) uint8 {
 
 // backoff is the delay before attempt n+1: Backoff doubled each time, with
 // jitter, or the instance's Retry-After when longer.
-func (e *engine) backoff(n int, retryAfter string) time.Duration {
+func (e *engine) backoff(n int, retryAfter int) time.Duration {
 	d := e.p.Backoff << (n - 1)
 	if d > maxBackoff || d <= 0 {
 		d = maxBackoff
 	}
 	d = d/2 + rand.N(d/2+1)
-	if secs, err := strconv.Atoi(retryAfter); err == nil && secs >= 0 {
-		if ra := time.Duration(secs) * time.Second; ra > d {
-			d = min(ra, maxBackoff)
-		}
+	if ra := time.Duration(retryAfter) * time.Second; ra > d {
+		d = min(ra, maxBackoff)
 	}
 	return d
 }

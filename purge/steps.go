@@ -18,7 +18,7 @@ import (
 func (p *plan) purge(ctx context.Context, instances []Instance, budget fdBudget) *Report {
 	rep := newReport(StepPurge, p.Method, p.urls, instances)
 	ps := p.newPass(StepPurge, p.Method, p.urls, p.requestHeaders(false))
-	ps.read = readOpts{keepBody: true, keep: headerSet("Retry-After", "X-Varnish")}
+	ps.read = readOpts{keepBody: true}
 	ps.judge = func(k int, r *response, _ int64) (bool, bool, error) { return p.judgePurge(rep, k, r) }
 	start := time.Now()
 	p.newEngine(ps, rep, budget).run(ctx)
@@ -114,7 +114,7 @@ func (p *plan) judgePurge(rep *Report, k int, r *response) (ok, retry bool, err 
 	}
 	switch {
 	case r.status < len(p.okStatus) && p.okStatus[r.status]:
-		if p.Method == DefaultMethod && r.status < 300 && cachestatus.VarnishHit(r.header) {
+		if p.Method == DefaultMethod && r.status < 300 && r.varnishIDs == 2 {
 			return false, false, fail(ErrServedFromCache, ": "+ErrServedFromCache.Error())
 		}
 		return true, false, nil
@@ -175,7 +175,7 @@ func (p *plan) verify(ctx context.Context, expect Expect, instances []Instance, 
 	headers = append(headers, p.header...)
 	ps := p.newPass(StepVerify, p.VerifyMethod, p.verifyURLs, headers)
 	ps.read = readOpts{head: p.VerifyMethod == http.MethodHead, skipBody: p.VerifyMethod == http.MethodGet,
-		keep: headerSet(append(cachestatus.Headers(), "Retry-After")...)}
+		keep: headerSet(cachestatus.Headers()...)}
 	ps.judge = func(k int, r *response, n int64) (bool, bool, error) {
 		ok, err := p.judgeCheck(rep, k, r, n, expect, purgeStart)
 		return ok, false, err

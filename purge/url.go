@@ -43,6 +43,9 @@ func ParseURL(s string) (URL, error) {
 	if _, err := checkURL(s); err != nil {
 		return URL{}, err
 	}
+	if u, ok := canonicalAlready(strings.TrimSpace(s)); ok {
+		return u, nil
+	}
 	w, err := whatwg.Parse(strings.TrimSpace(s))
 	if err != nil {
 		return URL{}, fmt.Errorf("url %q: %v", safeURL(s), err)
@@ -65,6 +68,69 @@ func ParseURL(s string) (URL, error) {
 		target = "/" + target
 	}
 	return URL{Scheme: scheme, Host: host, Hostname: strings.Trim(name, "[]"), Port: w.Port(), Target: target}, nil
+}
+
+// canonicalAlready recognises, cheaply, a URL that the WHATWG parser would
+// leave as it is (lower-case host of letters, digits, '-' and '.', no
+// default port, no dot segment, nothing to percent-encode, no fragment),
+// and returns it. Anything else takes the parser (about 5µs a URL, which
+// counts for a hundred thousand URLs). The fuzz test holds the two to the
+// same answer.
+func canonicalAlready(s string) (URL, bool) {
+	var u URL
+	rest, ok := "", false
+	if rest, ok = strings.CutPrefix(s, "https://"); ok {
+		u.Scheme = "https"
+	} else if rest, ok = strings.CutPrefix(s, "http://"); ok {
+		u.Scheme = "http"
+	} else {
+		return u, false
+	}
+	slash := strings.IndexByte(rest, '/')
+	if slash <= 0 {
+		return u, false
+	}
+	u.Host, u.Target = rest[:slash], rest[slash:]
+	u.Hostname = u.Host
+	if h, p, found := strings.Cut(u.Host, ":"); found {
+		n, err := strconv.Atoi(p)
+		if err != nil || p[0] == '0' || n > 65535 || p == "80" && u.Scheme == "http" || p == "443" && u.Scheme == "https" {
+			return u, false
+		}
+		u.Hostname, u.Port = h, p
+	}
+	labels := strings.Split(u.Hostname, ".")
+	last := labels[len(labels)-1]
+	if last == "" || last[0] >= '0' && last[0] <= '9' { // empty, trailing dot, or IPv4-like
+		return u, false
+	}
+	for _, l := range labels {
+		if l == "" || strings.HasPrefix(l, "xn--") {
+			return u, false
+		}
+		for i := 0; i < len(l); i++ {
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return u, false
+			}
+		}
+	}
+	path, query, hasQuery := strings.Cut(u.Target, "?")
+	if strings.Contains(path, "/.") || strings.Contains(path, "%2e") || strings.Contains(path, "%2E") {
+		return u, false
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"#<>`{}\\", c) >= 0 {
+			return u, false
+		}
+	}
+	if hasQuery {
+		for i := 0; i < len(query); i++ {
+			if c := query[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"#<>'", c) >= 0 {
+				return u, false
+			}
+		}
+	}
+	return u, true
 }
 
 // ParseRawURL checks s as ParseURL does but keeps its host and path as

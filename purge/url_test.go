@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	whatwg "github.com/nlnwa/whatwg-url/url"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -177,6 +178,28 @@ func FuzzParseURL(f *testing.F) {
 			if err != nil || again != u {
 				t.Fatalf("%q: %v does not round trip: %v %v", s, u, again, err)
 			}
+		}
+	})
+}
+
+// The fast path for URLs already canonical agrees with the WHATWG parser
+// wherever it answers.
+func FuzzCanonicalAlready(f *testing.F) {
+	for _, s := range []string{"https://example.com/a/b?c=d", "http://e.com:8080/x", "https://e.com:443/x", "http://E.com/x", "https://e.com/a/./b",
+		"https://e.com/%2e%2E/x", "https://127.1/x", "https://e.com/x?q='", "https://xn--bcher-kva.de/", "https://e.com./x", "http://a.b-c.d/~x!$&'()*+,;=:@"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := canonicalAlready(s)
+		if !ok {
+			return
+		}
+		w, err := whatwg.Parse(s)
+		if err != nil {
+			t.Fatalf("%q: the fast path takes it, the parser refuses it: %v", s, err)
+		}
+		if got := w.Href(true); got != fast.String() {
+			t.Fatalf("%q: fast path %q, parser %q", s, fast.String(), got)
 		}
 	})
 }

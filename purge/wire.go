@@ -47,6 +47,11 @@ type response struct {
 	close bool
 	// header holds only the headers the reader asked for.
 	header http.Header
+	// retryAfter is the Retry-After header, in seconds; -1 when absent.
+	retryAfter int
+	// varnishIDs counts the ids of the last X-Varnish header (two: a cache
+	// hit; one: a miss, pass or synthetic answer); 0 when absent.
+	varnishIDs int
 	// body is the start of the body, when the reader asked for it.
 	body []byte
 }
@@ -66,7 +71,7 @@ type readOpts struct {
 // readResponse reads one final answer from br, skipping interim (1xx)
 // answers, and consumes its body so that the next answer can be read.
 func readResponse(br *bufio.Reader, o *readOpts, r *response) error {
-	*r = response{header: r.header}
+	*r = response{header: r.header, retryAfter: -1}
 	for k := range r.header {
 		delete(r.header, k)
 	}
@@ -138,6 +143,12 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			te = true
 			chunked = bytes.HasSuffix(bytes.ToLower(value), []byte("chunked"))
+		case bytes.EqualFold(name, []byte("Retry-After")):
+			if n, err := strconv.Atoi(string(value)); err == nil && n >= 0 {
+				r.retryAfter = n
+			}
+		case bytes.EqualFold(name, []byte("X-Varnish")):
+			r.varnishIDs = len(bytes.Fields(value))
 		case bytes.EqualFold(name, []byte("Connection")):
 			for _, t := range bytes.Split(value, []byte(",")) {
 				t = bytes.TrimSpace(t)
