@@ -45,8 +45,10 @@ import (
 // DefaultFlyApp is the app name a stand-in uses when none is given.
 const DefaultFlyApp = "cdnpurge-fleet"
 
-// FlyRegions are the regions members are placed in, in turn.
-var FlyRegions = []string{"iad", "sjc", "ams", "fra", "lhr", "nrt", "syd", "gru", "sin", "cdg", "ord", "dfw", "sea", "yyz", "waw", "arn", "mad", "jnb", "bom", "hkg"}
+// FlyRegions returns the regions members are placed in, in turn.
+func FlyRegions() []string {
+	return []string{"iad", "sjc", "ams", "fra", "lhr", "nrt", "syd", "gru", "sin", "cdg", "ord", "dfw", "sea", "yyz", "waw", "arn", "mad", "jnb", "bom", "hkg"}
+}
 
 // FlyOptions describe a Fly.io stand-in.
 type FlyOptions struct {
@@ -166,7 +168,8 @@ func (e *FlyEdge) placeMachines(o FlyOptions) error {
 		if i < len(o.Regions) && o.Regions[i] != "" {
 			return o.Regions[i]
 		}
-		return FlyRegions[i%len(FlyRegions)]
+		regions := FlyRegions()
+		return regions[i%len(regions)]
 	}
 	for i, m := range e.fleet.Members {
 		id, err := newID("")
