@@ -102,7 +102,7 @@ type Job struct {
 	// one read them).
 	Ban string
 	// BanContentType, with Ban, limits the ban to content types matching
-	// this regular expression (X-Content-Type).
+	// this regular expression (X-Content-Type); empty sends ".*", any.
 	BanContentType string
 	// Token is sent in TokenHeader when not empty. It never appears in a
 	// result, a report or an error.
@@ -733,10 +733,13 @@ func (p *plan) requestHeaders(hide bool) []string {
 		h = append(h, "Purge-Soft: 1")
 	}
 	if p.Ban != "" {
-		h = append(h, "X-Url: "+p.Ban)
-		if p.BanContentType != "" {
-			h = append(h, "X-Content-Type: "+p.BanContentType)
+		// FOSHttpCache's VCL needs all three ban headers (without one it
+		// answers 200 and bans nothing); ".*" is "any content type".
+		ct := p.BanContentType
+		if ct == "" {
+			ct = ".*"
 		}
+		h = append(h, "X-Url: "+p.Ban, "X-Content-Type: "+ct)
 	}
 	return h
 }
