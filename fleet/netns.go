@@ -123,9 +123,9 @@ func (n *netns) close(ctx context.Context) error {
 		}
 	}
 	// A veth whose other end went with its namespace disappears by itself,
-	// possibly while we look: "Cannot find device" is success.
+	// possibly while we look: "Cannot find device" (or "No such device") is success.
 	for _, l := range n.created {
-		if err := ipCmd(ctx, "link", "del", l); err != nil && !strings.Contains(err.Error(), "Cannot find device") {
+		if err := ipCmd(ctx, "link", "del", l); err != nil && !strings.Contains(err.Error(), "Cannot find device") && !strings.Contains(err.Error(), "No such device") {
 			errs = append(errs, err.Error())
 		}
 	}

@@ -443,7 +443,14 @@ func TestRunPurgeServedFromCacheFails(t *testing.T) {
 	assert.Contains(t, errText(res), "its VCL does not handle PURGE")
 
 	b := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) { w.Header().Set("X-Varnish", "32771") })
-	assert.True(t, run(t, job([]string{"http://example.com/x"}, b.addr)).OK(), "one id: a synthetic answer from the purge itself")
+	assert.True(t, run(t, job([]string{"http://example.com/x"}, b.addr)).OK(), "one id, no Age: a synthetic answer from the purge itself")
+
+	c := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Varnish", "32772")
+		w.Header().Set("Age", "0")
+	})
+	res = run(t, job([]string{"http://example.com/x"}, c.addr)).Purge.Result(0)
+	assert.ErrorIs(t, res.Err, ErrPurgeNotHandled, "one id and an Age: the page itself, a miss")
 }
 
 func TestRunTokenNeverShown(t *testing.T) {

@@ -96,6 +96,9 @@ var (
 	ErrNotFound = errors.New("the instance answered 404")
 	// ErrServedFromCache: a PURGE answered as an ordinary cache hit.
 	ErrServedFromCache = errors.New("the instance served PURGE from its cache: its VCL does not handle PURGE")
+	// ErrPurgeNotHandled: a PURGE answered as an ordinary cache miss, with
+	// the origin's page (which the instance now caches).
+	ErrPurgeNotHandled = errors.New("the instance answered PURGE with the page itself, fetched from the origin (a cache miss): its VCL does not handle PURGE")
 	// ErrUnreachable: the instance was given up after repeated connection
 	// failures; its remaining URLs were not sent.
 	ErrUnreachable = errors.New("instance unreachable")

@@ -114,8 +114,15 @@ func (p *plan) judgePurge(rep *Report, k int, r *response) (ok, retry bool, err 
 	}
 	switch {
 	case r.status < len(p.okStatus) && p.okStatus[r.status]:
-		if p.Method == DefaultMethod && r.status < 300 && r.varnishIDs == 2 {
+		// A VCL that does not handle PURGE looks it up like a GET: a hit
+		// (two ids), or a miss delivered with the origin's page (one id and
+		// an Age header, which a synthetic purge answer never has).
+		switch {
+		case p.Method != DefaultMethod || r.status >= 300:
+		case r.varnishIDs == 2:
 			return false, false, fail(ErrServedFromCache, ": "+ErrServedFromCache.Error())
+		case r.varnishIDs == 1 && r.age:
+			return false, false, fail(ErrPurgeNotHandled, ": "+ErrPurgeNotHandled.Error())
 		}
 		return true, false, nil
 	case r.status == http.StatusUnauthorized && p.Token == "":

@@ -52,6 +52,9 @@ type response struct {
 	// varnishIDs counts the ids of the last X-Varnish header (two: a cache
 	// hit; one: a miss, pass or synthetic answer); 0 when absent.
 	varnishIDs int
+	// age says the answer has an Age header: Varnish adds one to what it
+	// delivers from its cache (hit or miss), never to a synthetic answer.
+	age bool
 	// body is the start of the body, when the reader asked for it.
 	body []byte
 }
@@ -149,6 +152,8 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 			}
 		case bytes.EqualFold(name, []byte("X-Varnish")):
 			r.varnishIDs = len(bytes.Fields(value))
+		case bytes.EqualFold(name, []byte("Age")):
+			r.age = true
 		case bytes.EqualFold(name, []byte("Connection")):
 			for _, t := range bytes.Split(value, []byte(",")) {
 				t = bytes.TrimSpace(t)

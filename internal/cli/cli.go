@@ -198,6 +198,7 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrTokenRejected, "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
 		{purge.ErrNotFound, "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
 		{purge.ErrServedFromCache, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
+		{purge.ErrPurgeNotHandled, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
 		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
 	}
 	var hints []string
