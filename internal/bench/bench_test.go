@@ -272,3 +272,67 @@ func BenchmarkVerify1000(b *testing.B) {
 	// When the last request reached its instance: the rest is its 50 ms.
 	b.ReportMetric(float64(sendPhase.Microseconds())/1000/float64(b.N), "last-request-at-ms")
 }
+
+// BenchmarkMemory purges 100,000 URLs on 1, 3 and 10 instances (100,000,
+// 300,000 and 1,000,000 purges) through the CLI process with --format json to a file, and reports
+// the process's peak RSS and time. The results are kept compactly and the
+// report is written row by row, so memory stays flat: 10x the purges may
+// take 10x the time, never more (no superlinear step).
+func BenchmarkMemory(b *testing.B) {
+	if _, err := os.Stat("/usr/bin/time"); err != nil {
+		b.Skip("/usr/bin/time is not installed (apt-get install time)")
+	}
+	const nURLs = 100_000
+	f := startFleet(b, 10, 0)
+	dir := b.TempDir()
+	file := filepath.Join(dir, "urls.txt")
+	if err := os.WriteFile(file, []byte(strings.Join(urls(nURLs), "\n")), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	bin := buildCLI(b)
+	ins, err := purge.Discover(context.Background(), purge.Discovery{Name: "cdn.bench", Record: purge.RecordA, Port: f.port, Resolver: f.dns.Addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	seconds := map[int]float64{}
+	for _, n := range []int{1, 3, 10} {
+		b.Run(fmt.Sprintf("%dx%d", nURLs, n), func(b *testing.B) {
+			args := []string{"-f", "%M %e", "-o", filepath.Join(dir, "rss"), bin, "purge", "--urls-file", file, "--format", "json"}
+			for _, in := range ins[:n] {
+				args = append(args, "--instance", in.String())
+			}
+			var maxKiB int64
+			var total float64
+			for i := 0; i < b.N; i++ {
+				out, err := os.Create(filepath.Join(dir, "report.json"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				cmd := exec.Command("/usr/bin/time", args...)
+				var stderr strings.Builder
+				cmd.Stdout, cmd.Stderr = out, &stderr
+				if err := cmd.Run(); err != nil {
+					b.Fatalf("%v\n%s", err, stderr.String())
+				}
+				out.Close()
+				raw, err := os.ReadFile(filepath.Join(dir, "rss"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				var kib int64
+				var secs float64
+				if _, err := fmt.Sscanf(strings.TrimSpace(string(raw)), "%d %f", &kib, &secs); err != nil {
+					b.Fatalf("time wrote %q", raw)
+				}
+				maxKiB, total = max(maxKiB, kib), total+secs
+			}
+			seconds[n] = total / float64(b.N)
+			b.ReportMetric(float64(maxKiB)/1024, "peak-RSS-MiB")
+			b.ReportMetric(seconds[n], "s/run")
+			b.ReportMetric(float64(nURLs*n)/seconds[n], "purges/s")
+			if n == 10 && seconds[1] > 0 {
+				b.ReportMetric(seconds[10]/seconds[1], "time-vs-100k")
+			}
+		})
+	}
+}

@@ -32,6 +32,13 @@ func server(t *testing.T, h http.HandlerFunc) string {
 	return s.Listener.Addr().String()
 }
 
+// serverB is server for benchmarks.
+func serverB(b *testing.B) string {
+	s := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	b.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
 func run(t *testing.T, j purge.Job) *purge.Outcome {
 	t.Helper()
 	j.Timeout, j.Backoff = 2*time.Second, time.Millisecond
