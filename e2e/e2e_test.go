@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,6 +92,20 @@ func shared(t *testing.T) (*fleet.Fleet, string) {
 	})
 	require.NoError(t, sharedErr, "start the shared fleet")
 	return sharedFleet, sharedToken
+}
+
+// runs counts the runs of each test in this process (go test -count=N).
+var runs sync.Map // test name -> *atomic.Int32
+
+// site is the scheme and host of a test's URLs, its own in each run, so
+// that a second run (-count=2) meets no copy the first left in the shared
+// fleet.
+func site(t *testing.T) string {
+	v, _ := runs.LoadOrStore(t.Name(), new(atomic.Int32))
+	if n := v.(*atomic.Int32).Add(1); n > 1 {
+		return fmt.Sprintf("https://run%d.changelog.com", n)
+	}
+	return "https://changelog.com"
 }
 
 // own starts a fleet of 3 for one test (which may break it) and stops it
@@ -327,7 +342,7 @@ func requireKeys(t *testing.T, raw string, path []string, keys ...string) {
 
 func TestWarmThenHitEverywhere(t *testing.T) {
 	f, _ := shared(t)
-	us := []string{"https://changelog.com/warm/feed"}
+	us := []string{site(t) + "/warm/feed"}
 	requireAll(t, verify(t, f, purge.ExpectMiss, us), cachestatus.Miss)
 	rep := verify(t, f, purge.ExpectFresh, us)
 	assert.True(t, rep.OK(), rep.Summary())
@@ -339,7 +354,7 @@ func TestWarmThenHitEverywhere(t *testing.T) {
 
 func TestPurgeThroughLibrary(t *testing.T) {
 	f, tok := shared(t)
-	us := []string{"https://changelog.com/podcast/1"}
+	us := []string{site(t) + "/podcast/1"}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 	before := originHits(t, f, us[0])
@@ -360,7 +375,7 @@ func TestPurgeThroughLibrary(t *testing.T) {
 
 func TestPurgeThroughCLIBinary(t *testing.T) {
 	f, tok := shared(t)
-	u := "https://changelog.com/news/42"
+	u := site(t) + "/news/42"
 	us := []string{u}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
@@ -386,7 +401,7 @@ func TestPurgeThroughCLIBinary(t *testing.T) {
 // verify-only report, and a purge with verify steps.
 func TestJSONShapes(t *testing.T) {
 	f, tok := shared(t)
-	u := "https://changelog.com/json/shapes"
+	u := site(t) + "/json/shapes"
 	n := len(f.Members)
 
 	r := runCLI(t, tok, append([]string{"verify", "--url", u, "--expect", "any", "--format", "json"}, f.Args()...)...)
@@ -453,7 +468,7 @@ func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
 	if tok == "" {
 		t.Skip("the fleet has no purge token")
 	}
-	u := "https://changelog.com/token/check"
+	u := site(t) + "/token/check"
 	us := []string{u}
 	verify(t, f, purge.ExpectAny, us)
 	for _, bad := range []string{"", "wrong-token"} {
@@ -489,7 +504,7 @@ func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
 
 func TestOneInstanceStopped(t *testing.T) {
 	f := own(t)
-	u := "https://changelog.com/stopped"
+	u := site(t) + "/stopped"
 	us := []string{u}
 	verify(t, f, purge.ExpectAny, us)
 	require.NoError(t, f.Stop(1))
@@ -521,8 +536,9 @@ func TestOneInstanceStopped(t *testing.T) {
 func TestManyURLsAllPurged(t *testing.T) {
 	f, tok := shared(t)
 	var us []string
+	base := site(t)
 	for i := range 500 {
-		us = append(us, fmt.Sprintf("https://changelog.com/many/%d?page=%d", i, i%7))
+		us = append(us, fmt.Sprintf("%s/many/%d?page=%d", base, i, i%7))
 	}
 	warm := verify(t, f, purge.ExpectAny, us)
 	require.True(t, warm.OK(), warm.Summary())
@@ -550,8 +566,9 @@ func TestManyURLsAllPurged(t *testing.T) {
 
 func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 	f, tok := shared(t)
-	target := []string{"https://changelog.com/a%20b?x=1&y=2"}
-	siblings := []string{"https://changelog.com/a%20b?x=1", "https://changelog.com/a%20b?y=2&x=1", "https://changelog.com/a+b?x=1&y=2"}
+	base := site(t)
+	target := []string{base + "/a%20b?x=1&y=2"}
+	siblings := []string{base + "/a%20b?x=1", base + "/a%20b?y=2&x=1", base + "/a+b?x=1&y=2"}
 	all := append(slices.Clone(target), siblings...)
 	verify(t, f, purge.ExpectAny, all)
 	requireAll(t, verify(t, f, purge.ExpectHit, all), cachestatus.Hit)
@@ -564,7 +581,7 @@ func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)
 
 	// A space is sent as %20, as a browser sends it: the same cache entry.
-	spaced := []string{"https://changelog.com/a b?x=1&y=2"}
+	spaced := []string{base + "/a b?x=1&y=2"}
 	verify(t, f, purge.ExpectAny, spaced)
 	rep = purgeURLs(t, f, tok, spaced...)
 	require.True(t, rep.OK(), rep.Summary())
@@ -576,7 +593,7 @@ func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 
 func TestEveryAcceptEncodingVariantPurged(t *testing.T) {
 	f, tok := shared(t)
-	us := []string{"https://changelog.com/assets/app.js"}
+	us := []string{site(t) + "/assets/app.js"}
 	variants := [][]string{nil, {"Accept-Encoding: gzip"}, {"Accept-Encoding: br, gzip"}}
 	for _, v := range variants {
 		verify(t, f, purge.ExpectAny, us, v...)
@@ -599,7 +616,7 @@ func TestEveryAcceptEncodingVariantPurged(t *testing.T) {
 
 func TestUncacheableIsBypass(t *testing.T) {
 	f, _ := shared(t)
-	us := []string{"https://changelog.com/private/account"}
+	us := []string{site(t) + "/private/account"}
 	verify(t, f, purge.ExpectAny, us)
 	rep := verify(t, f, purge.ExpectHit, us)
 	assert.False(t, rep.OK(), "a private page is never a hit")
@@ -621,7 +638,7 @@ func TestExternalFleet(t *testing.T) {
 	f := fleettest.Start(t, fleet.Options{Mode: fleet.ModeExternal, External: addrs, OriginAddr: inner.Origin.Addr})
 	assert.Equal(t, inner.Record, f.Record)
 	assert.Equal(t, inner.Instances(), f.Instances())
-	us := []string{"https://changelog.com/external"}
+	us := []string{site(t) + "/external"}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 	assert.Equal(t, len(addrs), originHits(t, f, us[0]))
@@ -650,7 +667,7 @@ func TestExternalFleetMixedFamilies(t *testing.T) {
 	f := fleettest.Start(t, fleet.Options{Mode: fleet.ModeExternal, External: addrs, OriginAddr: inner.Origin.Addr})
 	assert.Equal(t, purge.RecordSRV, f.Record, "mixed families are listed by SRV")
 
-	u := "https://changelog.com/mixed/families"
+	u := site(t) + "/mixed/families"
 	plan, err := job(f, u).Plan(context.Background())
 	require.NoError(t, err)
 	var found []string
@@ -778,7 +795,7 @@ func leftovers(t *testing.T) map[string][]string {
 // old copy once more (stale) while it fetches a fresh one.
 func TestSoftPurge(t *testing.T) {
 	f, tok := shared(t)
-	us := []string{"https://changelog.com/soft/1"}
+	us := []string{site(t) + "/soft/1"}
 	verify(t, f, purge.ExpectAny, us)
 	requireAll(t, verify(t, f, purge.ExpectFresh, us), cachestatus.Hit)
 
