@@ -25,7 +25,6 @@ func TestDemo(t *testing.T) {
 	assert.Contains(t, r.stdout, "cdn-1; fwd=miss; stored")
 }
 
-
 func TestDemoKeepStaysUpUntilCancelled(t *testing.T) {
 	fleettest.NeedVarnishd(t)
 	var out, errb syncbuf.Buffer
