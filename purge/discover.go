@@ -463,31 +463,28 @@ func (r *resolver) srv(ctx context.Context, name string) ([]Instance, error) {
 			order = append(order, t)
 		}
 	}
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-	)
+	var todo []string
 	for _, t := range order {
-		if len(targets[t]) > 0 {
-			continue
+		if len(targets[t]) == 0 {
+			todo = append(todo, t)
 		}
+	}
+	found := make([][]netip.Addr, len(todo))
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i, t := range todo {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			found, err := r.targetAddrs(ctx, t)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				return
-			}
-			targets[t] = found
+			found[i], errs[i] = r.targetAddrs(ctx, t)
 		}()
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, &dnsError{KindBadAnswer, errors.Join(errs...)}
+	if err := errors.Join(errs...); err != nil {
+		return nil, &dnsError{KindBadAnswer, err}
+	}
+	for i, t := range todo {
+		targets[t] = found[i]
 	}
 	var out []Instance
 	for _, rr := range rrs {

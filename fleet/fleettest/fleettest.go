@@ -67,16 +67,17 @@ func External() (instances []string, origin, token string, ok bool) {
 // instances. It skips t when varnishd is needed and missing.
 func Options(t testing.TB, o fleet.Options) fleet.Options {
 	t.Helper()
+	// The environment chooses only what the caller left to it: a fleet with
+	// its own mode or VCL is started as asked.
 	if o.Mode == fleet.ModeAuto {
-		mode, err := fleet.ParseMode(os.Getenv("CDNPURGE_E2E_MODE"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.Mode = mode
-	}
-	if o.Mode != fleet.ModeExternal {
 		if ins, origin, token, ok := External(); ok && o.Template == "" {
 			o.Mode, o.External, o.OriginAddr, o.Token = fleet.ModeExternal, ins, origin, token
+		} else {
+			mode, err := fleet.ParseMode(os.Getenv("CDNPURGE_E2E_MODE"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Mode = mode
 		}
 	}
 	if o.Mode != fleet.ModeExternal {
