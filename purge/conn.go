@@ -20,6 +20,7 @@ type route struct {
 type conn struct {
 	timeout time.Duration
 	tls     *tls.Config // nil for http
+	readBuf int         // the read buffer's size
 
 	nc    net.Conn // nil when closed
 	tcp   *net.TCPConn
@@ -34,8 +35,8 @@ type conn struct {
 	verdicts []verdict
 }
 
-func newConn(tlsConf *tls.Config, timeout time.Duration) *conn {
-	return &conn{tls: tlsConf, timeout: timeout}
+func newConn(tlsConf *tls.Config, timeout time.Duration, readBuf int) *conn {
+	return &conn{tls: tlsConf, timeout: timeout, readBuf: readBuf}
 }
 
 // countingConn counts the bytes read from the wire.
@@ -84,7 +85,7 @@ func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
 	}
 	c.nc, c.route, c.deadlineSet = nc, r, time.Time{}
 	if c.br == nil {
-		c.br = bufio.NewReaderSize(nc, 4096)
+		c.br = bufio.NewReaderSize(nc, c.readBuf)
 	} else {
 		c.br.Reset(nc)
 	}

@@ -35,6 +35,10 @@ type pass struct {
 	dial       []string
 	read       readOpts
 	depth      int
+	// readBuf is a connection's read buffer: room for a pipelined batch's
+	// answers in one read; small when one answer's headers are all that is
+	// wanted (a GET's body is not read).
+	readBuf int
 	// idempotent requests may be sent again after they were written,
 	// when the connection broke before their answer.
 	idempotent bool
@@ -133,7 +137,7 @@ func (e *engine) run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := newConn(e.tls, e.p.Timeout)
+			c := newConn(e.tls, e.p.Timeout, e.ps.readBuf)
 			defer c.close()
 			for t := range lanes {
 				e.lane(ctx, c, t)

@@ -286,20 +286,28 @@ func TestRun101IsAnError(t *testing.T) {
 
 // An answer whose body is longer than its Content-Length leaves bytes that
 // belong to no request: they must fail the next request, never pass for its
-// answer.
+// answer. The server reads what the client sent in one go, then answers it
+// all in one write, as a pipelining server does: /a's answer carries a
+// whole fake "200" after its 2 declared bytes.
 func TestRunNeverPairsAnAnswerWithTheWrongRequest(t *testing.T) {
 	s := startRaw(t, func(s *rawServer, c net.Conn, br *bufio.Reader) {
 		for {
-			line, _, err := s.readRequest(br)
-			if err != nil {
-				return
+			var out strings.Builder
+			for {
+				line, _, err := s.readRequest(br)
+				if err != nil {
+					return
+				}
+				if strings.HasSuffix(line, "/a") {
+					out.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				} else {
+					out.WriteString("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+				}
+				if br.Buffered() == 0 {
+					break
+				}
 			}
-			if strings.HasSuffix(line, "/a") {
-				// 2 bytes declared, and a whole fake "200" answer after them.
-				_, _ = c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-				continue
-			}
-			_, _ = c.Write([]byte("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"))
+			_, _ = c.Write([]byte(out.String()))
 		}
 	})
 	for _, depth := range []int{1, 4} {
@@ -308,6 +316,7 @@ func TestRunNeverPairsAnAnswerWithTheWrongRequest(t *testing.T) {
 		out := run(t, j)
 		b := out.Purge.Result(1)
 		assert.False(t, b.OK, "depth %d: /b was answered 500, or not at all; never 200", depth)
+		assert.Equal(t, 500, b.Status, "depth %d", depth)
 	}
 }
 

@@ -39,8 +39,10 @@ func (p *plan) newPass(step Step, method string, urls []URL, headers []string) *
 	default:
 		ps.depth = 1
 	}
+	ps.readBuf = 16 << 10
 	if step == StepVerify {
 		ps.depth = 1 // a HEAD answer that carries a body is caught before the next request
+		ps.readBuf = 4 << 10
 	}
 	edge := p.Fly.App != ""
 	if edge {

@@ -132,7 +132,7 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 			continue // obsolete line folding: part of a header we do not read
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || bytes.ContainsAny(line[:colon], " \t") {
+		if colon <= 0 || bytes.IndexByte(line[:colon], ' ') >= 0 || bytes.IndexByte(line[:colon], '\t') >= 0 {
 			return 0, false, protocolErr("malformed header line %q", clip(line, 40))
 		}
 		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
@@ -155,7 +155,9 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 		case bytes.EqualFold(name, []byte("Age")):
 			r.age = true
 		case bytes.EqualFold(name, []byte("Connection")):
-			for _, t := range bytes.Split(value, []byte(",")) {
+			for rest := value; len(rest) > 0; {
+				var t []byte
+				t, rest, _ = bytes.Cut(rest, []byte(","))
 				t = bytes.TrimSpace(t)
 				switch {
 				case bytes.EqualFold(t, []byte("close")):

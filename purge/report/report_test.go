@@ -312,3 +312,58 @@ func TestParseFormat(t *testing.T) {
 	_, err := ParseFormat("xml")
 	assert.ErrorContains(t, err, `format "xml": use text, json or markdown`)
 }
+
+// The hand-written rows are the structs' JSON, field for field.
+func TestRowsAreTheStructs(t *testing.T) {
+	in := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; hit; ttl=7.5")
+		w.Header().Set("Age", "3")
+		if strings.Contains(r.URL.Path, "bad") {
+			http.Error(w, "nope \"quoted\" \\ \u2028", http.StatusBadRequest)
+		}
+	})
+	urls := []string{"https://example.com/a", "https://example.com/bad?x=\"y\""}
+	for _, j := range []purge.Job{
+		{Instances: []string{in}, URLs: urls, Attempts: 1},
+		{Instances: []string{in}, URLs: urls, VerifyOnly: true, Verify: []purge.Expect{purge.ExpectHit}},
+	} {
+		out := run(t, j)
+		r := out.Reports()[0]
+		for k := range r.Len() {
+			res := r.Result(k)
+			verify := r.Step == purge.StepVerify
+			got := appendRow(nil, res, res.URL.String(), res.Instance.String(), verify)
+			var want []byte
+			var err error
+			if verify {
+				want, err = json.Marshal(checkRowOf(res))
+			} else {
+				want, err = json.Marshal(purgeRowOf(res))
+			}
+			require.NoError(t, err)
+			var g, w map[string]any
+			require.NoError(t, json.Unmarshal(got, &g), string(got))
+			require.NoError(t, json.Unmarshal(want, &w))
+			assert.Equal(t, w, g)
+		}
+	}
+}
+
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "a\"b\\c", "\x00\x1f\x7f", "\u2028\u2029", "\xff\xfe", "é€😀", "<&>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Fatalf("%q: %q is not a JSON string: %v", s, got, err)
+		}
+		want, _ := json.Marshal(s)
+		var wantBack string
+		_ = json.Unmarshal(want, &wantBack)
+		if back != wantBack {
+			t.Fatalf("%q: decodes to %q, encoding/json's to %q", s, back, wantBack)
+		}
+	})
+}
