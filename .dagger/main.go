@@ -126,11 +126,11 @@ func (m *Cdnpurge) Purge(
 	concurrency int,
 	// Most connections to one instance.
 	// +optional
-	// +default=8
+	// +default=4
 	perInstance int,
 	// Requests sent on a connection before reading their answers; 1 sends one at a time.
 	// +optional
-	// +default=16
+	// +default=32
 	pipeline int,
 	// Limit for each attempt: connect, send and the whole answer.
 	// +optional

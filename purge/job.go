@@ -30,8 +30,8 @@ const (
 	DefaultScheme       = "http"
 	DefaultEdgeScheme   = "https" // in edge mode (Fly.io)
 	DefaultConcurrency  = 1024
-	DefaultPerInstance  = 8
-	DefaultPipeline     = 16
+	DefaultPerInstance  = 4
+	DefaultPipeline     = 32
 	DefaultTimeout      = 5 * time.Second
 	DefaultAttempts     = 3
 	DefaultBackoff      = 100 * time.Millisecond
