@@ -1,12 +1,51 @@
 #!/usr/bin/env bash
-# Speed and memory benchmarks, each beside its baseline in the same run:
-#   internal/bench: the library and CLI vs the bash one-liner (dig + curl) on
-#                   loopback fleets of 50 and 1000 instances; 1000 URLs x 10
-#                   instances (purges/s, connections, peak RSS); verify on 1000.
-#   e2e:            cdnpurge vs wrk PURGE throughput on 3 real varnishd.
-# Usage: bash ci/bench.sh [PATTERN] [ITERATIONS]   (defaults: all, 5)
+# Speed and memory benchmarks, each beside its baseline from the same run,
+# then one table of the figures that matter:
+#   e2e:            the CLI (default flags) and the library vs wrk sending
+#                   PURGE (1 thread, 16 connections per instance) on 3 real
+#                   varnishd, 10,000 URLs, in the same rounds; CPU per purge.
+#   internal/bench: 50 instances answering after 50 ms (library, CLI, and
+#                   the bash dig + curl one-liner, sequential and xargs -P 64);
+#                   1,000 instances; verify on 1,000; 100,000 URLs on 1, 3 and
+#                   10 instances through the CLI (peak RSS, time, linearity).
+#   purge/report:   writing 30,000 results as text, Markdown and JSON.
+# Kept out of ci/test.sh: these are measurements, not pass/fail tests.
+# Usage: bash ci/bench.sh [ITERATIONS]   (default 3)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 bash ci/deps.sh
-go test -run '^$' -bench "${1:-.}" -benchtime "${2:-5}x" ./internal/bench/ ./e2e/ ./purge/
+n="${1:-3}"
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+{
+  go test -run '^$' -bench 'PurgeVsWrk' -benchtime "${n}x" ./e2e/
+  go test -run '^$' -bench 'Fleet50|Fleet1000|Verify1000' -benchtime "${n}x" ./internal/bench/
+  go test -run '^$' -bench 'Memory' -benchtime 1x ./internal/bench/
+  go test -run '^$' -bench 'Write30k' ./purge/report/
+} 2>&1 | grep -v 'TLS handshake error' | tee "$out"
+
+# metric BENCH UNIT: the value reported next to UNIT on BENCH's line.
+metric() {
+  awk -v b="$1" -v u="$2" '$1 ~ "^Benchmark" b "(-[0-9]+)?$" { for (i = 2; i < NF; i++) if ($(i+1) == u) { print $i; exit } }' "$out"
+}
+ms() { awk -v v="$(metric "$1" ns/op)" 'BEGIN { if (v != "") printf "%.1f ms", v / 1e6; else print "-" }'; }
+
+echo
+echo "== Figures (this run, $(nproc) cores)"
+printf '%-52s %-26s %s\n' "what" "cdnpurge" "baseline (same run)"
+printf '%-52s %-26s %s\n' "10,000 URLs x 3 varnishd, CLI with default flags" \
+  "$(metric PurgeVsWrk cli-purges/s) purges/s" "wrk: $(metric PurgeVsWrk wrk-purges/s) purges/s"
+printf '%-52s %-26s %s\n' "  CLI / wrk, library / wrk" \
+  "$(metric PurgeVsWrk cli/wrk) x, $(metric PurgeVsWrk library/wrk) x" "target: CLI at least 1.5 x"
+printf '%-52s %-26s %s\n' "  CPU per purge (CLI process, user + system)" "$(metric PurgeVsWrk cli-cpu-us/purge) us" ""
+printf '%-52s %-26s %s\n' "1,000,000 purges (100,000 URLs x 10), JSON to a file" \
+  "$(metric Memory/100000x10 peak-RSS-MiB) MiB peak RSS" "target: under 128 MiB"
+printf '%-52s %-26s %s\n' "  time of 1,000,000 purges / time of 100,000" "$(metric Memory/100000x10 time-vs-100k) x" "target: at most 10 x"
+printf '%-52s %-26s %s\n' "300,000 purges (100,000 URLs x 3), JSON to a file" "$(metric Memory/100000x3 peak-RSS-MiB) MiB peak RSS" "target: under 150 MiB"
+printf '%-52s %-26s %s\n' "report of 30,000 results: text (per instance) / JSON" "$(ms Write30k/text) / $(ms Write30k/json)" "text, every row: $(ms Write30k/text-verbose)"
+printf '%-52s %-26s %s\n' "50 instances answering after 50 ms, library" "$(metric Fleet50/library ms/op) ms" \
+  "bash dig+curl: $(metric Fleet50/bash-sequential ms/op) ms; xargs -P 64: $(metric Fleet50/bash-xargs-P64 ms/op) ms"
+printf '%-52s %-26s %s\n' "50 instances answering after 50 ms, CLI process" "$(metric Fleet50/cli ms/op) ms" "target: within 100 ms (library: 75 ms)"
+printf '%-52s %-26s %s\n' "1,000 instances answering after 50 ms, library" "$(metric Fleet1000 ms/op) ms" "target: within 150 ms"
+printf '%-52s %-26s %s\n' "verify 1 URL on 1,000 instances" "$(metric Verify1000 ms/op) ms" "$(metric Verify1000 bytes-read/instance) bytes read per instance"
