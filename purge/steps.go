@@ -144,9 +144,9 @@ func (p *plan) judgePurge(rep *Report, k int, r *response) (ok, retry bool, err 
 // answer is the instance's answer in a few words: status, reason phrase
 // and what its body says (the token never shown).
 func (p *plan) answer(r *response) string {
-	reason := cleanText(r.reason, 120)
+	reason := cleanText(string(r.reason), 120)
 	switch {
-	case showsToken(r.reason, p.Token):
+	case showsToken(string(r.reason), p.Token):
 		reason = "(reason withheld: it contains the purge token)"
 	case reason == "":
 		reason = http.StatusText(r.status)

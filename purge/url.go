@@ -40,11 +40,11 @@ func (u URL) String() string { return u.Scheme + "://" + u.Host + u.Target }
 // what a browser percent-encodes encoded. A cache keys its objects on the
 // request a browser sends, so that is the request a purge must send.
 func ParseURL(s string) (URL, error) {
+	if u, ok := canonicalAlready(strings.TrimSpace(s)); ok {
+		return u, nil // and checkURL would pass it: see FuzzCanonicalAlready
+	}
 	if _, err := checkURL(s); err != nil {
 		return URL{}, err
-	}
-	if u, ok := canonicalAlready(strings.TrimSpace(s)); ok {
-		return u, nil
 	}
 	w, err := whatwg.Parse(strings.TrimSpace(s))
 	if err != nil {
@@ -118,20 +118,28 @@ func canonicalAlready(s string) (URL, bool) {
 	if strings.Contains(path, "/.") || strings.Contains(path, "%2e") || strings.Contains(path, "%2E") {
 		return u, false
 	}
-	for i := 0; i < len(path); i++ {
-		if c := path[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"#<>`{}\\", c) >= 0 {
-			return u, false
-		}
-	}
-	if hasQuery {
-		for i := 0; i < len(query); i++ {
-			if c := query[i]; c <= ' ' || c >= 0x7f || strings.IndexByte("\"#<>'", c) >= 0 {
-				return u, false
-			}
-		}
+	if !plain(path, "\"#<>`{}\\") || hasQuery && !plain(query, "\"#<>'") {
+		return u, false
 	}
 	return u, true
 }
+
+// plain says whether s holds only printable ASCII outside set, and '%' only
+// as the start of an escape (Go's parser refuses a bare one).
+func plain(s, set string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c <= ' ' || c >= 0x7f || strings.IndexByte(set, c) >= 0:
+			return false
+		case c == '%' && (i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2])):
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
 // ParseRawURL checks s as ParseURL does but keeps its host and path as
 // written, for caches whose configuration keys objects on the raw request.
@@ -269,8 +277,10 @@ func ReadURLs(r io.Reader, source string) ([]string, error) {
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
-		if _, err := checkURL(t); err != nil {
-			return nil, fmt.Errorf("%s line %d: %w", source, line, err)
+		if _, ok := canonicalAlready(t); !ok {
+			if _, err := checkURL(t); err != nil {
+				return nil, fmt.Errorf("%s line %d: %w", source, line, err)
+			}
 		}
 		urls = append(urls, t)
 	}

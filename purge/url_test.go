@@ -194,6 +194,9 @@ func FuzzCanonicalAlready(f *testing.F) {
 		if !ok {
 			return
 		}
+		if _, err := checkURL(s); err != nil {
+			t.Fatalf("%q: the fast path takes it, checkURL refuses it: %v", s, err)
+		}
 		w, err := whatwg.Parse(s)
 		if err != nil {
 			t.Fatalf("%q: the fast path takes it, the parser refuses it: %v", s, err)

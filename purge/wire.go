@@ -42,7 +42,7 @@ func protocolErr(format string, a ...any) error {
 // response is what is read of one answer.
 type response struct {
 	status int
-	reason string
+	reason []byte // the reason phrase (reused from answer to answer)
 	// close says the connection cannot carry another request.
 	close bool
 	// header holds only the headers the reader asked for.
@@ -74,7 +74,7 @@ type readOpts struct {
 // readResponse reads one final answer from br, skipping interim (1xx)
 // answers, and consumes its body so that the next answer can be read.
 func readResponse(br *bufio.Reader, o *readOpts, r *response) error {
-	*r = response{header: r.header, retryAfter: -1}
+	*r = response{header: r.header, reason: r.reason[:0], body: r.body[:0], retryAfter: -1}
 	for k := range r.header {
 		delete(r.header, k)
 	}
@@ -112,10 +112,9 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 	if r.status < 100 {
 		return 0, false, protocolErr("status %d", r.status)
 	}
+	r.reason = r.reason[:0]
 	if len(line) > 13 {
-		r.reason = string(clip(line[13:], 200))
-	} else {
-		r.reason = ""
+		r.reason = append(r.reason, clip(line[13:], 200)...)
 	}
 	http10 := line[7] == '0'
 	r.close = http10
