@@ -604,11 +604,8 @@ func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Deadline > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.Deadline)
-		defer cancel()
-	}
+	ctx, cancel := p.withDeadline(ctx)
+	defer cancel()
 	out := &Outcome{}
 	if out.Instances, out.Skipped, err = p.find(ctx); err != nil {
 		return nil, err
@@ -638,11 +635,8 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	if p.Deadline > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.Deadline)
-		defer cancel()
-	}
+	ctx, cancel := p.withDeadline(ctx)
+	defer cancel()
 	ins, skipped, err := p.find(ctx)
 	if err != nil {
 		return nil, err
@@ -653,6 +647,14 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 		pl.Method = ""
 	}
 	return pl, nil
+}
+
+// withDeadline bounds ctx by the job's Deadline, when it has one.
+func (p *plan) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if p.Deadline > 0 {
+		return context.WithTimeout(ctx, p.Deadline)
+	}
+	return ctx, func() {}
 }
 
 // Plan is what a job would send.
