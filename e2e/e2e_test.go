@@ -720,22 +720,23 @@ func startOnIPv6Loopback(t *testing.T, origin string) *varnish.Process {
 
 // TestStartFailureStopsWhatItStarted: a fleet whose varnishd fails to start
 // leaves nothing of its own behind: no state directory, no namespace, no
-// bridge, no process.
+// process, and (netns mode) no bridge or veth. Namespaces, directories and
+// processes carry this process's id; links do not, and other test packages
+// make fleets at the same time, so the links are counted in a network
+// namespace of this test's own, where a child process starts the fleet.
 func TestStartFailureStopsWhatItStarted(t *testing.T) {
 	modes := []fleet.Mode{fleet.ModeLoopback}
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("ip"); err == nil {
-			modes = append(modes, fleet.ModeNetns)
-		}
+	if netnsTests() {
+		modes = append(modes, fleet.ModeNetns)
 	}
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			before := leftovers(t)
+			before := leftovers(t, os.Getpid())
 			f, err := fleet.Start(context.Background(), fleet.Options{N: 2, Mode: mode, Varnishd: "false"}) // exits at once
 			require.Error(t, err)
 			require.Nil(t, f)
 			assert.Contains(t, err.Error(), "exited")
-			after := leftovers(t)
+			after := leftovers(t, os.Getpid())
 			for kind, names := range after {
 				for _, n := range names {
 					assert.Contains(t, before[kind], n, "%s left behind: %s", kind, n)
@@ -743,37 +744,66 @@ func TestStartFailureStopsWhatItStarted(t *testing.T) {
 			}
 		})
 	}
+	if !netnsTests() {
+		return
+	}
+	t.Run("netns-links", func(t *testing.T) {
+		ns := fmt.Sprintf("cdnpurge-linktest-%d", os.Getpid())
+		require.NoError(t, exec.Command("ip", "netns", "add", ns).Run())
+		t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+		cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestStartFailureInChild$", "-test.count=1", "-test.v")
+		cmd.Env = append(os.Environ(), "CDNPURGE_E2E_START_FAILURE_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		require.Contains(t, string(out), "--- PASS: TestStartFailureInChild")
+		links, err := exec.Command("ip", "-n", ns, "-o", "link", "show").Output()
+		require.NoError(t, err)
+		for _, line := range strings.Split(strings.TrimSpace(string(links)), "\n") {
+			assert.Contains(t, line, ": lo:", "link left behind in the fleet's network namespace: %s", line)
+		}
+	})
 }
 
-// leftovers lists what fleets of this process hold: state directories,
-// network namespaces, bridges and veths, and processes naming a state
-// directory.
-func leftovers(t *testing.T) map[string][]string {
+// TestStartFailureInChild is TestStartFailureStopsWhatItStarted's child: a
+// netns fleet that fails to start, in a network namespace of its own.
+func TestStartFailureInChild(t *testing.T) {
+	if os.Getenv("CDNPURGE_E2E_START_FAILURE_CHILD") == "" {
+		t.Skip("run by TestStartFailureStopsWhatItStarted")
+	}
+	before := leftovers(t, os.Getpid())
+	f, err := fleet.Start(context.Background(), fleet.Options{N: 2, Mode: fleet.ModeNetns, Varnishd: "false"})
+	require.Error(t, err)
+	require.Nil(t, f)
+	assert.Contains(t, err.Error(), "exited")
+	after := leftovers(t, os.Getpid())
+	for kind, names := range after {
+		for _, n := range names {
+			assert.Contains(t, before[kind], n, "%s left behind: %s", kind, n)
+		}
+	}
+}
+
+func netnsTests() bool {
+	_, err := exec.LookPath("ip")
+	return err == nil && os.Geteuid() == 0
+}
+
+// leftovers lists what fleets of process pid hold: state directories,
+// network namespaces, and processes naming a state directory.
+func leftovers(t *testing.T, pid int) map[string][]string {
 	t.Helper()
 	out := map[string][]string{}
-	prefix := fmt.Sprintf("cdnpurge-fleet-%d-", os.Getpid()) // fleet's state directory naming
+	prefix := fmt.Sprintf("cdnpurge-fleet-%d-", pid) // fleet's state directory naming
 	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"*"))
 	require.NoError(t, err)
 	out["state directory"] = dirs
-	if _, err := exec.LookPath("ip"); err == nil && os.Geteuid() == 0 {
+	if netnsTests() {
 		b, err := exec.Command("ip", "netns", "list").Output()
 		require.NoError(t, err)
 		for _, line := range strings.Split(string(b), "\n") {
 			name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
-			if strings.HasPrefix(name, fmt.Sprintf("cdnpurge-%d-", os.Getpid())) {
+			if strings.HasPrefix(name, fmt.Sprintf("cdnpurge-%d-", pid)) {
 				out["namespace"] = append(out["namespace"], name)
-			}
-		}
-		b, err = exec.Command("ip", "-o", "link", "show").Output()
-		require.NoError(t, err)
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Fields(line)
-			if len(f) < 2 {
-				continue
-			}
-			name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
-			if strings.HasPrefix(name, "cpb") || strings.HasPrefix(name, "cpv") {
-				out["link"] = append(out["link"], name)
 			}
 		}
 	}
