@@ -130,7 +130,7 @@ func (m *Cdnpurge) Purge(
 	perInstance int,
 	// Requests sent on a connection before reading their answers; 1 sends one at a time.
 	// +optional
-	// +default=32
+	// +default=64
 	pipeline int,
 	// Limit for each attempt: connect, send and the whole answer.
 	// +optional

@@ -31,7 +31,7 @@ const (
 	DefaultEdgeScheme   = "https" // in edge mode (Fly.io)
 	DefaultConcurrency  = 1024
 	DefaultPerInstance  = 4
-	DefaultPipeline     = 32
+	DefaultPipeline     = 64
 	DefaultTimeout      = 5 * time.Second
 	DefaultAttempts     = 3
 	DefaultBackoff      = 100 * time.Millisecond
