@@ -227,19 +227,7 @@ func TestStartServesAndStops(t *testing.T) {
 	t.Cleanup(func() { p.Stop() })
 	require.True(t, p.Running())
 
-	get := func(method string, hdr ...string) *http.Response {
-		req, err := http.NewRequest(method, "http://"+p.Addr+"/x", nil)
-		require.NoError(t, err)
-		req.Host = "example.com"
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultTransport.RoundTrip(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
+	get := func(method string, hdr ...string) *http.Response { return request(t, p, method, hdr...) }
 	assert.Equal(t, "t1; fwd=miss; stored", get("GET").Header.Get("Cache-Status"))
 	assert.Contains(t, get("GET").Header.Get("Cache-Status"), "t1; hit")
 	assert.Equal(t, 401, get("PURGE").StatusCode)
@@ -274,19 +262,7 @@ func TestStartTemplate(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { p.Stop() })
 
-	do := func(method string, hdr ...string) *http.Response {
-		req, err := http.NewRequest(method, "http://"+p.Addr+"/x", nil)
-		require.NoError(t, err)
-		req.Host = "example.com"
-		for i := 0; i+1 < len(hdr); i += 2 {
-			req.Header.Set(hdr[i], hdr[i+1])
-		}
-		resp, err := http.DefaultTransport.RoundTrip(req)
-		require.NoError(t, err)
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp
-	}
+	do := func(method string, hdr ...string) *http.Response { return request(t, p, method, hdr...) }
 	prefix := "region=iad; origin=127.0.0.1; ttl="
 	cs := do("GET").Header.Get("Cache-Status")
 	assert.True(t, strings.HasPrefix(cs, prefix), cs)
@@ -360,4 +336,21 @@ func TestLookupMissing(t *testing.T) {
 	_, err := Lookup("varnishd-that-does-not-exist")
 	assert.ErrorIs(t, err, ErrNotInstalled)
 	assert.Contains(t, ErrNotInstalled.Error(), "apt-get install -y varnish")
+}
+
+// request sends method for /x with Host example.com and the header pairs
+// hdr to p, reads the whole answer and returns it.
+func request(t *testing.T, p *Process, method string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+p.Addr+"/x", nil)
+	require.NoError(t, err)
+	req.Host = "example.com"
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
 }
