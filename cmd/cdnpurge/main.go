@@ -8,7 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cdnpurge/cdnpurge/internal/cli"
+	"github.com/cdnpurge/cdnpurge/cmd/cdnpurge/internal/cli"
 )
 
 func main() {
