@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -38,6 +39,16 @@ const (
 	DefaultVerifyMethod = http.MethodHead
 	DefaultExpect       = ExpectHit // what a verify-only job expects
 	DefaultInterval     = 5 * time.Second
+	// DefaultRefetchWait is how long the verify step of a soft purge keeps
+	// asking an instance that served the old copy stale for the fresh copy
+	// it then fetches (unless Wait is longer).
+	DefaultRefetchWait = 10 * time.Second
+	// DefaultVerifyAcceptEncoding and DefaultVerifyUserAgent make a verify
+	// request a browser's, so that it is answered from the variant browsers
+	// get (a cache that varies on Accept-Encoding or User-Agent keeps one
+	// copy per variant). Headers of the same name replace them.
+	DefaultVerifyAcceptEncoding = "gzip, deflate, br"
+	DefaultVerifyUserAgent      = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
 	DefaultFlyAPI       = "https://api.machines.dev"
 
 	// MinInterval is the shortest time between verify rounds.
@@ -99,8 +110,15 @@ type Job struct {
 	// Ban, when not empty, sends a BAN that invalidates every object of each
 	// URL's host whose path matches this regular expression (in the X-Url
 	// header, with the host in X-Host, as FOSHttpCache's VCL and the shipped
-	// one read them).
+	// one read them). The request path is the expression's literal prefix
+	// (BAN /p/42/ for ^/p/42/), for VCLs that ban what the request path
+	// matches, so that they ban no more than the expression would; the
+	// URL's own path is not sent.
 	Ban string
+	// Broad lets a ban whose expression has no literal prefix (\.css$) be
+	// sent, with the path /: a VCL that bans by the request path then bans
+	// everything of the host. Without it such a ban is refused.
+	Broad bool
 	// BanContentType, with Ban, limits the ban to content types matching
 	// this regular expression (X-Content-Type); empty sends ".*", any.
 	BanContentType string
@@ -162,11 +180,33 @@ type Job struct {
 	// VerifyURLs are the URLs to check; empty means URLs. Required when the
 	// job bans or purges tags, whose URLs only carry the Host.
 	VerifyURLs []string
-	// VerifyMethod is HEAD (default) or GET.
+	// VerifyMethod is HEAD or GET; empty means HEAD, or GET with Origin
+	// (to compare bodies when no validator is shared).
 	VerifyMethod string
 	// CacheName is this fleet's member name in an RFC 9211 Cache-Status
 	// list; see package cachestatus.
 	CacheName string
+	// CacheHeader names a header the application writes to say what its
+	// cache did (HIT, MISS, PASS, UNCACHEABLE, STALE, EXPIRED..., any case),
+	// read before every other; see package cachestatus. X-Magento-Cache-Debug
+	// is always read.
+	CacheHeader string
+	// Origin, when set, is the origin's base URL: scheme, host and port, e.g.
+	// http://10.0.0.5:8080. Before anything is sent, the origin is asked
+	// (twice) for its current version of every URL to verify, with the URL's
+	// path, query and Host; each check then compares what the instance
+	// serves with it: the strong ETag when both send one, else
+	// Last-Modified, else the status, length and SHA-256 of the body. A copy
+	// equal to the origin's passes ExpectPurged whatever its Age; one that
+	// differs fails. It is needed by ExpectCurrent. An origin that cannot be
+	// read stops the job before anything is sent (*OriginError).
+	Origin string
+	// AcceptUncertain lets an ExpectPurged check pass when the evidence
+	// cannot tell whether the copy was stored before or after the purge:
+	// without the instance's own clock (see FetchTimeHeader), Age in whole
+	// seconds cannot order a copy stored within a second of the purge.
+	// Without it such a check fails ("cannot tell"); Origin settles it.
+	AcceptUncertain bool
 	// Wait keeps asking the instances whose check did not match, every
 	// Interval, until all match or Wait has passed; zero asks once.
 	Wait time.Duration
@@ -226,6 +266,9 @@ type plan struct {
 	header     []string // extra header lines, "Name: value", canonical names
 	okStatus   [600]bool
 	connect    string
+	banTarget  string // a ban's request path: its expression's literal prefix
+	origin     *url.URL
+	versions   []originVersion // per verify URL, with Origin
 }
 
 // check validates the job and applies its defaults.
@@ -358,10 +401,9 @@ func ownHeader(k string) bool {
 
 func (p *plan) checkRequest() error {
 	if p.Ban != "" {
-		if p.Method != "" && !strings.EqualFold(p.Method, "BAN") {
-			return jobErr("method %s: a ban sends BAN", p.Method)
+		if p.Method == "" {
+			p.Method = "BAN" // or the method the VCL bans on, e.g. varnish/toolbox's PURGEDIR
 		}
-		p.Method = "BAN"
 		if p.Soft {
 			return jobErr("a ban cannot be soft: Varnish bans invalidate; use a soft purge of URLs or tags instead")
 		}
@@ -373,8 +415,15 @@ func (p *plan) checkRequest() error {
 				return jobErr("ban expression %q: Varnish splits ban expressions on white space; write \\s for a space", re)
 			}
 		}
+		target, err := banTarget(p.Ban, p.Broad)
+		if err != nil {
+			return &JobError{err}
+		}
+		p.banTarget = target
 	} else if p.BanContentType != "" {
 		return jobErr("a content type limits a ban: give the ban's path expression too")
+	} else if p.Broad {
+		return jobErr("broad applies to a ban: there is no ban expression")
 	}
 	if p.Method == "" {
 		p.Method = DefaultMethod
@@ -460,6 +509,11 @@ func (p *plan) checkRequest() error {
 	if p.urls, err = parseURLs(p.URLs, p.RawURLs); err != nil {
 		return err
 	}
+	if p.banTarget != "" {
+		for i := range p.urls {
+			p.urls[i].Target = p.banTarget
+		}
+	}
 	return nil
 }
 
@@ -483,19 +537,40 @@ func (p *plan) checkVerify() error {
 	if p.VerifyOnly && len(p.Verify) == 0 {
 		p.Verify = []Expect{DefaultExpect}
 	}
+	p.Verify = slices.Clone(p.Verify)
 	for i, e := range p.Verify {
 		e, err := ParseExpect(string(e))
 		if err != nil {
 			return &JobError{err}
 		}
 		if e == ExpectPurged && p.VerifyOnly {
-			return jobErr("expect purged: needs a purge in the same run; to check an earlier purge, expect miss")
+			return jobErr("expect purged: needs a purge in the same run; to check an earlier purge, expect miss (or current, with the origin)")
+		}
+		if e == ExpectCurrent && p.Origin == "" {
+			return jobErr("expect current: needs the origin's address to compare with")
 		}
 		p.Verify[i] = e
+	}
+	if p.CacheHeader != "" && !httpguts.ValidHeaderFieldName(p.CacheHeader) {
+		return jobErr("cache header %q: not a valid header name", p.CacheHeader)
+	}
+	if p.Origin != "" {
+		u, err := url.Parse(p.Origin)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return jobErr("origin %q: give the origin's base URL (scheme, host and port), e.g. http://10.0.0.5:8080; each URL's path, query and Host are added", p.Origin)
+		}
+		if len(p.Verify) == 0 {
+			return jobErr("origin %s: there is no verify step to compare with it", p.Origin)
+		}
+		p.origin = u
 	}
 	switch p.VerifyMethod = strings.ToUpper(p.VerifyMethod); p.VerifyMethod {
 	case "":
 		p.VerifyMethod = DefaultVerifyMethod
+		if p.Origin != "" {
+			p.VerifyMethod = http.MethodGet // bodies are compared when no validator is shared
+		}
 	case http.MethodHead, http.MethodGet:
 	default:
 		return jobErr("verify method %q: verification sends HEAD or GET", p.VerifyMethod)
@@ -594,9 +669,11 @@ type StepError struct{ Steps []string }
 
 func (e *StepError) Error() string { return strings.Join(e.Steps, "; ") }
 
-// Run runs the job: find the instances, purge (unless VerifyOnly), then
-// each verify step. Errors are *JobError (a setting that cannot work) or
-// *DiscoveryError (no instances found); in both cases nothing was sent.
+// Run runs the job: find the instances, read the origin (with Origin),
+// purge (unless VerifyOnly), then each verify step. Errors are *JobError
+// (a setting that cannot work), *DiscoveryError (no instances found) or
+// *OriginError (the origin could not be read); in each case nothing was
+// sent to any instance.
 // Failures of instances are in the Outcome (see Outcome.Err): a partial
 // failure still reports every instance that succeeded.
 func (j Job) Run(ctx context.Context) (*Outcome, error) {
@@ -610,13 +687,23 @@ func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	if out.Instances, out.Skipped, err = p.find(ctx); err != nil {
 		return nil, err
 	}
+	if p.origin != nil {
+		if p.versions, err = p.readOrigin(ctx, p.verifyHeaders()); err != nil {
+			return nil, err
+		}
+	}
 	budget := connectionBudget()
-	start := time.Now()
+	var pw *purgeWindow
 	if !p.VerifyOnly {
+		clk := p.clock()
+		pw = &purgeWindow{start: clk.now()}
 		out.Purge = p.purge(ctx, out.Instances, budget)
+		pw.end, pw.rep = clk.now(), out.Purge
+		pw.link(p.urls, p.verifyURLs)
+		out.Purge.Warnings = append(out.Purge.Warnings, out.Purge.objectsWarnings(p.objectsWhat())...)
 	}
 	for _, e := range p.Verify {
-		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, start))
+		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, pw))
 	}
 	for _, r := range out.Reports() {
 		r.Skipped = out.Skipped

@@ -3,12 +3,16 @@ package purge
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/textproto"
 	"strconv"
+
+	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
 // The wire format is read by hand, not by net/http, for three reasons: a
@@ -30,6 +34,9 @@ const (
 	// keepBody is how much of a failed answer's body is kept to explain
 	// the failure.
 	keepBody = 4 << 10
+	// maxHashBody bounds the body bytes hashed to compare an instance's
+	// copy with the origin's; a longer body cannot be compared by content.
+	maxHashBody = 16 << 20
 )
 
 // errProtocol marks an answer that is not HTTP/1.1 as cdnpurge expects it.
@@ -57,6 +64,18 @@ type response struct {
 	age bool
 	// body is the start of the body, when the reader asked for it.
 	body []byte
+	// objects is the number of objects a purge answer says it removed
+	// (the Purged header), -1 when it does not say; purgedAt is the
+	// instance's time of the purge (Cdnpurge-Purge-Time) in microseconds
+	// since the epoch, 0 when it does not say.
+	objects  int64
+	purgedAt int64
+	// sum hashes the body when the reader asked for it (readOpts.hash);
+	// hashed counts the bytes hashed, cut says the body was longer than
+	// maxHashBody (so the sum is not the body's).
+	sum    hash.Hash
+	hashed int64
+	cut    bool
 }
 
 // readOpts says how to read an answer.
@@ -69,12 +88,20 @@ type readOpts struct {
 	keepBody bool
 	// keep says which headers to keep: the canonical name, or "" to drop.
 	keep func(name []byte) string
+	// hash: read the whole body (up to maxHashBody) into response.sum.
+	hash bool
 }
 
 // readResponse reads one final answer from br, skipping interim (1xx)
 // answers, and consumes its body so that the next answer can be read.
 func readResponse(br *bufio.Reader, o *readOpts, r *response) error {
-	*r = response{header: r.header, reason: r.reason[:0], body: r.body[:0], retryAfter: -1}
+	*r = response{header: r.header, reason: r.reason[:0], body: r.body[:0], retryAfter: -1, objects: -1, sum: r.sum}
+	if o.hash {
+		if r.sum == nil {
+			r.sum = sha256.New()
+		}
+		r.sum.Reset()
+	}
 	for k := range r.header {
 		delete(r.header, k)
 	}
@@ -150,7 +177,13 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 				r.retryAfter = n
 			}
 		case bytes.EqualFold(name, []byte("X-Varnish")):
-			r.varnishIDs = len(bytes.Fields(value))
+			r.varnishIDs = cachestatus.VarnishIDs(value)
+		case bytes.EqualFold(name, []byte(ObjectsHeader)):
+			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
+				r.objects = n
+			}
+		case bytes.EqualFold(name, []byte(PurgeTimeHeader)):
+			r.purgedAt = parseStamp(value)
 		case bytes.EqualFold(name, []byte("Age")):
 			r.age = true
 		case bytes.EqualFold(name, []byte("Connection")):
@@ -189,7 +222,7 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 	switch {
 	case o.head || r.status == http.StatusNoContent || r.status == http.StatusNotModified:
 		return nil
-	case o.skipBody:
+	case o.skipBody && !o.hash:
 		r.close = true
 		return nil
 	case chunked:
@@ -197,14 +230,23 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 	case cl == 0:
 		return nil
 	case cl > 0:
-		if cl > maxDrain {
-			r.close = true
+		if cl > bodyLimit(o) {
+			r.close, r.cut = true, true
 			cl = keepBody
 		}
 		return consume(br, o, r, cl, false)
 	}
 	r.close = true // no length: the body ends when the connection does
-	return consume(br, o, r, maxDrain, true)
+	return consume(br, o, r, bodyLimit(o), true)
+}
+
+// bodyLimit is how much of a body is read: enough to keep the connection,
+// or, to hash it, to compare it.
+func bodyLimit(o *readOpts) int64 {
+	if o.hash {
+		return maxHashBody
+	}
+	return maxDrain
 }
 
 // consume reads n body bytes (or up to n, until EOF, when eofOK), keeping
@@ -221,8 +263,15 @@ func consume(br *bufio.Reader, o *readOpts, r *response, n int64, eofOK bool) er
 		if o.keepBody && len(r.body) < keepBody {
 			r.body = append(r.body, chunk[:min(len(chunk), keepBody-len(r.body))]...)
 		}
+		if o.hash && !r.cut {
+			_, _ = r.sum.Write(chunk)
+			r.hashed += int64(len(chunk))
+		}
 		_, _ = br.Discard(len(chunk))
 		n -= int64(len(chunk))
+	}
+	if eofOK && o.hash {
+		r.cut = true // the limit came before the end
 	}
 	return nil
 }
@@ -246,8 +295,8 @@ func readChunked(br *bufio.Reader, o *readOpts, r *response) error {
 			break
 		}
 		total += size
-		if total > maxDrain {
-			r.close = true
+		if total > bodyLimit(o) {
+			r.close, r.cut = true, true
 			return nil
 		}
 		if err := consume(br, o, r, size, false); err != nil {
