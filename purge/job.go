@@ -49,7 +49,7 @@ const (
 	// copy per variant). Headers of the same name replace them.
 	DefaultVerifyAcceptEncoding = "gzip, deflate, br"
 	DefaultVerifyUserAgent      = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
-	DefaultFlyAPI       = "https://api.machines.dev"
+	DefaultFlyAPI               = "https://api.machines.dev"
 
 	// MinInterval is the shortest time between verify rounds.
 	MinInterval = 100 * time.Millisecond
