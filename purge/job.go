@@ -39,17 +39,7 @@ const (
 	DefaultVerifyMethod = http.MethodHead
 	DefaultExpect       = ExpectHit // what a verify-only job expects
 	DefaultInterval     = 5 * time.Second
-	// DefaultRefetchWait is how long the verify step of a soft purge keeps
-	// asking an instance that served the old copy stale for the fresh copy
-	// it then fetches (unless Wait is longer).
-	DefaultRefetchWait = 10 * time.Second
-	// DefaultVerifyAcceptEncoding and DefaultVerifyUserAgent make a verify
-	// request a browser's, so that it is answered from the variant browsers
-	// get (a cache that varies on Accept-Encoding or User-Agent keeps one
-	// copy per variant). Headers of the same name replace them.
-	DefaultVerifyAcceptEncoding = "gzip, deflate, br"
-	DefaultVerifyUserAgent      = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
-	DefaultFlyAPI               = "https://api.machines.dev"
+	DefaultFlyAPI       = "https://api.machines.dev"
 
 	// MinInterval is the shortest time between verify rounds.
 	MinInterval = 100 * time.Millisecond

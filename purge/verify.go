@@ -14,6 +14,20 @@ import (
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
+// Defaults of verify steps.
+const (
+	// DefaultRefetchWait is how long the verify step of a soft purge keeps
+	// asking an instance that served the old copy stale for the fresh copy
+	// it then fetches (unless Wait is longer).
+	DefaultRefetchWait = 10 * time.Second
+	// DefaultVerifyAcceptEncoding and DefaultVerifyUserAgent make a verify
+	// request a browser's, so that it is answered from the variant browsers
+	// get (a cache that varies on Accept-Encoding or User-Agent keeps one
+	// copy per variant). Headers of the same name replace them.
+	DefaultVerifyAcceptEncoding = "gzip, deflate, br"
+	DefaultVerifyUserAgent      = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36"
+)
+
 // purgeWindow is what a verify step knows of the purge before it.
 type purgeWindow struct {
 	// start and end bound the purge on this process's clock: before its
