@@ -546,18 +546,20 @@ func (v *verifier) storedWindow(age int, now time.Time) (lo, hi time.Time) {
 }
 
 // selfStored says whether a hit is on the copy this check's own earlier
-// request stored: that round's answer was a miss, and the copy is that one
-// (the same fetch stamp), or could be (its Age is no older than the time
+// request stored: that round's answer was a miss, and nothing says the
+// copy is another (a different fetch stamp, or an Age older than the time
 // since that round began).
 func (v *verifier) selfStored(k int, st cachestatus.Status, fetched int64, now time.Time) bool {
 	s := v.state[k]
-	if s.missRound == 0 {
+	switch {
+	case s.missRound == 0:
 		return false
-	}
-	if fetched != 0 && s.missStamp != 0 {
+	case fetched != 0 && s.missStamp != 0:
 		return fetched == s.missStamp
+	case st.Age >= 0:
+		return time.Duration(st.Age)*time.Second <= now.Sub(s.missSent)
 	}
-	return st.Age >= 0 && time.Duration(st.Age)*time.Second <= now.Sub(s.missSent)
+	return true
 }
 
 // copyAge words when a copy not equal to the origin's was made, when

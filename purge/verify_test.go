@@ -168,7 +168,10 @@ func TestVerifyWaitRoundsFollowTheInterval(t *testing.T) {
 		if n.Add(1) < 3 {
 			w.Header().Set("Cache-Status", "c; fwd=miss; stored")
 		} else {
+			// Older than this check's own misses: a copy a browser's
+			// request stored.
 			w.Header().Set("Cache-Status", "c; hit; ttl=10")
+			w.Header().Set("Age", "100")
 		}
 	})
 	warm := headerInstance(t, "Cache-Status", "c; hit")

@@ -143,6 +143,7 @@ func (a *App) exit(cmd string, err error) int {
 		ue *usageError
 		je *purge.JobError
 		de *purge.DiscoveryError
+		oe *purge.OriginError
 		fe *failedError
 	)
 	switch {
@@ -162,6 +163,9 @@ func (a *App) exit(cmd string, err error) int {
 		if h := discoveryHint(de); h != "" {
 			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
 		}
+		return ExitUsage
+	case errors.As(err, &oe):
+		fmt.Fprintf(a.Stderr, "%s: %v\nhint: check --origin: it must serve the URLs' current versions; nothing was sent to the instances\n", cmd, err)
 		return ExitUsage
 	}
 	fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
@@ -200,6 +204,9 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrServedFromCache, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
 		{purge.ErrPurgeNotHandled, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
 		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
+		{purge.ErrOldCopy, "purge again: an instance still serves a copy made before the purge (a fetch in flight during the purge survives it)"},
+		{purge.ErrUncertain, "--origin URL compares content and settles it; --accept-uncertain passes copies Age cannot order"},
+		{purge.ErrStaleUnknown, "without a cache header, expect hit (or name the application's header with --cache-header)"},
 	}
 	var hints []string
 	seen := make([]bool, len(causes))
