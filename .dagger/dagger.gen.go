@@ -219,6 +219,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg contentType", err))
 				}
 			}
+			var broad bool
+			if inputArgs["broad"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["broad"]), &broad)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg broad", err))
+				}
+			}
+			var method string
+			if inputArgs["method"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["method"]), &method)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
+				}
+			}
 			var dnsName string
 			if inputArgs["dnsName"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["dnsName"]), &dnsName)
@@ -310,6 +324,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
 				}
 			}
+			var origin string
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
+			var cacheHeader string
+			if inputArgs["cacheHeader"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cacheHeader"]), &cacheHeader)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheHeader", err))
+				}
+			}
+			var acceptUncertain bool
+			if inputArgs["acceptUncertain"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["acceptUncertain"]), &acceptUncertain)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg acceptUncertain", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -317,7 +352,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Ban(&parent, ctx, url, regex, contentType, dnsName, record, resolver, instance, port, flyApp, flyToken, connect, token, tokenHeader, scheme, timeout, verifyUrl, format)
+			return (*Cdnpurge).Ban(&parent, ctx, url, regex, contentType, broad, method, dnsName, record, resolver, instance, port, flyApp, flyToken, connect, token, tokenHeader, scheme, timeout, verifyUrl, origin, cacheHeader, acceptUncertain, format)
 		case "E2e":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -569,6 +604,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
 				}
 			}
+			var cacheHeader string
+			if inputArgs["cacheHeader"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cacheHeader"]), &cacheHeader)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheHeader", err))
+				}
+			}
+			var origin string
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
+			var acceptUncertain bool
+			if inputArgs["acceptUncertain"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["acceptUncertain"]), &acceptUncertain)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg acceptUncertain", err))
+				}
+			}
 			var dryRun bool
 			if inputArgs["dryRun"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["dryRun"]), &dryRun)
@@ -590,7 +646,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
 				}
 			}
-			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, method, tag, soft, okStatus, header, rawUrl, scheme, insecure, concurrency, perInstance, pipeline, timeout, retries, deadline, verify, verifyUrl, cacheName, dryRun, format, verbose)
+			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, method, tag, soft, okStatus, header, rawUrl, scheme, insecure, concurrency, perInstance, pipeline, timeout, retries, deadline, verify, verifyUrl, cacheName, cacheHeader, origin, acceptUncertain, dryRun, format, verbose)
 		case "Test":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -807,6 +863,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
 				}
 			}
+			var cacheHeader string
+			if inputArgs["cacheHeader"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cacheHeader"]), &cacheHeader)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheHeader", err))
+				}
+			}
+			var origin string
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
+			var okStatus []int
+			if inputArgs["okStatus"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["okStatus"]), &okStatus)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg okStatus", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -814,7 +891,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, dnsName, record, resolver, instance, port, flyApp, flyToken, region, connect, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, cacheName, format)
+			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, dnsName, record, resolver, instance, port, flyApp, flyToken, region, connect, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, cacheName, cacheHeader, origin, okStatus, format)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

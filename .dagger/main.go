@@ -152,6 +152,15 @@ func (m *Cdnpurge) Purge(
 	// The fleet's name in RFC 9211 Cache-Status lists.
 	// +optional
 	cacheName string,
+	// Also read this header, which the application sets to HIT, MISS, PASS, UNCACHEABLE, STALE...
+	// +optional
+	cacheHeader string,
+	// With --verify: compare every copy with the origin's current version, asked of this base URL (scheme, host, port), e.g. http://10.0.0.5:8080.
+	// +optional
+	origin string,
+	// With --verify: pass a copy whose Age cannot tell whether it was stored before or after the purge.
+	// +optional
+	acceptUncertain bool,
 	// Find the instances and return what would be sent; send nothing.
 	// +optional
 	dryRun bool,
@@ -169,6 +178,7 @@ func (m *Cdnpurge) Purge(
 		TokenHeader: tokenHeader, Method: method, Tags: tag, Soft: soft, OKStatus: okStatus, Headers: header, RawURLs: rawUrl,
 		Scheme: scheme, Insecure: insecure, Concurrency: concurrency, PerInstance: perInstance, Pipeline: pipeline,
 		Attempts: retries + 1, VerifyURLs: verifyUrl, CacheName: cacheName,
+		CacheHeader: cacheHeader, Origin: origin, AcceptUncertain: acceptUncertain,
 	}
 	in := inputs{urlsFile: urlsFile, token: token, flyToken: flyToken, durations: map[string]string{"dns-timeout": dnsTimeout, "timeout": timeout, "deadline": deadline}}
 	if err := in.apply(ctx, &j); err != nil {
@@ -195,6 +205,12 @@ func (m *Cdnpurge) Ban(
 	// Only ban objects whose Content-Type matches this expression.
 	// +optional
 	contentType string,
+	// Send a regex without a literal path prefix (e.g. \.css$) with the path /: VCLs that ban by the request path then ban every object of the host.
+	// +optional
+	broad bool,
+	// Request method: BAN, or the one the VCL bans on (varnish/toolbox: PURGEDIR).
+	// +optional
+	method string,
 	// Internal DNS name whose records list EVERY instance.
 	// +optional
 	dnsName string,
@@ -238,6 +254,15 @@ func (m *Cdnpurge) Ban(
 	// Then check these URLs: no instance may serve a copy older than the ban.
 	// +optional
 	verifyUrl []string,
+	// With --verify-url: compare every copy with the origin's current version, asked of this base URL.
+	// +optional
+	origin string,
+	// Also read this header, which the application sets to HIT, MISS, PASS, UNCACHEABLE, STALE...
+	// +optional
+	cacheHeader string,
+	// With --verify-url: pass a copy whose Age cannot tell whether it was stored before or after the ban.
+	// +optional
+	acceptUncertain bool,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
@@ -245,7 +270,8 @@ func (m *Cdnpurge) Ban(
 ) (string, error) {
 	j := purge.Job{URLs: url, Ban: regex, BanContentType: contentType, DNSName: dnsName, Record: purge.RecordType(record),
 		Resolver: resolver, Instances: instance, Port: port, Fly: purge.Fly{App: flyApp, Connect: connect},
-		TokenHeader: tokenHeader, Scheme: scheme, VerifyURLs: verifyUrl}
+		TokenHeader: tokenHeader, Scheme: scheme, VerifyURLs: verifyUrl,
+		Broad: broad, Method: method, Origin: origin, CacheHeader: cacheHeader, AcceptUncertain: acceptUncertain}
 	if len(verifyUrl) > 0 {
 		j.Verify = []purge.Expect{purge.ExpectPurged}
 	}
@@ -270,7 +296,7 @@ func (m *Cdnpurge) Verify(
 	// A file of URLs, one a line.
 	// +optional
 	urlsFile *dagger.File,
-	// What every instance must say: hit (fresh or stale), fresh, stale, miss or any.
+	// What every instance must say: hit (fresh or stale), fresh, stale, miss, current (with --origin) or any.
 	// +optional
 	// +default="hit"
 	expect string,
@@ -303,9 +329,8 @@ func (m *Cdnpurge) Verify(
 	// With --fly-app: connect to HOST:PORT instead of the URL's host.
 	// +optional
 	connect string,
-	// HEAD, or GET when the site treats HEAD differently.
+	// HEAD, or GET when the site treats HEAD differently; default HEAD, GET with --origin.
 	// +optional
-	// +default="HEAD"
 	method string,
 	// Extra request headers as 'Name: value' (e.g. Accept-Encoding: gzip for that variant).
 	// +optional
@@ -338,6 +363,15 @@ func (m *Cdnpurge) Verify(
 	// The fleet's name in RFC 9211 Cache-Status lists.
 	// +optional
 	cacheName string,
+	// Also read this header, which the application sets to HIT, MISS, PASS, UNCACHEABLE, STALE...
+	// +optional
+	cacheHeader string,
+	// Compare every copy with the origin's current version, asked of this base URL (scheme, host, port).
+	// +optional
+	origin string,
+	// A status a cached copy is expected to have besides 2xx (a hit on another 3xx or 4xx warns).
+	// +optional
+	okStatus []int,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
@@ -350,7 +384,7 @@ func (m *Cdnpurge) Verify(
 	j := purge.Job{URLs: url, VerifyOnly: true, Verify: []purge.Expect{exp}, DNSName: dnsName, Record: purge.RecordType(record),
 		Resolver: resolver, Instances: instance, Port: port, Fly: purge.Fly{App: flyApp, Regions: region, Connect: connect},
 		VerifyMethod: method, Headers: header, Scheme: scheme, Insecure: insecure, Concurrency: concurrency,
-		Attempts: retries + 1, CacheName: cacheName}
+		Attempts: retries + 1, CacheName: cacheName, CacheHeader: cacheHeader, Origin: origin, OKStatus: okStatus}
 	in := inputs{urlsFile: urlsFile, flyToken: flyToken, durations: map[string]string{"timeout": timeout, "wait": wait, "interval": interval}}
 	if err := in.apply(ctx, &j); err != nil {
 		return "", err

@@ -78,7 +78,7 @@ func TestDefaultsAreTheLibrarys(t *testing.T) {
 		"method":      strconv.Quote(purge.DefaultVerifyMethod),
 		"interval":    strconv.Quote(purge.DefaultInterval.String()),
 	}
-	for fn, n := range map[string]int{"Purge": 11, "Ban": 5, "Verify": 9} {
+	for fn, n := range map[string]int{"Purge": 11, "Ban": 5, "Verify": 8} {
 		pragmas := pragmaDefaults(t, fn)
 		require.Len(t, pragmas, n, "%s's +default pragmas: %v", fn, pragmas)
 		for arg, v := range pragmas {
@@ -207,6 +207,21 @@ func TestBanThroughInvoke(t *testing.T) {
 	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected purged")
 }
 
+// Proof by content: the origin's current version, compared with every
+// copy (the fleet's origin serves the same body for each request, so the
+// instances are current after a purge).
+func TestVerifyWithTheOriginThroughInvoke(t *testing.T) {
+	f := startFleet(t)
+	u := "https://changelog.com/origin-compare"
+	out, err := call(t, "Purge", fleetArgs(f, map[string]any{"url": []string{u}, "verify": []string{"purged"},
+		"origin": "http://" + f.Origin.Addr, "format": "json"}))
+	require.NoError(t, err, out)
+	assert.Contains(t, out, `"current": true`)
+	out, err = call(t, "Verify", fleetArgs(f, map[string]any{"url": []string{u}, "expect": "current", "origin": "http://" + f.Origin.Addr}))
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected current")
+}
+
 // Arguments that cannot work are errors that name the argument.
 func TestBadArguments(t *testing.T) {
 	for _, tc := range []struct {
@@ -227,6 +242,11 @@ func TestBadArguments(t *testing.T) {
 		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "expect": "warm"}, `expect "warm"`},
 		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "format": "xml"}, "use text, json or markdown"},
 		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "wait": "1m", "interval": "10ms"}, "at least 100ms"},
+		{"Ban", map[string]any{"url": []string{"https://e.com/"}, "regex": "\\.css$", "instance": []string{"10.0.0.1"}}, "no literal path prefix"},
+		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "expect": "current"}, "needs the origin"},
+		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "origin": "ftp://x"}, "give the origin's base URL"},
+		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "cacheHeader": "a b"}, "not a valid header name"},
+		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "origin": "http://x", "verify": []string{}}, "no verify step"},
 	} {
 		_, err := call(t, tc.fn, tc.args)
 		require.Error(t, err, "%s %v", tc.fn, tc.args)

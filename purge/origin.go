@@ -40,6 +40,7 @@ type originVersion struct {
 	status  int
 	etag    string // a strong ETag, as sent; "" when none
 	lastMod string
+	coding  string // Content-Encoding
 	length  int64 // the body's length; -1 when it was too long to read
 	sum     [sha256.Size]byte
 	// varies says why the origin's answers cannot be compared (two GETs
@@ -147,7 +148,7 @@ func (p *plan) originGet(ctx context.Context, client *http.Client, u URL, header
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		return fail(resp.StatusCode, fmt.Errorf("an error is not a version to compare with: %q", strings.TrimSpace(string(b))))
 	}
-	v := originVersion{status: resp.StatusCode, lastMod: resp.Header.Get("Last-Modified")}
+	v := originVersion{status: resp.StatusCode, lastMod: resp.Header.Get("Last-Modified"), coding: resp.Header.Get("Content-Encoding")}
 	if e := resp.Header.Get("Etag"); strongETag(e) {
 		v.etag = e
 	}
@@ -221,6 +222,9 @@ func compareOrigin(o *originVersion, r *response) (known, current bool, why stri
 		return false, false, "cannot compare with the origin: no ETag or Last-Modified in common, and the answer's body was not read (a HEAD request)"
 	case r.cut || o.length < 0:
 		return false, false, fmt.Sprintf("cannot compare with the origin: no ETag or Last-Modified in common, and the body is larger than %d MiB", maxHashBody>>20)
+	case !strings.EqualFold(r.header.Get("Content-Encoding"), o.coding):
+		return false, false, fmt.Sprintf("cannot compare with the origin: no ETag or Last-Modified in common, and the bodies are encoded differently (Content-Encoding %q, the origin's %q)",
+			r.header.Get("Content-Encoding"), o.coding)
 	}
 	var sum [sha256.Size]byte
 	r.sum.Sum(sum[:0])

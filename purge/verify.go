@@ -165,7 +165,7 @@ func (p *plan) verify(ctx context.Context, expect Expect, instances []Instance, 
 		v.state = make([]roundState, rep.Len())
 	}
 	ps := p.newPass(StepVerify, p.VerifyMethod, p.verifyURLs, headers)
-	keep := append(v.opts.Headers(), "Vary", "Etag", "Last-Modified", "Content-Length", FetchTimeHeader)
+	keep := append(v.opts.Headers(), "Vary", "Etag", "Last-Modified", "Content-Length", "Content-Encoding", FetchTimeHeader)
 	ps.read = readOpts{head: p.VerifyMethod == http.MethodHead, skipBody: p.VerifyMethod == http.MethodGet,
 		hash: p.origin != nil && p.VerifyMethod == http.MethodGet, keep: headerSet(keep...)}
 	ps.judge = func(k int, r *response, n int64) (bool, bool, error) {
