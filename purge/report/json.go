@@ -272,7 +272,7 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 		}
 		if !res.PurgedAt.IsZero() {
 			b = append(b, `,"purged_at":`...)
-			b = strconv.AppendFloat(b, stamp(res.PurgedAt), 'g', -1, 64)
+			b = strconv.AppendFloat(b, stamp(res.PurgedAt), 'f', -1, 64)
 		}
 		return append(b, "}\n"...)
 	}
@@ -289,7 +289,7 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 	}
 	if !res.FetchedAt.IsZero() {
 		b = append(b, `,"fetched_at":`...)
-		b = strconv.AppendFloat(b, stamp(res.FetchedAt), 'g', -1, 64)
+		b = strconv.AppendFloat(b, stamp(res.FetchedAt), 'f', -1, 64)
 	}
 	for _, f := range []struct {
 		on   bool
