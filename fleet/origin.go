@@ -46,7 +46,9 @@ const DeployPath = "/__cdnpurge/deploy"
 //     values in the body;
 //   - ?status=N answers with status N (a 404, or a 301/302 to /), cacheable;
 //   - ?hdr=Name:value (repeatable) adds that header, e.g. the tags a VCL
-//     bans on (X-Magento-Tags, Cache-Tags).
+//     bans on (X-Magento-Tags, Cache-Tags);
+//   - a path under /api/ is an API's: methods other than GET and HEAD
+//     answer 405 (other paths answer any method, as a CMS does).
 type OriginHandler struct {
 	MaxAge time.Duration
 
@@ -89,6 +91,11 @@ func (o *OriginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.mu.Unlock()
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprintln(w, v)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	q := r.URL.Query()
