@@ -185,6 +185,8 @@ type Report struct {
 
 	rows  []row
 	vrows []vrow // verify steps only
+	// waited says a verify step waited for its checks (Job.Wait).
+	waited bool
 	// extra holds what purge answers said (objects, time); allocated when
 	// the first answer says something, so that runs against VCLs that say
 	// nothing pay nothing.
@@ -594,7 +596,7 @@ func (r *Report) Summary() string {
 		if n := r.Refilled(); n > 0 {
 			s += fmt.Sprintf("; %d refilled by traffic after the purge", n)
 		}
-		if r.ConsistentAfter > 0 || r.Rounds > 1 && r.OK() {
+		if r.waited && r.OK() {
 			s += "; every instance matched after " + FormatDuration(r.ConsistentAfter)
 		}
 	} else {

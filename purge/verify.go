@@ -191,6 +191,7 @@ func (p *plan) verify(ctx context.Context, expect Expect, instances []Instance, 
 		rep.Rounds++
 	}
 	rep.Duration = clk.now().Sub(start)
+	rep.waited = p.Wait > 0
 	v.finish()
 	return rep
 }
