@@ -669,3 +669,20 @@ func byInstance(rep *Report, addr string) Result {
 	}
 	panic("no result for " + addr)
 }
+
+// A body longer than what is hashed cannot be compared by content: said,
+// not guessed.
+func TestVerifyCurrentBodyTooLarge(t *testing.T) {
+	big := strings.Repeat("x", maxHashBody+1)
+	serve := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; hit")
+		_, _ = w.Write([]byte(big))
+	}
+	o, in := startInstance(t, "127.0.0.1", serve), startInstance(t, "127.0.0.1", serve)
+	j := check([]string{"https://example.com/video"}, ExpectCurrent, in.addr)
+	j.Origin, j.Timeout = "http://"+o.addr, 10*time.Second
+	c := run(t, j).Verify[0].Result(0)
+	assert.False(t, c.OK)
+	assert.Nil(t, c.Current)
+	assert.Contains(t, errText(c), "larger than 16 MiB")
+}
