@@ -72,17 +72,18 @@ const (
 type roundState struct {
 	// missRound is 1 + the round in which this check's answer was a miss,
 	// so that its own request may have stored the copy a later round hits;
-	// missSent is when that round began, missStamp the copy's fetch stamp.
-	missRound int
-	missSent  time.Time
+	// missSent is when that round began (UnixNano), missStamp the copy's
+	// fetch stamp.
+	missRound int32
+	pending   bool // see oldStamp
+	missSent  int64
 	missStamp int64
 	// pending: after a soft purge, the instance served the old copy stale;
-	// the fresh copy it fetches is awaited. oldStamp, or oldLo and oldHi
-	// (when the copy was stored, on this clock, as told by Age), identify
-	// the old copy.
-	pending      bool
-	oldStamp     int64
-	oldLo, oldHi time.Time
+	// the fresh copy it fetches is awaited. oldStamp, or oldHi (when the
+	// copy was stored at the latest, on this clock, as told by Age;
+	// UnixNano), identify the old copy.
+	oldStamp int64
+	oldHi    int64
 }
 
 // verifier runs one verify step.
@@ -390,7 +391,7 @@ func (v *verifier) judge(k int, r *response, n int64) (bool, error) {
 			return pass()
 		}
 		if v.state != nil && st.Class == cachestatus.Miss {
-			v.state[k].missRound, v.state[k].missSent, v.state[k].missStamp = v.round+1, v.roundStart, fetched
+			v.state[k].missRound, v.state[k].missSent, v.state[k].missStamp = int32(v.round+1), v.roundStart.UnixNano(), fetched
 		}
 	}
 	why := fmt.Sprintf("%s, expected %s", st.Class, v.expect)
@@ -460,7 +461,8 @@ func (v *verifier) softOld(k int, st cachestatus.Status, fetched int64, now time
 	s := &v.state[k]
 	s.pending, s.oldStamp = true, fetched
 	if st.Age >= 0 {
-		s.oldLo, s.oldHi = v.storedWindow(st.Age, now)
+		_, hi := v.storedWindow(st.Age, now)
+		s.oldHi = hi.UnixNano()
 	}
 	if why == "" {
 		why = "served the old copy as " + string(st.Class) + " after the soft purge"
@@ -481,9 +483,9 @@ func (v *verifier) softAgain(k int, st cachestatus.Status, fetched int64, now ti
 	case !st.Class.IsHit():
 	case fetched != 0 && s.oldStamp != 0:
 		other = fetched != s.oldStamp && ord != orderBefore
-	case st.Age >= 0 && !s.oldHi.IsZero():
+	case st.Age >= 0 && s.oldHi != 0:
 		lo, _ := v.storedWindow(st.Age, now)
-		other = lo.After(s.oldHi) // stored after the old copy was: fetched again
+		other = lo.UnixNano() > s.oldHi // stored after the old copy was: fetched again
 	}
 	if other {
 		s.pending = false
@@ -558,7 +560,7 @@ func (v *verifier) selfStored(k int, st cachestatus.Status, fetched int64, now t
 	case fetched != 0 && s.missStamp != 0:
 		return fetched == s.missStamp
 	case st.Age >= 0:
-		return time.Duration(st.Age)*time.Second <= now.Sub(s.missSent)
+		return time.Duration(st.Age)*time.Second <= now.Sub(time.Unix(0, s.missSent))
 	}
 	return true
 }
