@@ -41,7 +41,7 @@ type originVersion struct {
 	etag    string // a strong ETag, as sent; "" when none
 	lastMod string
 	coding  string // Content-Encoding
-	length  int64 // the body's length; -1 when it was too long to read
+	length  int64  // the body's length; -1 when it was too long to read
 	sum     [sha256.Size]byte
 	// varies says why the origin's answers cannot be compared (two GETs
 	// answered differently); "" when they can.
