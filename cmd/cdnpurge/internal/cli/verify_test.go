@@ -67,7 +67,6 @@ func TestVerifyCommand(t *testing.T) {
 	assert.Equal(t, ExitOK, r.code, r.stdout)
 }
 
-
 func TestVerifyCommandUsage(t *testing.T) {
 	f := cacheFleet(t, 1, nil)
 	for _, tc := range []struct{ flag, want string }{
@@ -121,7 +120,6 @@ func TestBanRefusesARegexWithoutALiteralPrefix(t *testing.T) {
 	assert.Equal(t, "/p/42/", reqs[1].RequestURI)
 	assert.Equal(t, "^/p/42/", reqs[1].Header.Get("X-Url"))
 }
-
 
 func TestPurgeVerifyMissThenHit(t *testing.T) {
 	f := cacheFleet(t, 3, nil)
