@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,7 +80,7 @@ type proc struct {
 	code    int
 }
 
-var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)`)
+var servingRE = regexp.MustCompile(`msg=serving addr=(\S+)|"msg":"serving","addr":"([^"]+)"`)
 
 // startServe runs cdnpurge serve with args (and --listen 127.0.0.1:0 and
 // --journal journal), and returns once it serves. env adds variables.
@@ -97,7 +98,7 @@ func startServe(t testing.TB, journal string, env []string, args ...string) *pro
 			t.Fatalf("serve not serving after 30s:\n%s", p.out.String())
 		}
 		if m := servingRE.FindStringSubmatch(p.out.String()); m != nil {
-			p.addr = m[1]
+			p.addr = m[1] + m[2]
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -399,3 +400,7 @@ func urls(prefix string, n int) []string {
 	}
 	return out
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

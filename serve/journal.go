@@ -146,7 +146,7 @@ type journal struct {
 // openJournal opens (or creates) the journal and checks every page of it.
 func openJournal(path string) (j *journal, err error) {
 	fail := func(op string, err error) (*journal, error) { return nil, &JournalError{Path: path, Op: op, Err: err} }
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	db, err := boltOpen(path)
 	if errors.Is(err, bolt.ErrTimeout) {
 		return fail("open", errors.New("locked by another process (is another cdnpurge serve using it?)"))
 	}
@@ -189,6 +189,17 @@ func openJournal(path string) (j *journal, err error) {
 		return fail("open", err)
 	}
 	return &journal{path: path, db: db}, nil
+}
+
+// boltOpen opens the file; bbolt panics on some damage (a freelist page
+// that is not one), which is an error here.
+func boltOpen(path string) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("damaged: %v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 }
 
 func firstBucket(tx *bolt.Tx) []byte {
