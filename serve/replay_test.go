@@ -95,3 +95,42 @@ func TestKill9MidJobThenRestartDeliversEverything(t *testing.T) {
 	})
 	require.Equal(t, 0, p.stop(t), p.out.String())
 }
+
+// SIGTERM: serve stops taking jobs, lets the one in flight finish (its
+// client gets the whole report), keeps the queued one in the journal, and
+// exits 0; the next serve sends the queued one.
+func TestSIGTERMFinishesInFlightAndKeepsQueued(t *testing.T) {
+	f := startOwnFleet(t, 2, slowTemplate("10ms"), "")
+	journal := filepath.Join(t.TempDir(), "journal.db")
+	args := append(f.Args(), "--max-jobs", "1", "--per-instance", "1")
+	p := startServe(t, journal, nil, args...)
+	first, second := urls("term/1", 100), urls("term/2", 50)
+	type answer struct {
+		status int
+		body   []byte
+	}
+	got := make(chan answer, 1)
+	go func() {
+		st, _, body := call(t, http.MethodPost, p.url(api.PathPurge), "", api.Request{URLs: first})
+		got <- answer{st, body}
+	}()
+	eventually(t, 30*time.Second, "first job sending", func() (bool, string) { return len(f.received(0)) > 0, "" })
+	st, _, body := call(t, http.MethodPost, p.url(api.PathPurge+"?wait=false"), "", api.Request{URLs: second})
+	require.Equal(t, http.StatusAccepted, st, string(body))
+	require.Equal(t, 0, p.stop(t), p.out.String())
+	a := <-got
+	require.Equal(t, http.StatusOK, a.status, string(a.body))
+	require.Contains(t, string(a.body), "purged 100 URLs on 2/2 instances")
+	for i := range 2 {
+		require.Empty(t, f.missing(i, first))
+		require.Len(t, f.missing(i, second), 50, "the queued job was not sent before the stop")
+	}
+	p = startServe(t, journal, nil, args...)
+	for i := range 2 {
+		eventually(t, 30*time.Second, "queued job delivered after the restart", func() (bool, string) {
+			m := f.missing(i, second)
+			return len(m) == 0, strings.Join(m[:min(3, len(m))], "; ")
+		})
+	}
+	require.Equal(t, 0, p.stop(t))
+}
