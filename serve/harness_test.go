@@ -169,6 +169,19 @@ func (p *proc) rssKiB(t testing.TB) int {
 	return n
 }
 
+// cpu is the user and system time the process has used so far.
+func (p *proc) cpu(t testing.TB) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	require.NoError(t, err)
+	// Fields after the command name (which may hold spaces): utime and
+	// stime are the 12th and 13th, in clock ticks (100 a second on Linux).
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 // call sends one request to serve and returns the status, headers and body.
 func call(t testing.TB, method, url, token string, body any, header ...string) (int, http.Header, []byte) {
 	t.Helper()

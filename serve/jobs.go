@@ -160,7 +160,8 @@ func (s *Server) run(lj *liveJob) {
 	} else {
 		s.met.fanout.Observe(elapsed.Seconds())
 		var b bytes.Buffer
-		if werr := report.Write(&b, report.JSON, out, report.Options{}); werr == nil {
+		b.Grow(256 * len(rec.Spec.URLs) * max(1, len(rec.Instances)) * (1 + len(rec.Spec.Verify)))
+		if werr := report.Write(&b, report.JSON, out, report.Options{Compact: true}); werr == nil {
 			rep = b.Bytes()
 		}
 		rec.OK = out.OK()

@@ -141,6 +141,19 @@ func (e *JournalError) Unwrap() error { return e.Err }
 type journal struct {
 	path string
 	db   *bolt.DB
+	// Writes are group-committed: one writer takes every change waiting
+	// and commits them in one transaction (one sync), so a lone change
+	// waits for nothing and many at once share a sync. (bbolt's own Batch
+	// waits up to 10 ms for company, which a 1-URL purge would feel.)
+	ops  chan *op
+	quit chan struct{}
+	done chan struct{}
+}
+
+// op is one change waiting for the writer.
+type op struct {
+	fn  func(tx *bolt.Tx) error
+	err chan error
 }
 
 // openJournal opens (or creates) the journal and checks every page of it.
@@ -188,7 +201,63 @@ func openJournal(path string) (j *journal, err error) {
 		_ = db.Close()
 		return fail("open", err)
 	}
-	return &journal{path: path, db: db}, nil
+	j = &journal{path: path, db: db, ops: make(chan *op, 256), quit: make(chan struct{}), done: make(chan struct{})}
+	go j.writer()
+	return j, nil
+}
+
+// maxGroup bounds the changes committed in one transaction.
+const maxGroup = 256
+
+// writer commits what is waiting, in groups, until close.
+func (j *journal) writer() {
+	defer close(j.done)
+	group := make([]*op, 0, maxGroup)
+	for {
+		select {
+		case <-j.quit:
+			return
+		case o := <-j.ops:
+			group = append(group[:0], o)
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case o := <-j.ops:
+				group = append(group, o)
+			default:
+				break more
+			}
+		}
+		if err := j.commit(group); err == nil || len(group) == 1 {
+			for _, o := range group {
+				o.err <- err
+			}
+			continue
+		}
+		for _, o := range group {
+			o.err <- j.commit([]*op{o})
+		}
+	}
+}
+
+// commit runs a group of changes in one transaction; if it fails, each
+// change is tried alone, so that one bad change fails only itself.
+func (j *journal) commit(group []*op) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("damaged: %v", r)
+		}
+	}()
+	err = j.db.Update(func(tx *bolt.Tx) error {
+		for _, o := range group {
+			if err := o.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
 }
 
 // boltOpen opens the file; bbolt panics on some damage (a freelist page
@@ -207,22 +276,36 @@ func firstBucket(tx *bolt.Tx) []byte {
 	return k
 }
 
-func (j *journal) close() error { return j.db.Close() }
+func (j *journal) close() error {
+	close(j.quit)
+	<-j.done
+	return j.db.Close()
+}
 
-// update runs fn in one write transaction, batched with others running at
-// the same time (one sync for all). A panic (a damaged page) is an error.
-func (j *journal) update(op string, fn func(tx *bolt.Tx) error) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = &JournalError{Path: j.path, Op: op, Err: fmt.Errorf("damaged: %v", r)}
+// errClosed: a change came after the journal was closed.
+var errClosed = errors.New("closed")
+
+// update runs fn in a write transaction, with the other changes waiting
+// at the same time (one sync for all), and returns once it is on disk.
+func (j *journal) update(what string, fn func(tx *bolt.Tx) error) error {
+	o := &op{fn: fn, err: make(chan error, 1)}
+	select {
+	case j.ops <- o:
+	case <-j.done:
+		return &JournalError{Path: j.path, Op: what, Err: errClosed}
+	}
+	var err error
+	select {
+	case err = <-o.err:
+	case <-j.done:
+		select {
+		case err = <-o.err:
+		default:
+			err = errClosed
 		}
-	}()
-	if err := j.db.Batch(fn); err != nil {
-		var je *JournalError
-		if errors.As(err, &je) {
-			return err
-		}
-		return &JournalError{Path: j.path, Op: op, Err: err}
+	}
+	if err != nil {
+		return &JournalError{Path: j.path, Op: what, Err: err}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,6 +128,14 @@ func TestEveryPathPurgesEveryInstance(t *testing.T) {
 		require.NoError(t, err, string(out))
 		require.Contains(t, string(out), "purged 1 URL on 3/3 instances")
 		check(t, f, purge.ExpectMiss, u)
+		// --format json prints the report as the CLI prints its own.
+		out, err = exec.Command(cli(t), "purge", "--via", p.url(""), "--url", u, "--format", "json").Output()
+		require.NoError(t, err, string(out))
+		direct, err := exec.Command(cli(t), append([]string{"purge", "--url", u, "--format", "json"}, f.Args()...)...).Output()
+		require.NoError(t, err)
+		ms := regexp.MustCompile(`"duration_ms": [0-9.]+|in [0-9.]+(ms|µs|s)`)
+		require.Equal(t, ms.ReplaceAllString(string(direct), "T"), ms.ReplaceAllString(string(out), "T"))
+		warm(t, f, u)
 		// verify --via: the caches now hit (the check above filled them);
 		// expecting a miss fails with exit 1, as without --via.
 		out, err = exec.Command(cli(t), "verify", "--via", p.url(""), "--url", u, "--expect", "hit", "--format", "json").CombinedOutput()
