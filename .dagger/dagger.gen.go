@@ -310,6 +310,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
 				}
 			}
+			var via string
+			if inputArgs["via"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["via"]), &via)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg via", err))
+				}
+			}
+			var apiToken *dagger.Secret
+			if inputArgs["apiToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["apiToken"]), &apiToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiToken", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -317,7 +331,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Ban(&parent, ctx, url, regex, contentType, dnsName, record, resolver, instance, port, flyApp, flyToken, connect, token, tokenHeader, scheme, timeout, verifyUrl, format)
+			return (*Cdnpurge).Ban(&parent, ctx, url, regex, contentType, dnsName, record, resolver, instance, port, flyApp, flyToken, connect, token, tokenHeader, scheme, timeout, verifyUrl, via, apiToken, format)
 		case "E2e":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -576,6 +590,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dryRun", err))
 				}
 			}
+			var via string
+			if inputArgs["via"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["via"]), &via)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg via", err))
+				}
+			}
+			var apiToken *dagger.Secret
+			if inputArgs["apiToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["apiToken"]), &apiToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiToken", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -590,7 +618,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
 				}
 			}
-			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, method, tag, soft, okStatus, header, rawUrl, scheme, insecure, concurrency, perInstance, pipeline, timeout, retries, deadline, verify, verifyUrl, cacheName, dryRun, format, verbose)
+			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, method, tag, soft, okStatus, header, rawUrl, scheme, insecure, concurrency, perInstance, pipeline, timeout, retries, deadline, verify, verifyUrl, cacheName, dryRun, via, apiToken, format, verbose)
 		case "Test":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -807,6 +835,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
 				}
 			}
+			var via string
+			if inputArgs["via"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["via"]), &via)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg via", err))
+				}
+			}
+			var apiToken *dagger.Secret
+			if inputArgs["apiToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["apiToken"]), &apiToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiToken", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -814,7 +856,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, dnsName, record, resolver, instance, port, flyApp, flyToken, region, connect, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, cacheName, format)
+			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, dnsName, record, resolver, instance, port, flyApp, flyToken, region, connect, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, cacheName, via, apiToken, format)
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -155,6 +155,14 @@ func (m *Cdnpurge) Purge(
 	// Find the instances and return what would be sent; send nothing.
 	// +optional
 	dryRun bool,
+	// Send the job to a cdnpurge serve at this URL (e.g. https://purge.example.com) instead of
+	// the fleet: the serve finds every instance and sends to each. Reaches a private fleet
+	// (Fly.io's 6PN) from a function's IPv4-only network through one HTTPS endpoint.
+	// +optional
+	via string,
+	// The serve's API token, e.g. env://CDNPURGE_API_TOKEN.
+	// +optional
+	apiToken *dagger.Secret,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
@@ -177,6 +185,9 @@ func (m *Cdnpurge) Purge(
 	var err error
 	if j.Verify, err = expects(verify); err != nil {
 		return "", err
+	}
+	if via != "" {
+		return viaPurge(ctx, via, apiToken, j, format, verbose)
 	}
 	return run(ctx, j, format, verbose, dryRun)
 }
@@ -238,6 +249,14 @@ func (m *Cdnpurge) Ban(
 	// Then check these URLs: no instance may serve a copy older than the ban.
 	// +optional
 	verifyUrl []string,
+	// Send the job to a cdnpurge serve at this URL (e.g. https://purge.example.com) instead of
+	// the fleet: the serve finds every instance and sends to each. Reaches a private fleet
+	// (Fly.io's 6PN) from a function's IPv4-only network through one HTTPS endpoint.
+	// +optional
+	via string,
+	// The serve's API token, e.g. env://CDNPURGE_API_TOKEN.
+	// +optional
+	apiToken *dagger.Secret,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
@@ -252,6 +271,9 @@ func (m *Cdnpurge) Ban(
 	in := inputs{token: token, flyToken: flyToken, durations: map[string]string{"timeout": timeout}}
 	if err := in.apply(ctx, &j); err != nil {
 		return "", err
+	}
+	if via != "" {
+		return viaPurge(ctx, via, apiToken, j, format, false)
 	}
 	return run(ctx, j, format, false, false)
 }
@@ -338,6 +360,14 @@ func (m *Cdnpurge) Verify(
 	// The fleet's name in RFC 9211 Cache-Status lists.
 	// +optional
 	cacheName string,
+	// Send the job to a cdnpurge serve at this URL (e.g. https://purge.example.com) instead of
+	// the fleet: the serve finds every instance and sends to each. Reaches a private fleet
+	// (Fly.io's 6PN) from a function's IPv4-only network through one HTTPS endpoint.
+	// +optional
+	via string,
+	// The serve's API token, e.g. env://CDNPURGE_API_TOKEN.
+	// +optional
+	apiToken *dagger.Secret,
 	// Report format: text, json or markdown.
 	// +optional
 	// +default="text"
@@ -354,6 +384,9 @@ func (m *Cdnpurge) Verify(
 	in := inputs{urlsFile: urlsFile, flyToken: flyToken, durations: map[string]string{"timeout": timeout, "wait": wait, "interval": interval}}
 	if err := in.apply(ctx, &j); err != nil {
 		return "", err
+	}
+	if via != "" {
+		return viaVerify(ctx, via, apiToken, j, format)
 	}
 	return run(ctx, j, format, false, false)
 }
