@@ -360,6 +360,9 @@ func (j *journal) accept(rec *jobRecord) error {
 			return err
 		}
 		ds := tx.Bucket(bucketDeliveries)
+		if rec.Spec.VerifyOnly {
+			return nil // a check changes nothing: no delivery to track
+		}
 		for i, in := range rec.Instances {
 			if err := putJSON(ds, deliveryKey(id, i), delivery{Instance: in, State: dSending}); err != nil {
 				return err
@@ -427,24 +430,23 @@ func (j *journal) resume(now time.Time) (int, error) {
 			}
 			for i := range rec.Instances {
 				k := deliveryKey(rec.ID, i)
+				v := db.Get(k)
+				if v == nil {
+					continue // a verify job: nothing to deliver
+				}
 				var d delivery
-				if v := db.Get(k); v == nil || json.Unmarshal(v, &d) != nil {
-					d = delivery{Instance: rec.Instances[i]}
-				} else if d.State != dSending {
+				if json.Unmarshal(v, &d) != nil {
+					d = delivery{Instance: rec.Instances[i], State: dSending}
+				}
+				if d.State != dSending {
 					continue
 				}
-				if rec.Spec.VerifyOnly {
-					d.State, d.LastError = dExpired, "a verify job is not replayed"
-				} else {
-					d.State, d.Next = dPending, now
-				}
+				d.State, d.Next = dPending, now
 				if err := putJSON(db, k, d); err != nil {
 					return err
 				}
-				if d.State == dPending {
-					if err := pb.Put(k, pendingValue(d.Next, d.Instance)); err != nil {
-						return err
-					}
+				if err := pb.Put(k, pendingValue(d.Next, d.Instance)); err != nil {
+					return err
 				}
 			}
 			n++
@@ -562,9 +564,16 @@ func (j *journal) prune(cutoff time.Time) (int, error) {
 		err := jobs.ForEach(func(k, v []byte) error {
 			var rec struct {
 				State    string    `json:"state"`
+				Created  time.Time `json:"created"`
 				Finished time.Time `json:"finished"`
 			}
-			if json.Unmarshal(v, &rec) != nil || rec.State != stateDone || rec.Finished.After(cutoff) {
+			if json.Unmarshal(v, &rec) != nil {
+				return nil
+			}
+			if rec.Created.After(cutoff) {
+				return errStopScan // keys are in acceptance order: the rest are newer
+			}
+			if rec.State != stateDone || rec.Finished.After(cutoff) {
 				return nil
 			}
 			c := pb.Cursor()
@@ -574,7 +583,7 @@ func (j *journal) prune(cutoff time.Time) (int, error) {
 			old = append(old, append([]byte(nil), k...))
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, errStopScan) {
 			return err
 		}
 		for _, k := range old {
@@ -600,6 +609,9 @@ func (j *journal) prune(cutoff time.Time) (int, error) {
 	})
 	return n, err
 }
+
+// errStopScan ends a ForEach early.
+var errStopScan = errors.New("stop")
 
 // size is the journal file's size in bytes.
 func (j *journal) size() int64 {
