@@ -108,7 +108,11 @@ func (c *Client) send(ctx context.Context, path string, body any, format string,
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{}
+		// A transport of its own, closed after the job: nothing lingers
+		// in a program that sends one job.
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		defer tr.CloseIdleConnections()
+		hc = &http.Client{Transport: tr}
 	}
 	busy := c.Busy
 	if busy == 0 {
