@@ -324,6 +324,12 @@ func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) {
 		if p := lj.progress.Load(); p != nil {
 			v.Progress = &progressView{p.Step, p.Done, p.Total, p.Failed}
 		}
+		if v.State == stateDone { // sent, its outcome being written: the record is lj's
+			rec, ds, v.Summary = lj.rec, lj.ds, lj.rec.Summary
+			if lj.report != nil {
+				rep = lj.report
+			}
+		}
 	}
 	if rec.State == stateDone {
 		f, ok := rec.Finished, rec.OK

@@ -37,8 +37,9 @@ type liveJob struct {
 	// Set before done is closed.
 	out    *purge.Outcome
 	report []byte // JSON
-	err    error  // the job could not run (its settings)
-	notRun bool   // the serve stopped before it started: the journal has it
+	ds     []delivery
+	err    error // the job could not run (its settings)
+	notRun bool  // the serve stopped before it started: the journal has it
 }
 
 // submitError is a job refused before anything was sent.
@@ -176,7 +177,12 @@ func (s *Server) run(lj *liveJob) {
 			s.met.purges.WithLabelValues("fanout", outcomeFailed).Add(float64(out.Purge.Failed()))
 		}
 	}
-	lj.out, lj.report = out, rep
+	lj.out, lj.report, lj.ds = out, rep, ds
+	// The waiting client has its answer before the outcome is on disk: a
+	// crash in between only sends the job again (the journal still says
+	// sending), and a 1-URL purge does not wait for a second sync.
+	lj.state.Store(stateDone)
+	close(lj.done)
 	stored := rep
 	if len(stored) > maxStoredReport {
 		stored = nil
@@ -202,8 +208,6 @@ func (s *Server) run(lj *liveJob) {
 		}
 	}
 	s.logJob(rec, outcome, out, elapsed, pending)
-	lj.state.Store(stateDone)
-	close(lj.done)
 }
 
 // settle turns a fan-out's outcome into each instance's delivery: taken,
