@@ -168,7 +168,8 @@ func (a *App) exit(cmd string, err error) int {
 	return ExitUsage
 }
 
-// discoveryHint words a discovery failure's remedy in this CLI's flags.
+// discoveryHint words a discovery failure's remedy in this CLI's flags, or
+// takes the library's where no flag is concerned.
 func discoveryHint(de *purge.DiscoveryError) string {
 	switch de.Kind {
 	case purge.KindNoRecords:
@@ -185,7 +186,7 @@ func discoveryHint(de *purge.DiscoveryError) string {
 	case purge.KindAPI:
 		return "check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"
 	}
-	return ""
+	return de.Hint()
 }
 
 // failureHints words, once each, the remedies for the failures in out.
