@@ -750,7 +750,7 @@ func (p *plan) refuseIPv6(ins []Instance) error {
 	} else if name == "" {
 		name = strings.Join(p.Instances, ", ")
 	}
-	de := &DiscoveryError{Kind: KindIPv6, Name: name, Err: fmt.Errorf("%s, and the job's network has no IPv6 (NoIPv6)", what)}
+	de := &DiscoveryError{Kind: KindIPv6, Name: name, Err: fmt.Errorf("%s, and the network this job runs in has no IPv6", what)}
 	if p.DNSName != "" && p.Fly.App == "" {
 		de.Record, de.Resolver = p.Record, p.Resolver
 	}

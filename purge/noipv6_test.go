@@ -34,7 +34,7 @@ func TestNoIPv6RefusesAAAAInstances(t *testing.T) {
 	j := Job{URLs: []string{"https://example.com/feed"}, DNSName: "cdn.internal", Resolver: s.Addr, Port: 9000}
 	de := runNoIPv6(t, j)
 	assert.Equal(t, "discover AAAA cdn.internal via "+s.Addr+": 4 of 4 instances have IPv6 addresses "+
-		"([fdaa::1]:9000, [fdaa::2]:9000, [fdaa::3]:9000, and 1 more), and the job's network has no IPv6 (NoIPv6)", de.Error())
+		"([fdaa::1]:9000, [fdaa::2]:9000, [fdaa::3]:9000, and 1 more), and the network this job runs in has no IPv6", de.Error())
 
 	// Without NoIPv6 the same job is planned as usual.
 	p, err := j.Plan(context.Background())
@@ -71,7 +71,7 @@ func TestNoIPv6InEdgeModeLooksAtWhereItConnects(t *testing.T) {
 	p.connect = "[fdaa::3]:80"
 	err := p.refuseIPv6(ins)
 	require.Error(t, err)
-	assert.Equal(t, "discover Fly.io app cdn: edge mode would connect to IPv6 addresses ([fdaa::3]:80), and the job's network has no IPv6 (NoIPv6)", err.Error())
+	assert.Equal(t, "discover Fly.io app cdn: edge mode would connect to IPv6 addresses ([fdaa::3]:80), and the network this job runs in has no IPv6", err.Error())
 	p.connect = ""
 	p.urls, err = parseURLs([]string{"https://example.com/", "http://[2001:db8::1]/a"}, false)
 	require.NoError(t, err)
