@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,10 @@ type App struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Version        string
+
+	// inspect, when set (by tests), sees each command's flag set before
+	// it parses.
+	inspect func(*flag.FlagSet)
 }
 
 // Main runs the CLI with the process's own streams and environment.
