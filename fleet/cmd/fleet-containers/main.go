@@ -44,7 +44,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	}
 	args = fs.Args()
 	if len(args) == 0 {
-		return fmt.Errorf("usage: fleet-containers [-instances N] args|env|vcl|check-e2e|netns ...")
+		return fmt.Errorf("usage: fleet-containers [-instances N] args|env|vcl|check-e2e|netns [WHAT]")
 	}
 	switch cmd := args[0]; cmd {
 	case "args", "env":
