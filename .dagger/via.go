@@ -15,7 +15,7 @@ import (
 // be ignored, so they are refused.
 func viaClient(ctx context.Context, via string, apiToken *dagger.Secret, j purge.Job) (*api.Client, error) {
 	if j.DNSName != "" || len(j.Instances) > 0 || j.Fly.App != "" {
-		return nil, fmt.Errorf("--via %s: the serve finds the instances; leave out --dns-name, --instance and --fly-app", via)
+		return nil, fmt.Errorf("nothing was sent: --via %s: the serve finds the instances; leave out --dns-name, --instance and --fly-app", via)
 	}
 	c := &api.Client{URL: via, UserAgent: "cdnpurge-dagger/" + purge.Version()}
 	if apiToken != nil {
@@ -30,7 +30,10 @@ func viaClient(ctx context.Context, via string, apiToken *dagger.Secret, j purge
 
 // viaPurge sends a purge or ban job (what the arguments mapped to j) to a
 // serve, which holds the fleet's settings: only what to send goes.
-func viaPurge(ctx context.Context, via string, apiToken *dagger.Secret, j purge.Job, format string, verbose bool) (string, error) {
+func viaPurge(ctx context.Context, via string, apiToken *dagger.Secret, j purge.Job, format string, verbose, dryRun bool) (string, error) {
+	if dryRun {
+		return "", fmt.Errorf("nothing was sent: --dry-run shows what this module would send itself; with --via the serve sends")
+	}
 	c, err := viaClient(ctx, via, apiToken, j)
 	if err != nil {
 		return "", err
@@ -45,7 +48,7 @@ func viaPurge(ctx context.Context, via string, apiToken *dagger.Secret, j purge.
 }
 
 // viaVerify sends a verify job to a serve.
-func viaVerify(ctx context.Context, via string, apiToken *dagger.Secret, j purge.Job, format string) (string, error) {
+func viaVerify(ctx context.Context, via string, apiToken *dagger.Secret, j purge.Job, format string, verbose bool) (string, error) {
 	c, err := viaClient(ctx, via, apiToken, j)
 	if err != nil {
 		return "", err
@@ -54,7 +57,7 @@ func viaVerify(ctx context.Context, via string, apiToken *dagger.Secret, j purge
 	if j.Wait > 0 {
 		req.Wait, req.Interval = j.Wait.String(), j.Interval.String()
 	}
-	res, err := c.Verify(ctx, req, format, false)
+	res, err := c.Verify(ctx, req, format, verbose)
 	return viaReport(res, err)
 }
 

@@ -151,6 +151,12 @@ type Job struct {
 	Deadline time.Duration
 	// UserAgent defaults to cdnpurge/<module version>.
 	UserAgent string
+	// NoIPv6 says that the caller's network cannot reach IPv6 addresses (a
+	// Dagger function's container has none): a run that would connect to
+	// one (an instance found by AAAA, say) then fails after discovery with
+	// a *DiscoveryError of KindIPv6, before anything is sent, instead of
+	// timing out on each instance. A fleet of mixed families fails whole.
+	NoIPv6 bool
 
 	// What to verify.
 
@@ -620,7 +626,7 @@ func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	if t.Instances, t.Skipped, err = p.find(ctx); err != nil {
 		return nil, err
 	}
-	return p.run(ctx, t), nil
+	return p.run(ctx, t)
 }
 
 // Targets are the instances a job sends to, and the machines its source
@@ -674,13 +680,16 @@ func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
 	}
 	ctx, cancel := p.withDeadline(ctx)
 	defer cancel()
-	return p.run(ctx, t), nil
+	return p.run(ctx, t)
 }
 
 // run sends the job to the targets: the purge (unless VerifyOnly), then
-// each verify step.
-func (p *plan) run(ctx context.Context, t Targets) *Outcome {
+// each verify step. It refuses (sending nothing) what NoIPv6 forbids.
+func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped}
+	if err := p.refuseIPv6(out.Instances); err != nil {
+		return nil, err
+	}
 	budget := connectionBudget()
 	start := time.Now()
 	if !p.VerifyOnly {
@@ -697,7 +706,7 @@ func (p *plan) run(ctx context.Context, t Targets) *Outcome {
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // Plan finds the instances and says what Run would send, sending nothing.
@@ -710,6 +719,9 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 	defer cancel()
 	ins, skipped, err := p.find(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.refuseIPv6(ins); err != nil {
 		return nil, err
 	}
 	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify}
@@ -755,6 +767,65 @@ func (p *plan) find(ctx context.Context) ([]Instance, []Skipped, error) {
 	}
 	ins, err := Discover(ctx, Discovery{Name: p.DNSName, Record: p.Record, Port: p.Port, Resolver: p.Resolver, ResolvConf: p.ResolvConf, Timeout: p.DNSTimeout})
 	return ins, nil, err
+}
+
+// KindIPv6 is a discovery whose instances a job that cannot reach IPv6
+// (Job.NoIPv6) would connect to over IPv6.
+const KindIPv6 ErrorKind = "ipv6"
+
+// refuseIPv6 fails a NoIPv6 job whose connections would go to IPv6
+// addresses: the instances' own, or in edge mode the connect address (or
+// the URLs' hosts), which is where edge mode connects.
+func (p *plan) refuseIPv6(ins []Instance) error {
+	if !p.NoIPv6 {
+		return nil
+	}
+	var v6 []string
+	isV6 := func(host string) bool {
+		a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+		return err == nil && a.Unmap().Is6()
+	}
+	total := len(ins)
+	switch {
+	case p.Fly.App != "" && p.connect != "":
+		total = 1
+		if h, _, err := net.SplitHostPort(p.connect); err == nil && isV6(h) {
+			v6 = append(v6, p.connect)
+		}
+	case p.Fly.App != "":
+		total = len(p.urls)
+		for _, u := range p.urls {
+			if isV6(u.Hostname) {
+				v6 = append(v6, u.Host)
+			}
+		}
+	default:
+		for _, in := range ins {
+			if isV6(in.Host) {
+				v6 = append(v6, in.String())
+			}
+		}
+	}
+	if len(v6) == 0 {
+		return nil
+	}
+	shown := v6
+	if len(shown) > 3 {
+		shown = append(shown[:3:3], fmt.Sprintf("and %d more", len(v6)-3))
+	}
+	what := fmt.Sprintf("%d of %d instances have IPv6 addresses (%s)", len(v6), total, strings.Join(shown, ", "))
+	name := p.DNSName
+	if p.Fly.App != "" {
+		what = fmt.Sprintf("edge mode would connect to IPv6 addresses (%s)", strings.Join(shown, ", "))
+		name = "Fly.io app " + p.Fly.App
+	} else if name == "" {
+		name = strings.Join(p.Instances, ", ")
+	}
+	de := &DiscoveryError{Kind: KindIPv6, Name: name, Err: fmt.Errorf("%s, and the network this job runs in has no IPv6", what)}
+	if p.DNSName != "" && p.Fly.App == "" {
+		de.Record, de.Resolver = p.Record, p.Resolver
+	}
+	return de
 }
 
 // lookupHost resolves a static instance's name with the job's resolver

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 )
 
@@ -330,6 +329,3 @@ func headerSet(names ...string) func([]byte) string {
 		return ""
 	}
 }
-
-// canonical is textproto's canonical form of a header name.
-func canonical(s string) string { return textproto.CanonicalMIMEHeaderKey(s) }

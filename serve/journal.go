@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
@@ -160,7 +161,7 @@ type op struct {
 func openJournal(path string) (j *journal, err error) {
 	fail := func(op string, err error) (*journal, error) { return nil, &JournalError{Path: path, Op: op, Err: err} }
 	db, err := boltOpen(path)
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return fail("open", errors.New("locked by another process (is another cdnpurge serve using it?)"))
 	}
 	if err != nil {
@@ -539,7 +540,7 @@ func (j *journal) get(id uint64) (rec *jobRecord, ds []delivery, report []byte, 
 		}
 		c := tx.Bucket(bucketDeliveries).Cursor()
 		prefix := jobKey(id)
-		for k, v := c.Seek(prefix); k != nil && len(k) == 12 && string(k[:8]) == string(prefix); k, v = c.Next() {
+		for k, v := c.Seek(prefix); len(k) == 12 && string(k[:8]) == string(prefix); k, v = c.Next() {
 			var d delivery
 			if err := json.Unmarshal(v, &d); err != nil {
 				return err
@@ -577,7 +578,7 @@ func (j *journal) prune(cutoff time.Time) (int, error) {
 				return nil
 			}
 			c := pb.Cursor()
-			if pk, _ := c.Seek(k); pk != nil && len(pk) == 12 && string(pk[:8]) == string(k) {
+			if pk, _ := c.Seek(k); len(pk) == 12 && string(pk[:8]) == string(k) {
 				return nil // replays pending: kept
 			}
 			old = append(old, append([]byte(nil), k...))
@@ -589,7 +590,7 @@ func (j *journal) prune(cutoff time.Time) (int, error) {
 		for _, k := range old {
 			c := db.Cursor()
 			var dks [][]byte
-			for dk, _ := c.Seek(k); dk != nil && len(dk) == 12 && string(dk[:8]) == string(k); dk, _ = c.Next() {
+			for dk, _ := c.Seek(k); len(dk) == 12 && string(dk[:8]) == string(k); dk, _ = c.Next() {
 				dks = append(dks, append([]byte(nil), dk...))
 			}
 			for _, dk := range dks {

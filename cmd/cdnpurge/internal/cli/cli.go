@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -28,6 +29,10 @@ type App struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Version        string
+
+	// inspect, when set (by tests), sees each command's flag set before
+	// it parses.
+	inspect func(*flag.FlagSet)
 }
 
 // Main runs the CLI with the process's own streams and environment.
@@ -169,7 +174,8 @@ func (a *App) exit(cmd string, err error) int {
 	return ExitUsage
 }
 
-// discoveryHint words a discovery failure's remedy in this CLI's flags.
+// discoveryHint words a discovery failure's remedy in this CLI's flags, or
+// takes the library's where no flag is concerned.
 func discoveryHint(de *purge.DiscoveryError) string {
 	switch de.Kind {
 	case purge.KindNoRecords:
@@ -186,7 +192,7 @@ func discoveryHint(de *purge.DiscoveryError) string {
 	case purge.KindAPI:
 		return "check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"
 	}
-	return ""
+	return de.Hint()
 }
 
 // failureHints words, once each, the remedies for the failures in out.

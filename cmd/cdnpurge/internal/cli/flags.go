@@ -31,6 +31,9 @@ func newFlags(name, about, examples string) *flags {
 // parse parses args. --help prints the help on stdout and returns errHelp;
 // a bad flag is a usage error.
 func (f *flags) parse(a *App, args []string) error {
+	if a.inspect != nil {
+		a.inspect(f.FlagSet)
+	}
 	err := f.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -135,9 +138,10 @@ func (l ints) Set(s string) error {
 	return nil
 }
 
-// target holds the flags every command that sends shares, mapped straight
-// into the job: where the instances are, the URLs, how to reach them, and
-// how to report.
+// target holds the flags every command that sends shares (purge, ban and
+// verify), mapped straight into the job: where the instances are and how
+// each is reached (what the Dagger module's constructor takes), the URLs,
+// and how to report. A flag only some commands use is theirs.
 type target struct {
 	f        *flags
 	job      purge.Job
@@ -180,9 +184,9 @@ func (t *target) register(f *flags) {
 	f.BoolVar(&j.Insecure, "insecure", false, "with --scheme https: do not check certificates")
 	f.IntVar(&j.Concurrency, "concurrency", purge.DefaultConcurrency, "most connections open at once, over all instances")
 	f.IntVar(&j.PerInstance, "per-instance", purge.DefaultPerInstance, "most connections to one instance (with many URLs)")
-	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining);\n1 sends one at a time")
 	f.DurationVar(&j.Timeout, "timeout", purge.DefaultTimeout, "limit for each attempt: connect, send and the whole answer")
 	f.IntVar(&t.retries, "retries", purge.DefaultAttempts-1, "more attempts after a connection error, timeout, 429 or 5xx, with backoff (0 = none)")
+	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
 	f.DurationVar(&j.Deadline, "deadline", 0, "limit for the whole run, discovery included (0 = none); what is pending then is\nreported as not sent")
 	if !t.fleetOnly {
 		f.StringVar(&t.format, "format", string(report.DefaultFormat), "report `format`: text, json or markdown (a table for $GITHUB_STEP_SUMMARY)")

@@ -79,7 +79,7 @@ func (a *App) serve(ctx context.Context, args []string) error {
 	f.StringVar(&tokenFile, "token-file", "", "read the fleet's purge token from `FILE` (default: $PURGE_TOKEN; none when neither is set)")
 	f.StringVar(&j.TokenHeader, "token-header", purge.DefaultTokenHeader, "`name` of the header that carries the purge token")
 	f.Var(ints{v: &j.OKStatus}, "ok-status", "also count this `status` as purged, e.g. 404; repeatable")
-	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists")
+	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining);\n1 sends one at a time")
 	f.StringVar(&apiTokens, "api-token-file", "", "API tokens, one a line as 'NAME TOKEN' (or TOKEN alone), in `FILE`; the name is\nwhat the log says asked. Make one with: openssl rand -hex 32")
 	f.Var(list{v: &allow, split: true}, "allow", "accept transparent requests (and, without --api-token-file, API requests) from these\n`networks` without a token, e.g. 10.0.0.0/8,fdaa::/16; repeatable (default 127.0.0.0/8,::1)")
 	f.Var(list{v: &methods, split: true}, "method", "also forward this `method` in transparent mode, besides PURGE, BAN and PURGEKEYS;\nrepeatable")
