@@ -55,6 +55,7 @@ func commands() []command {
 		{"purge", "send PURGE for URLs (or tags) to every instance of the fleet and report each", (*App).purge},
 		{"ban", "send a BAN (a regular expression over paths) to every instance", (*App).ban},
 		{"verify", "ask every instance for URLs and check what its cache says (hit, miss, ...)", (*App).verify},
+		{"serve", "run a broadcaster: one HTTP endpoint that sends each purge to every instance, journaled", (*App).serve},
 		{"demo", "start a local Varnish fleet, purge a URL on it and show the proof", (*App).demo},
 		{"version", "print the version", func(a *App, _ context.Context, _ []string) error {
 			_, err := fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)

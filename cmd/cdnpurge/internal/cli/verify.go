@@ -54,5 +54,8 @@ func (a *App) verify(ctx context.Context, args []string) error {
 		return &usageError{err}
 	}
 	j.VerifyOnly, j.Verify = true, []purge.Expect{exp}
+	if t.via.url != "" {
+		return a.verifyVia(ctx, &t)
+	}
 	return a.runJob(ctx, t.job, t.reportFormat(), t.verbose)
 }
