@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests and the demo use, when missing:
 # varnish (varnishd, varnishtest), varnish-modules (vmod xkey, for tag purges),
 # nginx with libnginx-mod-http-cache-purge and squid (the caches of the "Works
-# with" end-to-end tests), iproute2 (ip netns), wrk and dnsutils (the benchmark
+# with" end-to-end tests), iproute2 (ip netns), libcap2-bin (capsh: tests run
+# without the capabilities a container lacks), wrk and dnsutils (the benchmark
 # baselines), curl, time. Needs root or sudo; does nothing when all are there.
 #
 # The packages would start system services (varnishd on :6081, nginx on :80,
@@ -17,6 +18,7 @@ ls /usr/lib/*/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1 || need+=(varnish-mo
 ls /usr/lib/nginx/modules/ngx_http_cache_purge_module.so >/dev/null 2>&1 || need+=(libnginx-mod-http-cache-purge)
 [ -x /usr/sbin/squid ] || need+=(squid)
 command -v ip >/dev/null || need+=(iproute2)
+command -v capsh >/dev/null || [ -x /usr/sbin/capsh ] || need+=(libcap2-bin)
 command -v wrk >/dev/null || need+=(wrk)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v curl >/dev/null || need+=(curl)

@@ -82,8 +82,6 @@ type instState struct {
 	fails atomic.Int32
 	// dead is the reference of the error that gave the instance up.
 	dead atomic.Uint32
-	// notSent is the reference of the shared "not sent" error.
-	notSent uint32
 }
 
 // item is one URL in a worker's hands.

@@ -9,7 +9,6 @@ import (
 	"hash"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
@@ -379,6 +378,3 @@ func headerSet(names ...string) func([]byte) string {
 		return ""
 	}
 }
-
-// canonical is textproto's canonical form of a header name.
-func canonical(s string) string { return textproto.CanonicalMIMEHeaderKey(s) }

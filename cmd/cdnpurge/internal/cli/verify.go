@@ -61,8 +61,6 @@ func (a *App) verify(ctx context.Context, args []string) error {
 	f.StringVar(&j.VerifyMethod, "method", purge.DefaultVerifyMethod, "request `method`: HEAD, or GET when the site treats HEAD differently (GET with --origin)")
 	f.DurationVar(&j.Wait, "wait", 0, "keep asking instances that do not match until all do or this much time has passed")
 	f.DurationVar(&j.Interval, "interval", purge.DefaultInterval, fmt.Sprintf("with --wait: time between rounds (at least %s)", purge.MinInterval))
-	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
-	f.StringVar(&j.CacheHeader, "cache-header", "", "also read this `header`, which the application sets to HIT, MISS, PASS, UNCACHEABLE, STALE...\n(X-Magento-Cache-Debug is always read)")
 	f.StringVar(&j.Origin, "origin", "", "compare every copy with the origin's current version, asked of this base `URL` (scheme,\nhost, port; each URL's path, query and Host are added), e.g. http://10.0.0.5:8080")
 	f.Var(ints{v: &j.OKStatus}, "ok-status", "a `status` a cached copy is expected to have besides 2xx (a hit on another 3xx or 4xx\nwarns); repeatable")
 	if err := f.parse(a, args); err != nil {
@@ -79,5 +77,8 @@ func (a *App) verify(ctx context.Context, args []string) error {
 		return &usageError{err}
 	}
 	j.VerifyOnly, j.Verify = true, []purge.Expect{exp}
+	if t.via.url != "" {
+		return a.verifyVia(ctx, &t)
+	}
 	return a.runJob(ctx, t.job, t.reportFormat(), t.verbose)
 }

@@ -179,3 +179,20 @@ func TestVerifyWaitTimesOutWithExit1(t *testing.T) {
 	assert.Contains(t, r.stdout, "never-warm; fwd=miss")
 	assert.GreaterOrEqual(t, len(f.requests(f.addrs[0])), 3, "asked again each interval")
 }
+
+// What the serve's API does not carry is refused with --via, before
+// anything is sent.
+func TestViaRefusesWhatItCannotCarry(t *testing.T) {
+	for _, args := range [][]string{
+		{"purge", "--url", "https://e.com/", "--verify", "--origin", "http://o.example"},
+		{"purge", "--url", "https://e.com/", "--verify", "--accept-uncertain"},
+		{"ban", "--url", "https://e.com/", "--regex", `\.css$`, "--broad"},
+		{"ban", "--url", "https://e.com/", "--regex", "^/p/", "--method", "PURGEDIR"},
+		{"verify", "--url", "https://e.com/", "--origin", "http://o.example"},
+		{"verify", "--url", "https://e.com/", "--cache-header", "X-App-Cache"},
+	} {
+		r := run(t, nil, "", append(args, "--via", "http://127.0.0.1:1")...)
+		assert.Equal(t, ExitUsage, r.code, "%v", args)
+		assert.Contains(t, r.stderr, "--via", "%v", args)
+	}
+}
