@@ -46,22 +46,22 @@ args=()
 while read -r a; do args+=(--instance "$a"); done < "$tmp/instances"
 for i in $(seq "$URLS"); do echo "https://memory.example/page/$i"; done > "$tmp/urls"
 
-measure() { # name binary
-  local out="$tmp/$1.json" rss rounds
+rss=0
+measure() { # name binary: sets rss
+  local out="$tmp/$1.json" rounds
   /usr/bin/time -f %M -o "$tmp/$1.rss" "$2" verify --urls-file "$tmp/urls" "${args[@]}" \
     --expect hit --wait "$WAIT" --interval "$INTERVAL" --format json > "$out" 2>/dev/null || true
   rss=$(( $(tail -1 "$tmp/$1.rss") / 1024 ))
   rounds=$(grep -o '"rounds": *[0-9]*' "$out" | head -1 | tr -dc '0-9')
   printf '%-9s %s URLs x %s instances, --wait %s --interval %s: %s rounds, peak RSS %s MiB\n' \
     "$1" "$URLS" "$INSTANCES" "$WAIT" "$INTERVAL" "${rounds:-?}" "$rss"
-  eval "${1}_rss=$rss"
 }
 if [ -n "$baseline" ]; then
   measure baseline "$tmp/cdnpurge-base"
 fi
 measure current "$tmp/cdnpurge"
-if [ "$current_rss" -ge "$LIMIT_MIB" ]; then
-  echo "FAILED: peak RSS $current_rss MiB is not under $LIMIT_MIB MiB" >&2
+if [ "$rss" -ge "$LIMIT_MIB" ]; then
+  echo "FAILED: peak RSS $rss MiB is not under $LIMIT_MIB MiB" >&2
   exit 1
 fi
 echo "ok: under $LIMIT_MIB MiB"

@@ -63,6 +63,3 @@ func (e Expect) Match(c cachestatus.Class) bool {
 	}
 	return false
 }
-
-// warm says whether e checks that instances serve from their cache.
-func (e Expect) warm() bool { return e == ExpectHit || e == ExpectFresh || e == ExpectStale }
