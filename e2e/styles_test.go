@@ -328,8 +328,12 @@ func liveTraffic(t *testing.T, s style, f *fleet.Fleet) {
 		assert.True(t, c.Matched, "%+v", c)
 		switch c.Class {
 		case "hit", "stale":
-			assert.True(t, c.Refilled, "a hit passes only as refilled: %+v", c)
-			refilled++
+			// Without the instance's clock, a copy refilled in the second
+			// of the purge cannot be told refilled: it passes as current.
+			assert.True(t, c.Refilled || !s.clocked() && c.Current != nil && *c.Current, "a hit passes only as refilled or current: %+v", c)
+			if c.Refilled {
+				refilled++
+			}
 		default:
 			assert.Equal(t, "miss", c.Class, "%+v", c)
 			assert.False(t, c.Refilled)
@@ -372,12 +376,20 @@ func liveTrafficRefilled(t *testing.T, s style, f *fleet.Fleet) {
 	require.NoError(t, refillErr)
 	assert.True(t, out.OK(), "%v", out.Err())
 	rep := out.Verify[0]
-	assert.Equal(t, len(f.Members), rep.Refilled(), rep.Summary())
 	for _, c := range results(rep) {
 		assert.True(t, c.OK, "%s: %v", c.Instance, c.Err)
-		assert.True(t, c.Class.IsHit() && c.Refilled, "%s: %s refilled=%v", c.Instance, c.Class, c.Refilled)
+		assert.True(t, c.Class.IsHit(), "%s: %s", c.Instance, c.Class)
+		if s.clocked() {
+			assert.True(t, c.Refilled, "the instance's clock says the copy was fetched after the purge: %s", c.Instance)
+		} else {
+			require.NotNil(t, c.Current, "%s: %s", c.Instance, c.Note)
+			assert.True(t, *c.Current, "the origin's content proves the copy: %s", c.Instance)
+		}
 	}
-	assert.Contains(t, rep.Summary(), fmt.Sprintf("%d refilled by traffic after the purge", len(f.Members)))
+	if s.clocked() {
+		assert.Equal(t, len(f.Members), rep.Refilled(), rep.Summary())
+		assert.Contains(t, rep.Summary(), fmt.Sprintf("%d refilled by traffic after the purge", len(f.Members)))
+	}
 	reads := 0
 	if j.Origin != "" {
 		reads = 2 // verify read the origin's version twice, before the purge

@@ -344,8 +344,8 @@ func (v *verifier) judge(k int, r *response, n int64) (bool, error) {
 	case ExpectPurged:
 		switch {
 		case compared && current:
-			if st.Class.IsHit() && ord != orderBefore {
-				w.flags |= rowRefilled
+			if st.Class.IsHit() && ord == orderAfter {
+				w.flags |= rowRefilled // also known to be stored after the purge
 			}
 			if v.state != nil {
 				v.state[k].pending = false

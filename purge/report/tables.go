@@ -249,6 +249,8 @@ func cells(res purge.Result, verify bool) []string {
 		result = "ok (refilled, as accepted: Age cannot tell)"
 	case res.Refilled:
 		result = "ok (refilled after the purge)"
+	case res.Current != nil && *res.Current:
+		result = "ok (current)"
 	}
 	if !res.OK {
 		result = "FAILED: " + reason(res)
