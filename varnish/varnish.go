@@ -303,6 +303,10 @@ func (p *Process) waitReady(ctx context.Context, cfg Config) error {
 // Output returns what varnishd has printed so far.
 func (p *Process) Output() string { return p.out.String() }
 
+// WorkDir is varnishd's working directory (its -n), which varnishlog,
+// varnishncsa and varnishstat read to see what it received.
+func (p *Process) WorkDir() string { return filepath.Join(p.dir, "work") }
+
 // Stop stops varnishd (SIGTERM, then SIGKILL after 5s) and removes its
 // directory. It is safe to call more than once.
 func (p *Process) Stop() error {

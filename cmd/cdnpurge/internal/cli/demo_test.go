@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -53,9 +54,22 @@ func TestDemoKeepStaysUpUntilCancelled(t *testing.T) {
 }
 
 func TestDemoWithoutVarnishd(t *testing.T) {
+	// A path: it is not there.
 	r := run(t, nil, "", "demo", "--varnishd", "/nonexistent/varnishd")
 	assert.Equal(t, ExitUsage, r.code)
-	assert.Contains(t, r.stderr, "varnishd is not installed")
+	assert.Equal(t, "cdnpurge demo: --varnishd /nonexistent/varnishd: not found there\n"+
+		"hint: give the path of varnishd (Debian: /usr/sbin/varnishd), or leave --varnishd out to use the one on PATH\n", r.stderr)
+	assert.Empty(t, r.stdout)
+	// A file that is no program.
+	file := filepath.Join(t.TempDir(), "varnishd")
+	require.NoError(t, os.WriteFile(file, []byte("not a program"), 0o644))
+	r = run(t, nil, "", "demo", "--varnishd", file)
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "--varnishd "+file+": not an executable program\n")
+	// A name: not on PATH; installing Varnish is one way out.
+	r = run(t, nil, "", "demo", "--varnishd", "varnishd-nonexistent")
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "--varnishd varnishd-nonexistent: not found on PATH (nor in /usr/sbin)\n")
 	assert.Contains(t, r.stderr, "apt-get install -y varnish")
 	assert.Empty(t, r.stdout)
 }
