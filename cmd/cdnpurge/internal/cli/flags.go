@@ -110,11 +110,9 @@ func (f *flags) operand(a *App, rest []string, bare string) error {
 	if bare != "" {
 		fl := f.Lookup(strings.TrimPrefix(bare, "--"))
 		c, isChoice := choiceOf(f.cmd, fl.Name)
-		if _, ok := c.check(arg); isChoice && ok {
-			return usagef("%s %s: a value after a space is not %s's", bare, arg, bare).hint(fmt.Sprintf("write %s=%s", bare, arg))
-		}
-		if _, err := strconv.ParseBool(arg); err == nil {
-			return usagef("%s %s: a value after a space is not %s's", bare, arg, bare).hint(fmt.Sprintf("write %s=%s", bare, arg))
+		_, isStep := c.check(arg)
+		if _, err := strconv.ParseBool(arg); err == nil || isChoice && isStep {
+			return usagef("%s %s: %s takes a value only after '=', not after a space", bare, arg, bare).hint(fmt.Sprintf("write %s=%s", bare, arg))
 		}
 	}
 	if strings.Contains(arg, "://") && f.Lookup("url") != nil {

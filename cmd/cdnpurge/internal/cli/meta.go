@@ -1,6 +1,9 @@
 package cli
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // What the CLI knows about its flags beyond what a flag.FlagSet holds, in
 // one place: how help groups them, which one-letter flags stand for long
@@ -48,11 +51,11 @@ type choice struct {
 // value is checked when the flag is parsed, without case; a test holds each
 // list to the parser in the library that reads the flag.
 var choices = map[string]choice{
-	"record":        {values: []string{"aaaa", "a", "srv"}},
-	"format":        {values: []string{"text", "json", "markdown"}, also: []string{"md"}},
-	"scheme":        {values: []string{"http", "https"}},
-	"mode":          {values: []string{"auto", "netns", "loopback"}},
-	"verify":        {values: []string{"purged", "hit", "fresh", "stale", "miss", "any"}, also: []string{"true", "false"}, list: true},
+	"record": {values: []string{"aaaa", "a", "srv"}},
+	"format": {values: []string{"text", "json", "markdown"}, also: []string{"md"}},
+	"scheme": {values: []string{"http", "https"}},
+	"mode":   {values: []string{"auto", "netns", "loopback"}},
+	"verify": {values: []string{"purged", "hit", "fresh", "stale", "miss", "any"}, also: []string{"true", "false"}, list: true},
 	// verify refuses purged (it needs a purge in the same run), and the
 	// library says why.
 	"verify/expect": {values: []string{"hit", "fresh", "stale", "miss", "any"}, also: []string{"purged"}},
@@ -75,7 +78,7 @@ func (c choice) check(v string) (bad string, ok bool) {
 	}
 	for _, p := range parts {
 		p = strings.ToLower(strings.TrimSpace(p))
-		if !contains(c.values, p) && !contains(c.also, p) {
+		if !slices.Contains(c.values, p) && !slices.Contains(c.also, p) {
 			return p, false
 		}
 	}
@@ -93,13 +96,4 @@ func orList(v []string) string {
 		return v[0]
 	}
 	return strings.Join(v[:len(v)-1], ", ") + " or " + v[len(v)-1]
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"slices"
 	"sort"
 	"strings"
 )
@@ -36,7 +37,7 @@ func suggest(s string, candidates []string) []string {
 		if len(out) == 3 {
 			break
 		}
-		if !contains(out, f.c) {
+		if !slices.Contains(out, f.c) {
 			out = append(out, f.c)
 		}
 	}
@@ -71,13 +72,17 @@ func distance(a, b string) int {
 }
 
 // didYouMean words suggestions: "did you mean --dns-name?", or "did you
-// mean one of --dns-name, --dns-timeout?". prefix goes before each.
+// mean --dns-name or --dns-timeout?". prefix goes before each; a command
+// ("cdnpurge ") is quoted as a whole: 'cdnpurge purge'.
 func didYouMean(prefix string, s []string) string {
 	if len(s) == 0 {
 		return ""
 	}
 	for i := range s {
 		s[i] = prefix + s[i]
+		if strings.HasPrefix(prefix, "cdnpurge ") {
+			s[i] = "'" + s[i] + "'"
+		}
 	}
 	if len(s) == 1 {
 		return "did you mean " + s[0] + "?"
