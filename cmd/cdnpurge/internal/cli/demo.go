@@ -261,7 +261,7 @@ func demoSteps(ctx context.Context, w io.Writer, f demoTarget, u purge.URL, toke
 		}
 		fmt.Fprintf(w, "Two pages tagged %s, cached on every instance:\n", demoTag)
 		ok = show(cached) && ok
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "\nPURGEKEYS to every instance (its URL only carries the Host), then the proof: every\ntagged page misses now, and hits again on the next request:\n")
 		j := f.job()
 		j.URLs, j.Tags, j.Token = []string{u.Scheme + "://" + u.Host + "/"}, []string{demoTag}, token
 		j.VerifyURLs, j.Verify = tagged, []purge.Expect{purge.ExpectMiss, purge.ExpectHit}
@@ -276,7 +276,11 @@ func demoSteps(ctx context.Context, w io.Writer, f demoTarget, u purge.URL, toke
 	if !ok {
 		return &failedError{err: fmt.Errorf("some instance was not purged; see the tables above")}
 	}
-	fmt.Fprintf(w, "Done: the purge reached all %d instances, proven by each one's own cache evidence.\n", n)
+	what := "the purge"
+	if f.xkey {
+		what = "the purges (by URL and by tag)"
+	}
+	fmt.Fprintf(w, "Done: %s reached all %d instances, proven by each one's own cache evidence.\n", what, n)
 	return nil
 }
 
