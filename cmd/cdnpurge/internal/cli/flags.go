@@ -282,7 +282,7 @@ func (l ints) String() string { return "" }
 func (l ints) Set(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a number", s)
+		return errors.New("not a number")
 	}
 	*l.v = append(*l.v, n)
 	return nil
