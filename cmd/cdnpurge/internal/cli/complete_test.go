@@ -264,4 +264,3 @@ func sortedLines(s string) []string {
 	sort.Strings(out)
 	return out
 }
-
