@@ -86,6 +86,8 @@ func (r Cdnpurge) MarshalJSON() ([]byte, error) {
 		OKStatus    []int
 		RawURL      bool
 		CacheName   string
+		Via         string
+		APIToken    *dagger.Secret
 	}
 	concrete.DNSName = r.DNSName
 	concrete.Record = r.Record
@@ -112,6 +114,8 @@ func (r Cdnpurge) MarshalJSON() ([]byte, error) {
 	concrete.OKStatus = r.OKStatus
 	concrete.RawURL = r.RawURL
 	concrete.CacheName = r.CacheName
+	concrete.Via = r.Via
+	concrete.APIToken = r.APIToken
 	return json.Marshal(&concrete)
 }
 
@@ -142,6 +146,8 @@ func (r *Cdnpurge) UnmarshalJSON(bs []byte) error {
 		OKStatus    []int
 		RawURL      bool
 		CacheName   string
+		Via         string
+		APIToken    *dagger.Secret
 	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
@@ -172,6 +178,8 @@ func (r *Cdnpurge) UnmarshalJSON(bs []byte) error {
 	r.OKStatus = concrete.OKStatus
 	r.RawURL = concrete.RawURL
 	r.CacheName = concrete.CacheName
+	r.Via = concrete.Via
+	r.APIToken = concrete.APIToken
 	return nil
 }
 
@@ -762,7 +770,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
 				}
 			}
-			return New(dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, scheme, insecure, header, timeout, retries, concurrency, perInstance, pipeline, deadline, okStatus, rawUrl, cacheName), nil
+			var via string
+			if inputArgs["via"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["via"]), &via)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg via", err))
+				}
+			}
+			var apiToken *dagger.Secret
+			if inputArgs["apiToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["apiToken"]), &apiToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiToken", err))
+				}
+			}
+			return New(dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, scheme, insecure, header, timeout, retries, concurrency, perInstance, pipeline, deadline, okStatus, rawUrl, cacheName, via, apiToken), nil
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -93,6 +93,10 @@ type Cdnpurge struct {
 	RawURL bool
 	// +private
 	CacheName string
+	// +private
+	Via string
+	// +private
+	APIToken *dagger.Secret
 }
 
 // New holds where the fleet is and how each instance is reached, for every
@@ -186,13 +190,21 @@ func New(
 	// The fleet's name in RFC 9211 Cache-Status lists.
 	// +optional
 	cacheName string,
+	// Instead of all of the above: send every job to the cdnpurge serve at this URL (e.g.
+	// https://purge.example.com), which finds every instance and sends to each. Reaches a
+	// private fleet (Fly.io's 6PN) from a function's IPv4-only network through one endpoint.
+	// +optional
+	via string,
+	// With --via: the serve's API token, e.g. env://CDNPURGE_API_TOKEN.
+	// +optional
+	apiToken *dagger.Secret,
 ) *Cdnpurge {
 	return &Cdnpurge{
 		DNSName: dnsName, Record: record, Resolver: resolver, DNSTimeout: dnsTimeout, Instance: instance, Port: port,
 		FlyApp: flyApp, FlyToken: flyToken, FlyAPI: flyApi, Region: region, Connect: connect,
 		Token: token, TokenHeader: tokenHeader, Scheme: scheme, Insecure: insecure, Header: header,
 		Timeout: timeout, Retries: retries, Concurrency: concurrency, PerInstance: perInstance, Pipeline: pipeline,
-		Deadline: deadline, OKStatus: okStatus, RawURL: rawUrl, CacheName: cacheName,
+		Deadline: deadline, OKStatus: okStatus, RawURL: rawUrl, CacheName: cacheName, Via: via, APIToken: apiToken,
 	}
 }
 
@@ -247,6 +259,9 @@ func (m *Cdnpurge) Purge(
 	if j.Verify, err = expects(verify); err != nil {
 		return "", nothingSent(err, j)
 	}
+	if m.Via != "" {
+		return viaPurge(ctx, m.Via, m.APIToken, j, format, verbose, dryRun)
+	}
 	return run(ctx, j, format, verbose, dryRun)
 }
 
@@ -292,6 +307,9 @@ func (m *Cdnpurge) Ban(
 	j.Ban, j.BanContentType, j.VerifyURLs = regex, contentType, verifyUrl
 	if j.Verify, err = expects(verify); err != nil {
 		return "", nothingSent(err, j)
+	}
+	if m.Via != "" {
+		return viaPurge(ctx, m.Via, m.APIToken, j, format, verbose, dryRun)
 	}
 	return run(ctx, j, format, verbose, dryRun)
 }
@@ -344,6 +362,9 @@ func (m *Cdnpurge) Verify(
 	j.VerifyOnly, j.Verify, j.VerifyMethod = true, []purge.Expect{exp}, method
 	if err := durations(&j, map[string]string{"wait": wait, "interval": interval}); err != nil {
 		return "", nothingSent(err, j)
+	}
+	if m.Via != "" {
+		return viaVerify(ctx, m.Via, m.APIToken, j, format, verbose)
 	}
 	return run(ctx, j, format, verbose, false)
 }

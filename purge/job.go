@@ -184,6 +184,7 @@ type Job struct {
 	Progress func(Progress)
 
 	clock *clock // nil: the real one
+	given bool   // RunOn: the instances are given, no source is needed
 }
 
 // Fly selects Fly.io edge mode: the app's machines are listed through the
@@ -261,7 +262,7 @@ func (j Job) check() (*plan, error) {
 		}
 	}
 	switch {
-	case sources == 0:
+	case sources == 0 && !j.given:
 		return nil, jobErr("%w: give the internal DNS name that lists every instance, static instances, or a Fly.io app", ErrNoInstances)
 	case sources > 1:
 		return nil, jobErr("%w: give a DNS name, static instances or a Fly.io app, not more than one", ErrManySources)
@@ -378,12 +379,19 @@ func (p *plan) checkInstances() error {
 }
 
 // ownHeader says whether cdnpurge writes header k (canonical) itself, so
-// that no other setting may set it.
-func ownHeader(k string) bool {
+// that no other setting may set it. The invalidation headers are its own
+// only when the job asks for what they do (tags, a soft purge, a ban);
+// otherwise they pass as given, as a broadcaster forwards an app's PURGE.
+func (p *plan) ownHeader(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Te", "Trailer", "Upgrade",
-		"Fly-Force-Instance-Id", "Xkey-Purge", "Xkey-Softpurge", "Purge-Soft", "X-Url", "X-Host", "X-Content-Type":
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Te", "Trailer", "Upgrade", "Fly-Force-Instance-Id":
 		return true
+	case "Xkey-Purge", "Xkey-Softpurge":
+		return len(p.Tags) > 0
+	case "Purge-Soft":
+		return p.Soft
+	case "X-Url", "X-Host", "X-Content-Type":
+		return p.Ban != ""
 	}
 	return false
 }
@@ -436,7 +444,7 @@ func (p *plan) checkRequest() error {
 		return jobErr("token header %q: not a valid header name", p.TokenHeader)
 	}
 	p.TokenHeader = textproto.CanonicalMIMEHeaderKey(p.TokenHeader)
-	if ownHeader(p.TokenHeader) || p.TokenHeader == "User-Agent" {
+	if p.ownHeader(p.TokenHeader) || p.TokenHeader == "User-Agent" {
 		return jobErr("token header %s: cdnpurge sets that header itself; name another", p.TokenHeader)
 	}
 	switch tok := p.Token; {
@@ -452,7 +460,7 @@ func (p *plan) checkRequest() error {
 		if err != nil {
 			return &JobError{err}
 		}
-		if ownHeader(k) || k == p.TokenHeader {
+		if p.ownHeader(k) || k == p.TokenHeader {
 			what := "cdnpurge sets it itself"
 			if k == p.TokenHeader {
 				what = "it carries the token; give the token instead"
@@ -631,6 +639,8 @@ func (e *StepError) Error() string { return strings.Join(e.Steps, "; ") }
 // *DiscoveryError (no instances found); in both cases nothing was sent.
 // Failures of instances are in the Outcome (see Outcome.Err): a partial
 // failure still reports every instance that succeeded.
+//
+// Run is Find then RunOn, with one deadline over both.
 func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	p, err := j.check()
 	if err != nil {
@@ -638,10 +648,71 @@ func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	}
 	ctx, cancel := p.withDeadline(ctx)
 	defer cancel()
-	out := &Outcome{}
-	if out.Instances, out.Skipped, err = p.find(ctx); err != nil {
+	var t Targets
+	if t.Instances, t.Skipped, err = p.find(ctx); err != nil {
 		return nil, err
 	}
+	return p.run(ctx, t)
+}
+
+// Targets are the instances a job sends to, and the machines its source
+// listed that are sent nothing (not started), with the reason.
+type Targets struct {
+	Instances []Instance
+	Skipped   []Skipped
+}
+
+// Check says whether the job's settings can work, finding and sending
+// nothing: nil, or a *JobError. Run, Find and RunOn check them too.
+func (j Job) Check() error {
+	_, err := j.check()
+	return err
+}
+
+// Find finds the instances the job would send to, sending nothing: the
+// first half of Run. A caller that must record where a job goes before
+// it sends (a broadcaster's journal) calls Find, then RunOn with what it
+// found. Errors are *JobError or *DiscoveryError.
+func (j Job) Find(ctx context.Context) (Targets, error) {
+	p, err := j.check()
+	if err != nil {
+		return Targets{}, err
+	}
+	ctx, cancel := p.withDeadline(ctx)
+	defer cancel()
+	var t Targets
+	t.Instances, t.Skipped, err = p.find(ctx)
+	return t, err
+}
+
+// RunOn runs the job on the given instances instead of finding them: the
+// second half of Run. The job's own source of instances (DNSName,
+// Instances, Fly.App) is not used and may be empty; the instances must
+// come from Find (or Outcome.Instances) of a job with the same source, so
+// that edge-mode instances carry their machine IDs. The reports list the
+// instances in the order given. With no instance it returns a *JobError
+// and sends nothing.
+func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
+	if len(t.Instances) == 0 {
+		return nil, jobErr("no instances to send to")
+	}
+	if t.Instances[0].MachineID != "" && j.Fly.App == "" {
+		return nil, jobErr("edge-mode instances need the job's Fly.io settings")
+	}
+	j.given = true
+	p, err := j.check()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := p.withDeadline(ctx)
+	defer cancel()
+	return p.run(ctx, t)
+}
+
+// run sends the job to the targets: the purge (unless VerifyOnly), then
+// each verify step. It refuses (sending nothing) what NoIPv6 forbids.
+func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
+	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped}
 	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}

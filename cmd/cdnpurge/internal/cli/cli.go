@@ -64,6 +64,7 @@ func commands() []command {
 		{"purge", "send PURGE for URLs (or tags) to every instance and report each", (*App).purge},
 		{"ban", "send a BAN (a regular expression over paths) to every instance", (*App).ban},
 		{"verify", "ask every instance for URLs and check what its cache says", (*App).verify},
+		{"serve", "run an HTTP broadcaster that sends each purge to every instance", (*App).serve},
 		{"demo", "start a local Varnish fleet, purge a URL on it and show the proof", (*App).demo},
 		{"completion", "print a shell completion script: bash, zsh or fish", (*App).completion},
 		{"version", "print the version", (*App).version},

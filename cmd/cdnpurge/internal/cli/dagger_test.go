@@ -154,6 +154,8 @@ func argName(flag string) string {
 		return "token" // a secret: --token env://PURGE_TOKEN
 	case "fly-token-file":
 		return "flyToken"
+	case "api-token-file":
+		return "apiToken" // a secret: --api-token env://CDNPURGE_API_TOKEN
 	}
 	parts := strings.Split(flag, "-")
 	for i := 1; i < len(parts); i++ {

@@ -193,8 +193,8 @@ func (f *flags) setFlag(fl *flag.Flag, value string, attached bool) error {
 			}
 			return usagef("%s: not a duration", shown).hint(fmt.Sprintf("give a number and a unit, e.g. --%s 5s, 500ms or 2m", fl.Name))
 		}
-	case int:
-		if _, err := strconv.Atoi(value); err != nil {
+	case int, int64:
+		if _, err := strconv.ParseInt(value, 10, 64); err != nil {
 			return usagef("%s: not a number", shown).hint(fmt.Sprintf("give a whole number, e.g. --%s %s", fl.Name, orDefault(fl.DefValue, "1")))
 		}
 	case bool:
@@ -303,6 +303,10 @@ type target struct {
 	verbose     bool
 	summaryFile string
 	summary     *os.File // --summary-file, opened before anything is sent
+	// fleetOnly registers only where the instances are and how to reach
+	// them (serve takes what to send from its clients).
+	fleetOnly bool
+	via       viaFlags
 }
 
 func (t *target) register(f *flags) {
@@ -322,8 +326,11 @@ func (t *target) register(f *flags) {
 	f.StringVar(&j.Fly.API, "fly-api", purge.DefaultFlyAPI, "with --fly-app: the Machines API's base `URL`")
 	f.Var(list{v: &j.Fly.Regions, split: true}, "region", "with --fly-app: only machines in these `regions`, e.g. iad,sjc; repeatable")
 	f.StringVar(&j.Fly.Connect, "connect", "", "with --fly-app: connect to `HOST:PORT` instead of the URL's host (a Flycast address, a staging proxy), as curl's --connect-to; TLS still names the URL's host")
-	f.Var(list{v: &j.URLs}, "url", "an absolute `URL` as the public sees it, e.g. https://example.com/feed; repeatable")
-	f.StringVar(&t.urlsFile, "urls-file", "", "read URLs from `FILE`, one a line ('-' = stdin); blank lines and # comments skipped")
+	if !t.fleetOnly {
+		f.Var(list{v: &j.URLs}, "url", "an absolute `URL` as the public sees it, e.g. https://example.com/feed; repeatable")
+		f.StringVar(&t.urlsFile, "urls-file", "", "read URLs from `FILE`, one a line ('-' = stdin); blank lines and # comments skipped")
+		t.via.register(f)
+	}
 	f.BoolVar(&j.RawURLs, "raw-url", false, "send URLs as written (host case, default port, ./ and ../ kept) instead of as a browser requests them, for a VCL that keys objects on the raw request")
 	f.Var(list{v: &j.Headers}, "header", "extra request header as `'Name: value'`; repeatable")
 	f.StringVar(&j.Scheme, "scheme", "", "how instances are reached, `http|https` (https checks the certificate against the URL's host) (default http; https with --fly-app)")
@@ -334,10 +341,12 @@ func (t *target) register(f *flags) {
 	f.IntVar(&t.retries, "retries", purge.DefaultAttempts-1, "more attempts after a connection error, timeout, 429 or 5xx, with backoff (0 = none)")
 	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
 	f.DurationVar(&j.Deadline, "deadline", 0, "limit for the whole run, discovery included (0 = none); what is pending then is reported as not sent")
-	f.StringVar(&t.format, "format", string(report.DefaultFormat), "report `format` on stdout: text, json or markdown")
-	f.StringVar(&t.summaryFile, "summary-file", "", "also append the report in Markdown to `FILE` (e.g. $GITHUB_STEP_SUMMARY), whatever --format writes on stdout")
-	f.BoolVar(&t.verbose, "verbose", false, "show every result, also in large runs (which otherwise show one line per instance and the failures)")
-	f.BoolVar(&t.verbose, "v", false, "short for --verbose")
+	if !t.fleetOnly {
+		f.StringVar(&t.format, "format", string(report.DefaultFormat), "report `format` on stdout: text, json or markdown")
+		f.StringVar(&t.summaryFile, "summary-file", "", "also append the report in Markdown to `FILE` (e.g. $GITHUB_STEP_SUMMARY), whatever --format writes on stdout")
+		f.BoolVar(&t.verbose, "verbose", false, "show every result, also in large runs (which otherwise show one line per instance and the failures)")
+		f.BoolVar(&t.verbose, "v", false, "short for --verbose")
+	}
 }
 
 // finish maps what needs more than a copy: the URL file, the retries, the
@@ -372,7 +381,11 @@ func (t *target) finish(a *App) error {
 	if _, err := report.ParseFormat(t.format); err != nil {
 		return &usageError{err: err}
 	}
-	return nil
+	if t.via.url != "" && t.summaryFile != "" {
+		return usagef("--summary-file does not work with --via yet: the serve sends one report, in --format").
+			hint("with --via, write the Markdown with --format markdown >> \"$GITHUB_STEP_SUMMARY\"")
+	}
+	return t.via.finish(a, t.f)
 }
 
 // openSummary opens --summary-file, if given, before anything is sent:

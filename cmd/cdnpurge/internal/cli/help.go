@@ -23,7 +23,13 @@ func (f *flags) help(w io.Writer) {
 	for _, g := range flagGroups {
 		var in []*flag.Flag
 		for _, n := range g.flags {
-			if fl := f.Lookup(n); fl != nil {
+			if cmd, name, ok := strings.Cut(n, "/"); ok {
+				if "cdnpurge "+cmd != f.cmd {
+					continue
+				}
+				n = name
+			}
+			if fl := f.Lookup(n); fl != nil && !listed[n] {
 				in = append(in, fl)
 				listed[n] = true
 			}

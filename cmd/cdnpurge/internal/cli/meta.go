@@ -13,8 +13,9 @@ import (
 // listed under "Other flags"), and its values here when it takes a fixed
 // set.
 
-// flagGroups order a command's help: each group's flags in this order. A
-// command none of whose flags are listed (demo) shows one "Flags:" list.
+// flagGroups order a command's help: each group's flags in this order, by
+// name, or "command/name" for one command's flag only. A command none of
+// whose flags are listed (demo) shows one "Flags:" list.
 var flagGroups = []struct {
 	title string
 	flags []string
@@ -31,6 +32,10 @@ var flagGroups = []struct {
 	{"Connections", []string{
 		"scheme", "insecure", "concurrency", "per-instance", "pipeline", "timeout", "retries", "deadline"}},
 	{"Output", []string{"format", "summary-file", "verbose"}},
+	{"Through a cdnpurge serve", []string{"via", "purge/api-token-file", "ban/api-token-file", "verify/api-token-file"}},
+	{"Serving", []string{
+		"listen", "allow", "serve/api-token-file", "tls-cert", "tls-key", "journal", "discovery-ttl", "replay-for",
+		"keep", "max-body", "max-urls", "max-jobs", "max-queue", "shutdown-timeout", "log-format"}},
 }
 
 // shorthands are one-letter flags that stand for a long one: help shows
@@ -51,11 +56,12 @@ type choice struct {
 // value is checked when the flag is parsed, without case; a test holds each
 // list to the parser in the library that reads the flag.
 var choices = map[string]choice{
-	"record": {values: []string{"aaaa", "a", "srv"}},
-	"format": {values: []string{"text", "json", "markdown"}, also: []string{"md"}},
-	"scheme": {values: []string{"http", "https"}},
-	"mode":   {values: []string{"auto", "netns", "loopback"}},
-	"verify": {values: []string{"purged", "hit", "fresh", "stale", "miss", "any"}, also: []string{"true", "false"}, list: true},
+	"record":     {values: []string{"aaaa", "a", "srv"}},
+	"format":     {values: []string{"text", "json", "markdown"}, also: []string{"md"}},
+	"scheme":     {values: []string{"http", "https"}},
+	"mode":       {values: []string{"auto", "netns", "loopback"}},
+	"log-format": {values: []string{"text", "json"}},
+	"verify":     {values: []string{"purged", "hit", "fresh", "stale", "miss", "any"}, also: []string{"true", "false"}, list: true},
 	// verify refuses purged (it needs a purge in the same run), and the
 	// library says why.
 	"verify/expect": {values: []string{"hit", "fresh", "stale", "miss", "any"}, also: []string{"purged"}},

@@ -80,6 +80,9 @@ func (s *sendFlags) finish(a *App) error {
 
 // run runs the job (or plans it) and writes the report.
 func (s *sendFlags) run(ctx context.Context, a *App) error {
+	if s.via.url != "" {
+		return a.runVia(ctx, &s.target)
+	}
 	if s.dryRun {
 		if err := s.openSummary(); err != nil {
 			return err

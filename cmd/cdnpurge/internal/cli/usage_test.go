@@ -347,6 +347,13 @@ func TestChoicesAreTheLibrarys(t *testing.T) {
 	}
 	for _, g := range flagGroups {
 		for _, n := range g.flags {
+			if cmd, name, ok := strings.Cut(n, "/"); ok {
+				c := slices.IndexFunc(commands(), func(c command) bool { return c.name == cmd })
+				require.GreaterOrEqual(t, c, 0, "flagGroups: %q names no command", n)
+				fs := (&App{}).flagsOf(commands()[c])
+				assert.True(t, fs != nil && fs.Lookup(name) != nil, "flagGroups lists %q, which %s does not have", n, cmd)
+				continue
+			}
 			assert.True(t, all[n], "flagGroups lists %q, which no command has", n)
 		}
 	}

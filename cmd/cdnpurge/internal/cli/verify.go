@@ -62,5 +62,8 @@ func (a *App) verify(ctx context.Context, args []string) error {
 	if err := t.finish(a); err != nil {
 		return err
 	}
+	if t.via.url != "" {
+		return a.verifyVia(ctx, &t)
+	}
 	return a.runJob(ctx, &t)
 }
