@@ -72,6 +72,7 @@ func TestUsageErrorsNameTheFix(t *testing.T) {
 		{"ban --url https://e.com/ --regex ^/a --verify=miss", "verify after BAN", "give the URLs to check with --verify-url URL", false},
 		{"purge --url https://e.com/ --instance 127.0.0.1:1", "instances from more than one source", "give one of --dns-name, --instance and --fly-app (given: --dns-name, --instance)", false},
 		{"purge --url https://e.com/ --summary-file /nonexistent/dir/summary.md", "--summary-file: open /nonexistent/dir/summary.md", "give a file this process can append to", false},
+		{"purge --url https://e.com/ --via http://127.0.0.1:1 --summary-file s.md", "--summary-file does not work with --via yet", "--format markdown >> \"$GITHUB_STEP_SUMMARY\"", false},
 		{"completion", "give the shell", "source <(cdnpurge completion bash)", false},
 		{"completion tcsh", `completion "tcsh": cdnpurge completes in bash, zsh or fish`, "", true},
 		{"version extra", `unexpected argument "extra"`, "cdnpurge version takes flags only", false},
