@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"syscall"
 
@@ -161,10 +160,12 @@ func (a *App) Run(ctx context.Context, args []string) int {
 	case "-v", "--verbose", "-verbose":
 		// -v is --verbose everywhere. Alone it prints the version, as
 		// 'cdnpurge -v' always has; before a command it is that command's.
-		if len(args) == 1 {
+		switch {
+		case len(args) == 1:
 			return a.exit("cdnpurge", a.version(ctx, nil))
+		case !strings.HasPrefix(args[1], "-"):
+			args = append([]string{args[1], args[0]}, args[2:]...)
 		}
-		args = append([]string{args[1], args[0]}, args[2:]...)
 	}
 	if args[0] == completeCmd {
 		a.complete(a.Stdout, args[1:])
@@ -370,24 +371,17 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 	case j.Record == purge.RecordSRV:
 		refused = "connection refused on the port the SRV records give: check the records, and that the caches listen there"
 	}
-	// A hit check on an instance that has not cached the URL yet fails,
-	// and its own request then fills the cache.
-	warming := "a miss can mean the URL was not cached yet: this check's own request has now filled each cache, so the next run finds hits; --wait 2m keeps asking until every instance matches"
 	causes := []struct {
-		is   func(purge.Result, error) bool
+		err  error
 		hint string
 	}{
-		{cause(purge.ErrNoToken), "the instances want a purge token: set PURGE_TOKEN or --token-file FILE"},
-		{cause(purge.ErrTokenRejected), "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
-		{cause(purge.ErrNotFound), "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
-		{cause(purge.ErrServedFromCache), "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
-		{cause(purge.ErrPurgeNotHandled), "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
-		{cause(purge.ErrStopped), "the run was stopped by --deadline before every request was answered"},
-		{cause(syscall.ECONNREFUSED), refused},
-		{func(r purge.Result, err error) bool {
-			return out.Purge == nil && j.Wait == 0 && r.Class == cachestatus.Miss && errors.Is(err, purge.ErrNotMatched) &&
-				slices.ContainsFunc(out.Verify, func(v *purge.Report) bool { return v.Expect == purge.ExpectHit || v.Expect == purge.ExpectFresh })
-		}, warming},
+		{purge.ErrNoToken, "the instances want a purge token: set PURGE_TOKEN or --token-file FILE"},
+		{purge.ErrTokenRejected, "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
+		{purge.ErrNotFound, "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
+		{purge.ErrServedFromCache, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
+		{purge.ErrPurgeNotHandled, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
+		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
+		{syscall.ECONNREFUSED, refused},
 	}
 	var hints []string
 	seen := make([]bool, len(causes))
@@ -400,9 +394,8 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			if err == nil {
 				continue
 			}
-			res := r.Result(k)
 			for i, c := range causes {
-				if !seen[i] && c.is(res, err) {
+				if !seen[i] && errors.Is(err, c.err) {
 					seen[i] = true
 				}
 			}
@@ -413,10 +406,28 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			hints = append(hints, c.hint)
 		}
 	}
+	if out.Purge == nil && j.Wait == 0 && missedHit(out) {
+		hints = append(hints, "a miss can mean the URL was not cached yet: this check's own request has now filled each cache, so the next run finds hits; --wait 2m keeps asking until every instance matches")
+	}
 	return hints
 }
 
-// cause matches a failure caused by target.
-func cause(target error) func(purge.Result, error) bool {
-	return func(_ purge.Result, err error) bool { return errors.Is(err, target) }
+// missedHit says whether a check that expected a hit found a miss: the
+// instance had not cached the URL yet (and the check's own request has
+// now filled its cache).
+func missedHit(out *purge.Outcome) bool {
+	for _, r := range out.Verify {
+		if r.Failed() == 0 || (r.Expect != purge.ExpectHit && r.Expect != purge.ExpectFresh) {
+			continue
+		}
+		for k := range r.Len() {
+			if r.Err(k) == nil {
+				continue
+			}
+			if res := r.Result(k); res.Class == cachestatus.Miss && res.Status < 500 {
+				return true
+			}
+		}
+	}
+	return false
 }
