@@ -157,7 +157,10 @@ func TestVerifyHitOnMissesHintsWarmingAndWait(t *testing.T) {
 	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/cold", "--expect", "hit"}, f.args()...)...)
 	assert.Equal(t, ExitOK, r.code, "as the hint says, the next run finds hits: %s", r.stdout)
 	// A failure that is no miss gets no such hint.
-	g := startFleet(t, 1, func(_ string, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusServiceUnavailable) })
+	g := startFleet(t, 1, func(_ string, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Cache-Status", "edge; fwd=miss") // a miss, but an error page
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
 	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/down", "--expect", "hit"}, g.args()...)...)
 	assert.Equal(t, ExitFailed, r.code)
 	assert.NotContains(t, r.stderr, "not cached yet")
