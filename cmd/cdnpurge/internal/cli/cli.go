@@ -206,6 +206,7 @@ func (a *App) unknownCommand(name string) error {
 
 func (a *App) version(_ context.Context, args []string) error {
 	f := newFlags("version", "Print cdnpurge's version (also: cdnpurge --version).", "  cdnpurge version")
+	f.exits = ""
 	if err := f.parse(a, args); err != nil {
 		return err
 	}
@@ -216,7 +217,7 @@ func (a *App) version(_ context.Context, args []string) error {
 // help is 'cdnpurge help [command]'.
 func (a *App) help(ctx context.Context, args []string) error {
 	f := newFlags("help", "Show the help of cdnpurge, or of one of its commands.", "  cdnpurge help\n  cdnpurge help purge")
-	f.operands = "[command]"
+	f.operands, f.exits = "[command]", ""
 	if err := f.parse(a, args); err != nil {
 		return err
 	}

@@ -37,7 +37,7 @@ var completionScripts = map[string]string{"bash": bashCompletion, "zsh": zshComp
 
 func (a *App) completion(_ context.Context, args []string) error {
 	f := newFlags("completion", completionAbout, completionExamples)
-	f.operands = "bash|zsh|fish"
+	f.operands, f.exits = "bash|zsh|fish", ""
 	if err := f.parse(a, args); err != nil {
 		return err
 	}

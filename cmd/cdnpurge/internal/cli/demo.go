@@ -41,7 +41,7 @@ const demoExamples = `  cdnpurge demo
   cdnpurge demo --instances 5 --url https://example.com/feed
   cdnpurge demo --xkey             # also a tag purge (vmod xkey)
   sudo cdnpurge demo --keep        # stay up and print commands to try by hand
-  cdnpurge demo --fly              # the same in Fly.io edge mode, through a local stand-in
+  cdnpurge demo --fly              # Fly.io edge mode, through a local stand-in
   cdnpurge demo --clean            # stop what a killed demo left behind`
 
 // demoTag is the tag the --xkey step purges.

@@ -22,13 +22,18 @@ type flags struct {
 	// SHELL); empty: nothing.
 	operands string
 	args     []string
+	// grouped: help lists the flags by flagGroups (commands built on the
+	// shared fleet flags); else in one list.
+	grouped bool
+	// exits is what help says about exit codes; empty: nothing.
+	exits string
 }
 
 func newFlags(name, about, examples string) *flags {
 	fs := flag.NewFlagSet("cdnpurge "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {} // help is printed once, by parse
-	return &flags{FlagSet: fs, cmd: "cdnpurge " + name, about: about, examples: examples}
+	return &flags{FlagSet: fs, cmd: "cdnpurge " + name, about: about, examples: examples, exits: exitCodes}
 }
 
 // errProbe: parse stopped before parsing, for App.flagsOf.
@@ -311,6 +316,7 @@ type target struct {
 
 func (t *target) register(f *flags) {
 	t.f = f
+	f.grouped = true
 	j := &t.job
 	f.StringVar(&j.DNSName, "dns-name", "", "the internal DNS `name` whose records list EVERY instance, e.g. my-cdn.internal (never the public host: that reaches one instance)")
 	f.Func("record", "record `type` listing the instances: aaaa (Fly.io's <app>.internal), a, or srv (each record's port is used) (default "+string(purge.DefaultRecord)+")", func(s string) error {

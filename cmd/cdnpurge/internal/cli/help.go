@@ -21,6 +21,9 @@ func (f *flags) help(w io.Writer) {
 	fmt.Fprintf(w, "%s\n\nUsage:\n  %s\n", strings.TrimSpace(f.about), usage)
 	listed := map[string]bool{}
 	for _, g := range flagGroups {
+		if !f.grouped {
+			break
+		}
 		var in []*flag.Flag
 		for _, n := range g.flags {
 			if cmd, name, ok := strings.Cut(n, "/"); ok {
@@ -61,7 +64,9 @@ func (f *flags) help(w io.Writer) {
 	if f.examples != "" {
 		fmt.Fprintf(w, "\nExamples:\n%s\n", wrapExamples(f.examples, helpWidth))
 	}
-	fmt.Fprintf(w, "\n%s", wrap(exitCodes, helpWidth, ""))
+	if f.exits != "" {
+		fmt.Fprintf(w, "\n%s", wrap(f.exits, helpWidth, ""))
+	}
 }
 
 // writeFlag writes one flag: its names and argument, then its text and

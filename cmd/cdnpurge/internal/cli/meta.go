@@ -13,9 +13,10 @@ import (
 // listed under "Other flags"), and its values here when it takes a fixed
 // set.
 
-// flagGroups order a command's help: each group's flags in this order, by
-// name, or "command/name" for one command's flag only. A command none of
-// whose flags are listed (demo) shows one "Flags:" list.
+// flagGroups order the help of the commands built on the shared fleet
+// flags (see target): each group's flags in this order, by name, or
+// "command/name" for one command's flag only; others are "Other flags".
+// The rest (demo) show one "Flags:" list.
 var flagGroups = []struct {
 	title string
 	flags []string
