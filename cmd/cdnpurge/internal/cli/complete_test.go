@@ -269,3 +269,59 @@ func sortedLines(s string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// zshTerminal drives an interactive zsh in a pseudo-terminal (zsh/zpty):
+// it loads the script after compinit and, for each line given, types the
+// line and TAB and prints the line as zsh's own completion left it (TAB
+// runs expand-or-complete, its usual widget, then writes the line to a
+// file and clears it). Each step waits for the file, with a deadline.
+const zshTerminal = `zmodload zsh/zpty
+dir=$(mktemp -d)
+zpty z 'zsh -f -i'
+zpty -w z "PS1=''; autoload -U compinit; compinit -u -D; source <(cdnpurge completion zsh)
+__tab() { zle expand-or-complete; print -r -- \"\$BUFFER\" > $dir/buffer; BUFFER= }; zle -N __tab; bindkey '^I' __tab
+: > $dir/ready"
+wait_for() { for i in {1..600}; do [[ -s $dir/$1 ]] || [[ $1 == ready && -e $dir/$1 ]] && return; sleep 0.05; done; print "timed out waiting for $1" >&2; zpty -d z; exit 1 }
+wait_for ready
+for line in "$@"; do
+  rm -f $dir/buffer
+  zpty -w -n z "$line"$'\t'
+  wait_for buffer
+  cat $dir/buffer
+done
+zpty -d z
+rm -rf $dir
+`
+
+// In a terminal, zsh's completion system (compinit, _describe, _files)
+// completes with the script as a user's shell would.
+func TestCompletionZshInATerminal(t *testing.T) {
+	zsh := needShell(t, "zsh")
+	_, env := completionEnv(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "changed-urls.txt"), nil, 0o644))
+	driver := filepath.Join(t.TempDir(), "drive.zsh")
+	require.NoError(t, os.WriteFile(driver, []byte(zshTerminal), 0o644))
+	var lines, want []string
+	for _, tc := range []struct{ line, want string }{
+		{"cdnpurge pu", "cdnpurge purge "},
+		{"cdnpurge purge --rec", "cdnpurge purge --record "},
+		{"cdnpurge purge --record s", "cdnpurge purge --record srv "},
+		{"cdnpurge purge --record ", "cdnpurge purge --record "}, // aaaa, a, srv: nothing to insert
+		{"cdnpurge verify --expect st", "cdnpurge verify --expect stale "},
+		{"cdnpurge purge --verify=miss,h", "cdnpurge purge --verify=miss,hit "},
+		{"cdnpurge purge --format=ma", "cdnpurge purge --format=markdown "},
+		{"cdnpurge demo --mode lo", "cdnpurge demo --mode loopback "},
+		{"cdnpurge ban --scheme https", "cdnpurge ban --scheme https "},
+		{"cdnpurge purge --urls-file " + dir + "/cha", "cdnpurge purge --urls-file " + dir + "/changed-urls.txt "},
+	} {
+		lines = append(lines, tc.line)
+		want = append(want, tc.want)
+	}
+	cmd := exec.Command(zsh, "-f", driver)
+	cmd.Args = append(cmd.Args, lines...)
+	cmd.Env = env
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, strings.Join(want, "\n")+"\n", string(out))
+}
