@@ -334,7 +334,10 @@ func (a *App) jobHint(je *purge.JobError) string {
 				fly = append(fly, g)
 			}
 		}
-		return fmt.Sprintf("%s only applies with --fly-app APP (Fly.io edge mode)", orList(fly))
+		if len(fly) > 1 {
+			return fmt.Sprintf("%s only apply with --fly-app APP (Fly.io edge mode)", strings.Join(fly, " and "))
+		}
+		return fmt.Sprintf("%s only applies with --fly-app APP (Fly.io edge mode)", strings.Join(fly, ""))
 	case errors.Is(je, purge.ErrNeedsVerifyURLs):
 		return "give the URLs to check with --verify-url URL (repeatable): pages the ban or the tags cover"
 	}

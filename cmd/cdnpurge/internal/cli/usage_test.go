@@ -66,6 +66,7 @@ func TestUsageErrorsNameTheFix(t *testing.T) {
 		// Settings that need another.
 		{"verify --url https://e.com/ --interval 1s", "--interval 1s only applies with --wait: without it, each instance is asked once", "e.g. --wait 2m --interval 1s", false},
 		{"purge --url https://e.com/ --region iad", "Fly.io settings (regions) only apply to a Fly.io app", "--region only applies with --fly-app APP", false},
+		{"purge --url https://e.com/ --connect 1.2.3.4:443 --region iad", "Fly.io settings (regions, connect address) only apply to a Fly.io app", "--region and --connect only apply with --fly-app APP", false},
 		{"purge --url https://e.com/ --connect 1.2.3.4:443", "Fly.io settings (connect address) only apply to a Fly.io app", "--connect only applies with --fly-app APP", false},
 		{"purge --url https://e.com/ --fly-token-file /dev/null", "--fly-token-file only applies with --fly-app", "give --fly-app APP", false},
 		{"purge --url https://e.com/ --tag t1 --verify", "verify after a tag purge", "give the URLs to check with --verify-url URL", false},
