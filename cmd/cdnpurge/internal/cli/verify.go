@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
@@ -57,28 +58,35 @@ func (a *App) verify(ctx context.Context, args []string) error {
 	var t target
 	t.register(f)
 	j := &t.job
-	expect := f.String("expect", string(purge.DefaultExpect), "what every instance must say: `hit|fresh|stale|miss|current|any`")
+	expect := f.String("expect", string(purge.DefaultExpect), "what every instance must say: `"+strings.Join(choices["verify/expect"].values, "|")+"`")
 	f.StringVar(&j.VerifyMethod, "method", purge.DefaultVerifyMethod, "request `method`: HEAD, or GET when the site treats HEAD differently (GET with --origin)")
 	f.DurationVar(&j.Wait, "wait", 0, "keep asking instances that do not match until all do or this much time has passed")
 	f.DurationVar(&j.Interval, "interval", purge.DefaultInterval, fmt.Sprintf("with --wait: time between rounds (at least %s)", purge.MinInterval))
-	f.StringVar(&j.Origin, "origin", "", "compare every copy with the origin's current version, asked of this base `URL` (scheme,\nhost, port; each URL's path, query and Host are added), e.g. http://10.0.0.5:8080")
-	f.Var(ints{v: &j.OKStatus}, "ok-status", "a `status` a cached copy is expected to have besides 2xx (a hit on another 3xx or 4xx\nwarns); repeatable")
+	f.StringVar(&j.Origin, "origin", "", "compare every copy with the origin's current version, asked of this base `URL` (scheme, host, port; each URL's path, query and Host are added), e.g. http://10.0.0.5:8080")
+	f.Var(ints{v: &j.OKStatus}, "ok-status", "a `status` a cached copy is expected to have besides 2xx (a hit on another 3xx or 4xx warns); repeatable")
 	if err := f.parse(a, args); err != nil {
 		return err
 	}
 	if !f.set("method") {
 		j.VerifyMethod = "" // the job's default: HEAD, or GET with --origin
 	}
-	if err := t.finish(a); err != nil {
+	if err := f.positive("interval"); err != nil {
 		return err
+	}
+	if f.set("interval") && !f.set("wait") {
+		return usagef("--interval %s only applies with --wait: without it, each instance is asked once", j.Interval).
+			hint(fmt.Sprintf("give how long to keep asking, e.g. --wait 2m --interval %s", j.Interval))
 	}
 	exp, err := purge.ParseExpect(*expect)
 	if err != nil {
-		return &usageError{err}
+		return &usageError{err: err}
 	}
 	j.VerifyOnly, j.Verify = true, []purge.Expect{exp}
+	if err := t.finish(a); err != nil {
+		return err
+	}
 	if t.via.url != "" {
 		return a.verifyVia(ctx, &t)
 	}
-	return a.runJob(ctx, t.job, t.reportFormat(), t.verbose)
+	return a.runJob(ctx, &t)
 }
