@@ -161,14 +161,18 @@ func columnsOf(r *purge.Report) columns {
 	return c
 }
 
+// header is the table's header: OBJECTS and CURRENT go before RESULT
+// (whose long cells follow the table: it stays last in a purge table), and
+// VARY last.
 func (c columns) header() []string {
-	h := header(c.verify)
+	var extra []string
 	if c.objects {
-		h = append(h, "OBJECTS")
+		extra = append(extra, "OBJECTS")
 	}
 	if c.current {
-		h = append(h, "CURRENT")
+		extra = append(extra, "CURRENT")
 	}
+	h := beforeResult(header(c.verify), extra, c.verify)
 	if c.vary {
 		h = append(h, "VARY")
 	}
@@ -176,25 +180,39 @@ func (c columns) header() []string {
 }
 
 func (c columns) cells(res purge.Result) []string {
-	row := cells(res, c.verify)
+	var extra []string
 	if c.objects {
 		n := "-"
 		if res.Objects >= 0 {
 			n = strconv.Itoa(res.Objects)
 		}
-		row = append(row, n)
+		extra = append(extra, n)
 	}
 	if c.current {
 		cur := "?"
 		if res.Current != nil {
 			cur = map[bool]string{true: "yes", false: "NO"}[*res.Current]
 		}
-		row = append(row, cur)
+		extra = append(extra, cur)
 	}
+	row := beforeResult(cells(res, c.verify), extra, c.verify)
 	if c.vary {
 		row = append(row, res.Vary)
 	}
 	return row
+}
+
+// beforeResult inserts extra before the RESULT column (the one before last
+// in a verify table, the last in a purge table).
+func beforeResult(row, extra []string, verify bool) []string {
+	if len(extra) == 0 {
+		return row
+	}
+	at := len(row) - 1
+	if verify {
+		at = len(row) - 2 // HEADER follows RESULT
+	}
+	return append(append(append([]string{}, row[:at]...), extra...), row[at:]...)
 }
 
 func matchedAfter(s purge.InstanceStats) string {
