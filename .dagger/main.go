@@ -372,11 +372,11 @@ func (in inputs) apply(ctx context.Context, j *purge.Job) error {
 		if err != nil {
 			return fmt.Errorf("read --urls-file: %w", err)
 		}
-		urls, err := purge.ReadURLs(strings.NewReader(text), "--urls-file")
+		urls, err := purge.ReadURLs(strings.NewReader(text), "--urls-file", j.RawURLs)
 		if err != nil {
 			return err
 		}
-		j.URLs = append(j.URLs, urls...)
+		j.URLList = urls
 	}
 	var err error
 	if in.token != nil {

@@ -575,7 +575,7 @@ func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 
 	rep := purgeURLs(t, f, tok, target...)
 	require.True(t, rep.OK(), rep.Summary())
-	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs[0].Target, "sent exactly as written: it is already canonical")
+	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs.At(0).Target, "sent exactly as written: it is already canonical")
 
 	requireAll(t, verify(t, f, purge.ExpectMiss, target), cachestatus.Miss)
 	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)
@@ -585,7 +585,7 @@ func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 	verify(t, f, purge.ExpectAny, spaced)
 	rep = purgeURLs(t, f, tok, spaced...)
 	require.True(t, rep.OK(), rep.Summary())
-	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs[0].Target)
+	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs.At(0).Target)
 	requireAll(t, verify(t, f, purge.ExpectMiss, target), cachestatus.Miss)
 	// The siblings were never touched.
 	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)

@@ -31,8 +31,17 @@ type conn struct {
 	read  int64       // bytes read from instances, over all connections
 	// deadlineSet is when the connection's deadline was last moved.
 	deadlineSet time.Time
-	// verdicts is the worker's buffer for a batch's verdicts.
+	// verdicts is the worker's buffer for a batch's verdicts; ends, for
+	// where each request of a batch ends in wbuf.
 	verdicts []verdict
+	ends     []int
+
+	// What this connection has done, for the instance it goes to.
+	inst       *instState
+	served     int       // answers read
+	carried    int       // requests written
+	window     int       // the next batch's size (before the instance's limits)
+	lastAnswer time.Time // when the last answer was read
 }
 
 func newConn(tlsConf *tls.Config, timeout time.Duration, readBuf int) *conn {
@@ -56,7 +65,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 // account for means the answers would no longer pair with the requests),
 // and dials otherwise. It says whether the connection was kept.
 func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
-	if c.nc != nil && (c.route != r || c.unread()) {
+	if c.nc != nil && (c.route != r || c.unread() != 0) {
 		c.close()
 	}
 	if c.nc != nil {
@@ -93,13 +102,16 @@ func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
 	return false, nil
 }
 
-// unread says whether bytes are waiting that no answer accounted for, or
-// the instance has closed the connection meanwhile.
-func (c *conn) unread() bool {
+// unread says whether bytes are waiting that no answer accounted for (1),
+// or the instance has closed the connection (-1), or neither (0).
+func (c *conn) unread() int {
 	if c.br.Buffered() > 0 {
-		return true
+		return 1
 	}
-	return c.tcp != nil && peek(c.tcp) != 0
+	if c.tcp == nil {
+		return 0
+	}
+	return peek(c.tcp)
 }
 
 func (c *conn) close() {

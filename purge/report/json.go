@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -12,19 +13,23 @@ import (
 
 // The JSON field names are stable; fields are only ever added.
 
-// reportHead is a report's JSON without its results.
+// reportHead is a report's JSON without its results: the fields before
+// "urls", which is streamed (a million URLs are never held as strings),
+// and reportTail, those after it.
 type reportHead struct {
-	OK         bool          `json:"ok"`
-	Summary    string        `json:"summary"`
-	Step       string        `json:"step"`
-	Expect     string        `json:"expect,omitempty"`
-	Method     string        `json:"method"`
-	Rounds     int           `json:"rounds,omitempty"`
-	DurationMS float64       `json:"duration_ms"`
-	URLs       []string      `json:"urls"`
-	Instances  []string      `json:"instances"`
-	Skipped    []skippedJSON `json:"skipped,omitempty"`
-	Warnings   []string      `json:"warnings,omitempty"`
+	OK         bool    `json:"ok"`
+	Summary    string  `json:"summary"`
+	Step       string  `json:"step"`
+	Expect     string  `json:"expect,omitempty"`
+	Method     string  `json:"method"`
+	Rounds     int     `json:"rounds,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+type reportTail struct {
+	Instances []string      `json:"instances"`
+	Skipped   []skippedJSON `json:"skipped,omitempty"`
+	Warnings  []string      `json:"warnings,omitempty"`
 }
 
 type skippedJSON struct {
@@ -135,27 +140,44 @@ func writeOutcome(w *bufio.Writer, out *purge.Outcome, reps []*purge.Report) err
 	return err
 }
 
-// writeReportJSON writes one report, its results one at a time.
+// writeReportJSON writes one report, its URLs and results one at a time.
+// Every string is checked as written (and as read back) against the job's
+// secrets, and withheld whole when it shows one.
 func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
-	h := reportHead{OK: r.OK(), Summary: r.Summary(), Step: string(r.Step), Method: r.Method, DurationMS: ms(r.Duration),
-		URLs: make([]string, len(r.URLs)), Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
+	g := guard{r.Reveals}
+	h := reportHead{OK: r.OK(), Summary: r.Summary(), Step: string(r.Step), Method: r.Method, DurationMS: ms(r.Duration)}
+	tail := reportTail{Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
 	if r.Step == purge.StepVerify {
 		h.Expect, h.Rounds = string(r.Expect), r.Rounds
 	}
-	for i, u := range r.URLs {
-		h.URLs[i] = u.String()
-	}
 	for i, in := range r.Instances {
-		h.Instances[i] = in.String()
+		tail.Instances[i] = g.json(in.String())
 	}
 	for _, s := range r.Skipped {
-		h.Skipped = append(h.Skipped, skippedJSON{s.Instance.String(), s.Instance.Region, s.Instance.MachineID, s.State})
+		tail.Skipped = append(tail.Skipped, skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)})
 	}
 	b, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
 	_, _ = w.Write(b[:len(b)-1])
+	_, _ = w.WriteString(`,"urls":[`)
+	buf := make([]byte, 0, 512)
+	for i, u := range r.URLs.All() {
+		buf = buf[:0]
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendString(buf, g.json(u.String()))
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	if b, err = json.Marshal(tail); err != nil {
+		return err
+	}
+	_, _ = w.WriteString("],")
+	_, _ = w.Write(b[1 : len(b)-1])
 	key := `,"results":[`
 	if r.Step == purge.StepVerify {
 		key = `,"checks":[`
@@ -165,15 +187,27 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 	// time of a large report (1.1 µs a row; see BenchmarkWrite30k). The
 	// field names and order are those of purgeRow and checkRow, which
 	// TestRowsAreTheStructs holds to it.
-	urls, labels := h.URLs, h.Instances
-	buf := make([]byte, 0, 512)
+	labels := tail.Instances
+	url, urlOf := "", -1
+	var lastErr error
+	var lastText string
 	for k := range r.Len() {
 		res := r.Result(k)
+		if u := k / len(labels); u != urlOf {
+			url, urlOf = g.json(res.URL.String()), u
+		}
+		e := ""
+		if !res.OK && res.Err != nil {
+			if res.Err != lastErr {
+				lastErr, lastText = res.Err, g.json(reason(res))
+			}
+			e = lastText
+		}
 		buf = buf[:0]
 		if k > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendRow(buf, res, urls[k/len(labels)], labels[k%len(labels)], r.Step == purge.StepVerify)
+		buf = appendRow(buf, g, res, url, labels[k%len(labels)], e, r.Step == purge.StepVerify)
 		if _, err := w.Write(buf); err != nil {
 			return err
 		}
@@ -183,19 +217,20 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 }
 
 // appendRow appends one result as JSON: a purgeRow, or a checkRow in a
-// verify step, field for field.
-func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byte {
+// verify step, field for field. url, label and errMsg are already
+// checked; the rest of what an instance sent is checked here.
+func appendRow(b []byte, g guard, res purge.Result, url, label, errMsg string, verify bool) []byte {
 	b = append(b, `{"url":`...)
 	b = appendString(b, url)
 	b = append(b, `,"instance":`...)
 	b = appendString(b, label)
 	if res.Instance.Region != "" {
 		b = append(b, `,"region":`...)
-		b = appendString(b, res.Instance.Region)
+		b = appendString(b, g.json(res.Instance.Region))
 	}
 	if res.Instance.MachineID != "" {
 		b = append(b, `,"machine_id":`...)
-		b = appendString(b, res.Instance.MachineID)
+		b = appendString(b, g.json(res.Instance.MachineID))
 	}
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(res.Status), 10)
@@ -207,11 +242,11 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 		b = appendString(b, string(res.Class))
 		if res.CacheStatus != "" {
 			b = append(b, `,"cache_status":`...)
-			b = appendString(b, res.CacheStatus)
+			b = appendString(b, g.json(res.CacheStatus))
 		}
 		if res.Source != "" {
 			b = append(b, `,"source":`...)
-			b = appendString(b, res.Source)
+			b = appendString(b, g.json(res.Source))
 		}
 		if res.TTL != nil {
 			b = append(b, `,"ttl":`...)
@@ -229,7 +264,7 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 		}
 		if res.Note != "" {
 			b = append(b, `,"note":`...)
-			b = appendString(b, res.Note)
+			b = appendString(b, g.json(res.Note))
 		}
 	}
 	b = append(b, `,"attempts":`...)
@@ -240,9 +275,9 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 	}
 	b = append(b, `,"duration_ms":`...)
 	b = strconv.AppendFloat(b, ms(res.Duration), 'g', -1, 64)
-	if e := errText(res); e != "" {
+	if errMsg != "" {
 		b = append(b, `,"error":`...)
-		b = appendString(b, e)
+		b = appendString(b, errMsg)
 	}
 	return append(b, "}\n"...)
 }
@@ -336,17 +371,21 @@ func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
 		Requests  []request     `json:"requests"`
 		Headers   []string      `json:"headers"`
 		Verify    []string      `json:"verify,omitempty"`
-	}{DryRun: true, Scheme: p.Scheme, Headers: p.Header}
+	}{DryRun: true, Scheme: p.Scheme, Headers: slices.Clone(p.Header)}
+	g := guard{p.Reveals}
 	for _, in := range p.Instances {
-		v.Instances = append(v.Instances, in.String())
+		v.Instances = append(v.Instances, g.json(in.String()))
 	}
 	for _, s := range p.Skipped {
-		v.Skipped = append(v.Skipped, skippedJSON{s.Instance.String(), s.Instance.Region, s.Instance.MachineID, s.State})
+		v.Skipped = append(v.Skipped, skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)})
 	}
 	if p.Method != "" {
-		for _, u := range p.URLs {
-			v.Requests = append(v.Requests, request{p.Method, u.Target, u.Host})
+		for _, u := range p.URLs.All() {
+			v.Requests = append(v.Requests, request{p.Method, g.json(u.Target), g.json(u.Host)})
 		}
+	}
+	for i, h := range v.Headers {
+		v.Headers[i] = g.json(h)
 	}
 	for _, e := range p.Verify {
 		v.Verify = append(v.Verify, string(e))
@@ -357,4 +396,35 @@ func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// withheld replaces a text that shows a secret of the job.
+const withheld = "(withheld: it shows part of a secret)"
+
+// guard withholds what shows a secret, deciding on the text exactly as it
+// is written.
+type guard struct{ reveals func(string) bool }
+
+// json is s as JSON shows it: withheld when s, or s as escaped in JSON,
+// shows a secret.
+func (g guard) json(s string) string {
+	if g.reveals == nil || s == "" {
+		return s
+	}
+	if g.reveals(s) {
+		return withheld
+	}
+	if q := appendString(nil, s); len(q) != len(s)+2 && g.reveals(string(q)) {
+		return withheld
+	}
+	return s
+}
+
+// shown is s as a writer shows it, after its own escaping: withheld when
+// it shows a secret.
+func (g guard) shown(s string) string {
+	if g.reveals != nil && g.reveals(s) {
+		return withheld
+	}
+	return s
 }

@@ -110,7 +110,7 @@ func writeReport(w *bufio.Writer, r *purge.Report, o Options, st style) error {
 	}
 	for i, s := range r.Stats() {
 		if why, ok := notSent[i]; ok {
-			st.note(w, fmt.Sprintf("%s: %d URLs not sent: ", s.Instance, s.NotSent), why)
+			st.note(w, fmt.Sprintf("%s: %d URLs not sent: ", s.Instance, s.NotSent), strings.TrimPrefix(why, "not sent: "))
 		}
 	}
 	return err
@@ -171,29 +171,35 @@ func reason(res purge.Result) string {
 }
 
 // text is aligned columns for a terminal, with control characters escaped.
-type text struct{}
+// Each line and cell is checked, as escaped, against the job's secrets.
+type text struct{ g guard }
 
 func (text) title(*bufio.Writer, string) {}
-func (text) line(w *bufio.Writer, s string) {
-	_, _ = w.WriteString(inert(s))
+func (t text) line(w *bufio.Writer, s string) {
+	_, _ = w.WriteString(t.g.shown(inert(s)))
 	_ = w.WriteByte('\n')
 }
-func (text) item(w *bufio.Writer, s string)              { _, _ = w.WriteString("  " + inert(s) + "\n") }
-func (t text) note(w *bufio.Writer, ours, theirs string) { t.line(w, ours+theirs) }
-func (text) table(w *bufio.Writer, header []string) tableWriter {
-	t := &textTable{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
-	t.row(header)
-	return t
+func (t text) item(w *bufio.Writer, s string) { _, _ = w.WriteString("  " + t.g.shown(inert(s)) + "\n") }
+func (t text) note(w *bufio.Writer, ours, theirs string) {
+	_, _ = w.WriteString(inert(ours) + t.g.shown(inert(theirs)) + "\n")
+}
+func (t text) table(w *bufio.Writer, header []string) tableWriter {
+	tt := &textTable{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), g: t.g}
+	tt.row(header)
+	return tt
 }
 
-type textTable struct{ tw *tabwriter.Writer }
+type textTable struct {
+	tw *tabwriter.Writer
+	g  guard
+}
 
 func (t *textTable) row(cells []string) {
 	for i, c := range cells {
 		if i > 0 {
 			_, _ = t.tw.Write([]byte{'\t'})
 		}
-		_, _ = t.tw.Write([]byte(strings.ReplaceAll(inert(c), "\t", " ")))
+		_, _ = t.tw.Write([]byte(t.g.shown(strings.ReplaceAll(inert(c), "\t", " "))))
 	}
 	_, _ = t.tw.Write([]byte{'\n'})
 }
@@ -223,23 +229,26 @@ func unsafeRune(r rune) bool {
 
 // markdown is GitHub-flavoured Markdown: every table cell is a code span,
 // where nothing is markup (no link, image, HTML or autolink), and other
-// text is escaped.
-type markdown struct{}
+// text is escaped. Each piece is checked, as escaped, against the job's
+// secrets.
+type markdown struct{ g guard }
 
-func (markdown) title(w *bufio.Writer, s string) { _, _ = w.WriteString("### " + mdText(s) + "\n\n") }
-func (markdown) line(w *bufio.Writer, s string) {
+func (m markdown) title(w *bufio.Writer, s string) {
+	_, _ = w.WriteString("### " + m.g.shown(mdText(s)) + "\n\n")
+}
+func (m markdown) line(w *bufio.Writer, s string) {
 	if s == "" {
 		_ = w.WriteByte('\n')
 		return
 	}
-	_, _ = w.WriteString(mdText(s) + "\n\n")
+	_, _ = w.WriteString(m.g.shown(mdText(s)) + "\n\n")
 }
-func (markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + mdCode(s) + "\n") }
-func (markdown) note(w *bufio.Writer, ours, theirs string) {
-	_, _ = w.WriteString(mdText(ours) + mdCode(theirs) + "\n\n")
+func (m markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + m.g.code(s) + "\n") }
+func (m markdown) note(w *bufio.Writer, ours, theirs string) {
+	_, _ = w.WriteString(mdText(ours) + m.g.code(theirs) + "\n\n")
 }
-func (markdown) table(w *bufio.Writer, header []string) tableWriter {
-	t := &mdTable{w: w}
+func (m markdown) table(w *bufio.Writer, header []string) tableWriter {
+	t := &mdTable{w: w, g: m.g}
 	_, _ = w.WriteString("|")
 	for _, h := range header {
 		_, _ = w.WriteString(" " + strings.ToUpper(h[:1]) + strings.ToLower(h[1:]) + " |")
@@ -248,18 +257,30 @@ func (markdown) table(w *bufio.Writer, header []string) tableWriter {
 	return t
 }
 
-type mdTable struct{ w *bufio.Writer }
+type mdTable struct {
+	w *bufio.Writer
+	g guard
+}
 
 func (t *mdTable) row(cells []string) {
 	_, _ = t.w.WriteString("|")
 	for _, c := range cells {
-		_, _ = t.w.WriteString(" " + mdCode(c) + " |")
+		_, _ = t.w.WriteString(" " + t.g.code(c) + " |")
 	}
 	_, _ = t.w.WriteString("\n")
 }
 func (t *mdTable) end() error {
 	_, err := t.w.WriteString("\n")
 	return err
+}
+
+// code is s as a Markdown code span, or the withheld mark when the span
+// shows a secret.
+func (g guard) code(s string) string {
+	if c := mdCode(s); g.reveals == nil || !g.reveals(c) {
+		return c
+	}
+	return mdCode(withheld)
 }
 
 // mdCode makes s a code span: its fence is longer than any run of

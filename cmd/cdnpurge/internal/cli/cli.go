@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
+	"github.com/cdnpurge/cdnpurge/internal/secret"
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
@@ -28,6 +31,48 @@ type App struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
 	Version        string
+
+	// secrets are the tokens read for this run: nothing written on stderr
+	// shows one (the reports check their own text).
+	secrets secret.Set
+}
+
+// Interrupted is why a run stopped on a signal: the cause of the context
+// SignalContext cancels, which the library's stop errors carry, so that
+// the hint names the signal.
+type Interrupted struct{ Signal os.Signal }
+
+func (e *Interrupted) Error() string {
+	switch e.Signal {
+	case os.Interrupt:
+		return "interrupted by SIGINT (Ctrl-C)"
+	case syscall.SIGTERM:
+		return "terminated by SIGTERM"
+	}
+	return "stopped by the signal " + e.Signal.String()
+}
+
+// SignalContext returns a context cancelled, with an *Interrupted cause,
+// on SIGINT or SIGTERM. After the first signal the next one acts as it
+// would without cdnpurge (Ctrl-C twice quits at once).
+func SignalContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			signal.Stop(ch)
+			cancel(&Interrupted{Signal: sig})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // Main runs the CLI with the process's own streams and environment.
@@ -145,26 +190,36 @@ func (a *App) exit(cmd string, err error) int {
 		de *purge.DiscoveryError
 		fe *failedError
 	)
+	// Every line is decided as it is printed: one that shows a secret is
+	// withheld whole.
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if a.secrets.Shows(line) {
+			line = cmd + ": (the message is withheld: it shows part of a secret)\n"
+		}
+		_, _ = io.WriteString(a.Stderr, line)
+	}
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return ExitOK
 	case errors.As(err, &fe):
-		fmt.Fprintf(a.Stderr, "%s: FAILED: %v\n", cmd, fe.err)
+		say("%s: FAILED: %v\n", cmd, fe.err)
 		for _, h := range fe.hints {
-			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
+			say("hint: %s\n", h)
 		}
 		return ExitFailed
 	case errors.As(err, &ue), errors.As(err, &je):
-		fmt.Fprintf(a.Stderr, "%s: %v\nRun '%s --help' for usage.\n", cmd, err, cmd)
+		say("%s: %v\n", cmd, err)
+		say("Run '%s --help' for usage.\n", cmd)
 		return ExitUsage
 	case errors.As(err, &de):
-		fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
+		say("%s: %v\n", cmd, err)
 		if h := discoveryHint(de); h != "" {
-			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
+			say("hint: %s\n", h)
 		}
 		return ExitUsage
 	}
-	fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
+	say("%s: %v\n", cmd, err)
 	return ExitUsage
 }
 
@@ -197,12 +252,13 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrNoToken, "the instances want a purge token: set PURGE_TOKEN or --token-file FILE"},
 		{purge.ErrTokenRejected, "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
 		{purge.ErrNotFound, "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
-		{purge.ErrServedFromCache, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
-		{purge.ErrPurgeNotHandled, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
-		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
+		{purge.ErrServedFromCache, "the VCL answers the request as an ordinary one (a cache hit): add handling for the method (see the README's 'Works with')"},
+		{purge.ErrPurgeNotHandled, "the VCL passes the request on as an ordinary one: add handling for the method (see the README's 'Works with')"},
+		{purge.ErrStopped, ""}, // worded by its cause, below
 	}
 	var hints []string
 	seen := make([]bool, len(causes))
+	var stopped error
 	for _, r := range out.Reports() {
 		if r.Failed() == 0 {
 			continue
@@ -215,14 +271,34 @@ func failureHints(out *purge.Outcome) []string {
 			for i, c := range causes {
 				if !seen[i] && errors.Is(err, c.err) {
 					seen[i] = true
+					if c.err == purge.ErrStopped {
+						stopped = err
+					}
 				}
 			}
 		}
 	}
 	for i, c := range causes {
-		if seen[i] {
-			hints = append(hints, c.hint)
+		if !seen[i] {
+			continue
 		}
+		if c.err == purge.ErrStopped {
+			hints = append(hints, stopHint(stopped))
+			continue
+		}
+		hints = append(hints, c.hint)
 	}
 	return hints
+}
+
+// stopHint says what stopped a run: --deadline, a signal, or else.
+func stopHint(err error) string {
+	var sig *Interrupted
+	switch {
+	case errors.Is(err, purge.ErrDeadline):
+		return "the run was stopped by --deadline before every request was answered"
+	case errors.As(err, &sig):
+		return fmt.Sprintf("the run was %s before every request was answered; the report shows what was done", sig)
+	}
+	return "the run was stopped before every request was answered"
 }

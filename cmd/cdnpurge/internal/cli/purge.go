@@ -74,6 +74,7 @@ func (s *sendFlags) finish(a *App) error {
 		return err
 	}
 	s.job.Token = tok
+	a.secrets.Add(tok)
 	s.job.Verify, s.job.VerifyURLs = s.steps.expects, s.verifyURLs
 	return nil
 }
