@@ -127,7 +127,7 @@ type Report struct {
 	// Expect is what a verify step checked.
 	Expect Expect
 	// Rounds is how many times a verify step asked (more than 1 with Wait).
-	Rounds    int
+	Rounds   int
 	Duration time.Duration
 	// URLs are the step's URLs, as sent.
 	URLs      *URLList

@@ -179,7 +179,9 @@ func (t text) line(w *bufio.Writer, s string) {
 	_, _ = w.WriteString(t.g.shown(inert(s)))
 	_ = w.WriteByte('\n')
 }
-func (t text) item(w *bufio.Writer, s string) { _, _ = w.WriteString("  " + t.g.shown(inert(s)) + "\n") }
+func (t text) item(w *bufio.Writer, s string) {
+	_, _ = w.WriteString("  " + t.g.shown(inert(s)) + "\n")
+}
 func (t text) note(w *bufio.Writer, ours, theirs string) {
 	_, _ = w.WriteString(inert(ours) + t.g.shown(inert(theirs)) + "\n")
 }
