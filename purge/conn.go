@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,8 +30,10 @@ type conn struct {
 	wbuf  []byte
 	stop  func() bool // unregisters the context's AfterFunc
 	read  int64       // bytes read from instances, over all connections
-	// deadlineSet is when the connection's deadline was last moved.
+	// deadlineSet is when the connection's deadline was last moved;
+	// stopAt, once the run is stopped, the deadline that then holds.
 	deadlineSet time.Time
+	stopAt      atomic.Int64
 	// verdicts is the worker's buffer for a batch's verdicts; ends, for
 	// where each request of a batch ends in wbuf.
 	verdicts []verdict
@@ -98,9 +101,19 @@ func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
 	} else {
 		c.br.Reset(nc)
 	}
-	c.stop = context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	c.stopAt.Store(0)
+	c.stop = context.AfterFunc(ctx, func() {
+		// Stopped: answers already on their way are still read, for a
+		// moment, so that the report says what the instance did.
+		at := time.Now().Add(stopGrace)
+		c.stopAt.Store(at.UnixNano())
+		_ = nc.SetDeadline(at)
+	})
 	return false, nil
 }
+
+// stopGrace is how long answers are still read once the run is stopped.
+const stopGrace = 100 * time.Millisecond
 
 // unread says whether bytes are waiting that no answer accounted for (1),
 // or the instance has closed the connection (-1), or neither (0).
@@ -129,9 +142,12 @@ func (c *conn) close() {
 // each answer then has between 7/8 of the timeout and all of it.
 func (c *conn) deadline() {
 	now := time.Now()
-	if now.Sub(c.deadlineSet) < c.timeout/8 {
+	if now.Sub(c.deadlineSet) < c.timeout/8 || c.stopAt.Load() != 0 {
 		return
 	}
 	c.deadlineSet = now
 	_ = c.nc.SetDeadline(now.Add(c.timeout))
+	if at := c.stopAt.Load(); at != 0 { // stopped meanwhile: the stop's deadline holds
+		_ = c.nc.SetDeadline(time.Unix(0, at))
+	}
 }

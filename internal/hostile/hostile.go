@@ -27,6 +27,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -165,21 +166,31 @@ func (in *Instance) Conns() int {
 // (or the instance stops).
 var ErrClosed = errors.New("hostile: connection closed")
 
-// ReadRequest reads the next request's head (a body, when it declares
-// one, is read and dropped) and records it.
+// ReadRequest reads the next request's head (a body, when it declares a
+// length, is read and dropped) and records it. The request line is taken
+// as it comes: a target Go's parser would refuse ("/%zz") is recorded as
+// sent.
 func (c *Conn) ReadRequest() (*Request, error) {
-	req, err := http.ReadRequest(c.br)
+	tp := textproto.NewReader(c.br)
+	line, err := tp.ReadLine()
 	if err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
-			c.markClosed()
-			return nil, ErrClosed
-		}
-		return nil, err
+		c.markClosed()
+		return nil, ErrClosed
 	}
-	if req.Body != nil {
-		_, _ = io.Copy(io.Discard, req.Body)
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || !strings.HasPrefix(proto, "HTTP/1.") {
+		return nil, fmt.Errorf("hostile: not a request line: %q", line)
 	}
-	r := Request{Conn: c.N, Seq: c.seq, Method: req.Method, Target: req.RequestURI, Host: req.Host, Header: req.Header}
+	h, err := tp.ReadMIMEHeader()
+	if err != nil {
+		c.markClosed()
+		return nil, ErrClosed
+	}
+	if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n > 0 {
+		_, _ = io.CopyN(io.Discard, c.br, n)
+	}
+	r := Request{Conn: c.N, Seq: c.seq, Method: method, Target: target, Host: h.Get("Host"), Header: http.Header(h)}
 	c.seq++
 	c.in.mu.Lock()
 	c.in.reqs = append(c.in.reqs, r)
