@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/cdnpurge/cdnpurge/internal/secret"
@@ -724,22 +725,32 @@ func (p *plan) find(ctx context.Context) ([]Instance, []Skipped, error) {
 }
 
 // lookupHost resolves a static instance's name with the job's resolver
-// when one is set, else the system's (which reads /etc/hosts too).
+// when one is set (its errors then name it), else the system's (which
+// reads /etc/hosts too).
 func (p *plan) lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
-	r := net.DefaultResolver
-	if p.Resolver != "" {
-		servers, err := resolverAddrs(p.Resolver, "")
-		if err != nil {
-			return nil, err
-		}
-		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, servers[0])
-		}}
+	if p.Resolver == "" {
+		ctx, cancel := context.WithTimeout(ctx, p.DNSTimeout)
+		defer cancel()
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.DNSTimeout)
-	defer cancel()
-	return r.LookupNetIP(ctx, "ip", host)
+	servers, err := resolverAddrs(p.Resolver, "")
+	if err != nil {
+		return nil, err
+	}
+	r := &resolver{servers: servers, timeout: p.DNSTimeout}
+	var found []netip.Addr
+	var lastErr error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		a, err := r.addrs(ctx, host, qt)
+		if err != nil && kindOf(err) != KindNoRecords {
+			lastErr = err
+		}
+		found = append(found, a...)
+	}
+	if len(found) == 0 && lastErr != nil {
+		return nil, fmt.Errorf("%w (resolver %s)", lastErr, p.Resolver)
+	}
+	return found, nil
 }
 
 // requestHeaders lists the header lines every request of the purge step

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/cdnpurge/cdnpurge/internal/hostile"
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
@@ -366,4 +368,60 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("%q: decodes to %q, encoding/json's to %q", s, back, wantBack)
 		}
 	})
+}
+
+// showsRun says whether text shows 8 consecutive characters of secret,
+// letters compared without case.
+func showsRun(text, secret string) (string, bool) {
+	lt := strings.ToLower(text)
+	for i := 0; i+8 <= len(secret); i++ {
+		if strings.Contains(lt, strings.ToLower(secret[i:i+8])) {
+			return secret[i : i+8], true
+		}
+	}
+	return "", false
+}
+
+// An instance echoes the request's headers in its reason phrase and body:
+// no 8 consecutive characters of the token reach any format, whatever the
+// cut (a long JWT-like token; a short one after a padding header that
+// puts the 120-byte cut inside it).
+func TestTokenPiecesNeverShownInAnyFormat(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + strings.Repeat("eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6", 3) + ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"
+	for _, tc := range []struct {
+		token  string
+		header []string
+	}{
+		{jwt, nil},
+		{"0123456789abcdefghijklmnopqrstuv", []string{"X-Pad: " + strings.Repeat("p", 90)}},
+		{"0123456789abcdefghijklmnopqrstuv", []string{"X-Pad: " + strings.Repeat("p", 70)}},
+	} {
+		echo := hostile.Start(t, hostile.Each(func(c *hostile.Conn, r *hostile.Request) {
+			var line []string
+			for k, v := range r.Header {
+				line = append(line, k+": "+strings.Join(v, ","))
+			}
+			sort.Strings(line)
+			reason := strings.Join(line, " ")
+			body := "<pre>" + strings.Join(line, "\n") + "\n" + strings.ToUpper(tc.token[3:20]) + "</pre>"
+			c.Write(fmt.Sprintf("HTTP/1.1 500 %s\r\nContent-Length: %d\r\nX-Varnish: 1\r\n\r\n%s", reason, len(body), body))
+		}))
+		var urls []string
+		for i := range 60 { // more than DefaultRows: the summary form too
+			urls = append(urls, fmt.Sprintf("http://example.com/%d", i))
+		}
+		for _, u := range [][]string{urls[:1], urls} {
+			out := run(t, purge.Job{Instances: []string{echo.Addr}, URLs: u, Token: tc.token, Headers: tc.header, Attempts: 1})
+			require.False(t, out.OK())
+			for _, f := range []Format{Text, JSON, Markdown} {
+				for _, verbose := range []bool{false, true} {
+					got := write(t, f, out, Options{Verbose: verbose})
+					assert.Contains(t, got, "500")
+					if run, shows := showsRun(got, tc.token); shows {
+						t.Errorf("%s (verbose %v, %d URLs): shows %q of the token:\n%s", f, verbose, len(u), run, got)
+					}
+				}
+			}
+		}
+	}
 }
