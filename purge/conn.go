@@ -140,8 +140,10 @@ func (c *conn) close() {
 // Moving a deadline costs a timer update, so for the answers of a batch,
 // which come fast, it is moved only once an eighth of the time has passed:
 // each answer then has between 7/8 of the timeout and all of it.
-func (c *conn) deadline() {
-	now := time.Now()
+func (c *conn) deadline() { c.deadlineAt(time.Now()) }
+
+// deadlineAt is deadline when it is now.
+func (c *conn) deadlineAt(now time.Time) {
 	if now.Sub(c.deadlineSet) < c.timeout/8 || c.stopAt.Load() != 0 {
 		return
 	}

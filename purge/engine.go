@@ -444,19 +444,20 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 			return
 		}
 		c.served++
-		c.lastAnswer = time.Now()
+		now := time.Now()
+		c.lastAnswer = now
 		t.fails.Store(0)
 		if e.hostAddr != nil {
 			a.fails.Store(0)
 		}
-		v := verdict{status: r.status, retryAfter: r.retryAfter, at: c.lastAnswer.UnixNano()}
+		v := verdict{status: r.status, retryAfter: r.retryAfter, at: now.UnixNano()}
 		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), &r, c.read-before)
 		verdicts = append(verdicts, v)
 		if r.close {
 			closing = true
 			break
 		}
-		c.deadline()
+		c.deadlineAt(now)
 	}
 	c.verdicts = verdicts
 	answered := len(verdicts)

@@ -41,7 +41,9 @@ func (p *plan) newPass(step Step, method string, urls *URLList, headers []string
 	default:
 		ps.depth = 1
 	}
-	ps.readBuf = 16 << 10
+	// Room for a batch's answers (a purge answer is 200-400 bytes): fewer
+	// reads when they pile up.
+	ps.readBuf = min(64<<10, max(16<<10, ps.depth*512))
 	if step == StepVerify {
 		ps.depth = 1 // a HEAD answer that carries a body is caught before the next request
 		ps.readBuf = 4 << 10

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -334,7 +335,8 @@ func TestRowsAreTheStructs(t *testing.T) {
 		for k := range r.Len() {
 			res := r.Result(k)
 			verify := r.Step == purge.StepVerify
-			got := appendRow(nil, guard{r.Reveals}, res, res.URL.String(), res.Instance.String(), errText(res), verify)
+			gd := guard{r.Reveals}
+			got := appendRow(nil, gd, res, appendString(nil, res.URL.String()), appendInstance(nil, gd, res.Instance.String(), res.Instance), errText(res), verify)
 			var want []byte
 			var err error
 			if verify {
@@ -424,4 +426,22 @@ func TestTokenPiecesNeverShownInAnyFormat(t *testing.T) {
 			}
 		}
 	}
+}
+
+func FuzzAppendMS(f *testing.F) {
+	for _, us := range []int64{0, 1, 999, 1000, 1001, 1200, 1234, 123456789, -1500} {
+		f.Add(us)
+	}
+	f.Fuzz(func(t *testing.T, us int64) {
+		if us == math.MinInt64 {
+			return
+		}
+		var got float64
+		if err := json.Unmarshal(appendMS(nil, us), &got); err != nil {
+			t.Fatalf("%d: %q: %v", us, appendMS(nil, us), err)
+		}
+		if want := ms(time.Duration(us) * time.Microsecond); got != want && us < math.MaxInt64/1000 {
+			t.Fatalf("%d: %q reads as %v, want %v", us, appendMS(nil, us), got, want)
+		}
+	})
 }
