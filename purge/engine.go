@@ -395,7 +395,11 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		return
 	}
 	if !kept {
-		a.fails.Store(0)
+		if e.hostAddr == nil {
+			// The address answered the dial. (In edge mode its count holds
+			// connections that answered nothing too: only an answer resets it.)
+			a.fails.Store(0)
+		}
 		c.inst, c.served, c.carried, c.window = t, 0, 0, max(1, w.proven)
 	}
 	room := min(c.window, w.depth)
@@ -425,6 +429,12 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 	}
 	c.carried += written
 	served0 := c.served
+	if werr != nil && written == 0 {
+		// Nothing left: a connection that failed before it carried a byte.
+		c.close()
+		e.dialFailed(ctx, t, a, batch, werr, q)
+		return
+	}
 	if werr != nil {
 		c.close()
 		q.now = append(q.now, batch[written:]...) // never written: not an attempt
