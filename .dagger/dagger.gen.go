@@ -60,16 +60,126 @@ func convertSlice[I any, O any](in []I, f func(I) O) []O {
 }
 
 func (r Cdnpurge) MarshalJSON() ([]byte, error) {
-	var concrete struct{}
+	var concrete struct {
+		DNSName     string
+		Record      string
+		Resolver    string
+		DNSTimeout  string
+		Instance    []string
+		Port        int
+		FlyApp      string
+		FlyToken    *dagger.Secret
+		FlyAPI      string
+		Region      []string
+		Connect     string
+		Token       *dagger.Secret
+		TokenHeader string
+		Scheme      string
+		Insecure    bool
+		Header      []string
+		Timeout     string
+		Retries     int
+		Concurrency int
+		PerInstance int
+		Pipeline    int
+		Deadline    string
+		OKStatus    []int
+		RawURL      bool
+		CacheName   string
+		Via         string
+		APIToken    *dagger.Secret
+	}
+	concrete.DNSName = r.DNSName
+	concrete.Record = r.Record
+	concrete.Resolver = r.Resolver
+	concrete.DNSTimeout = r.DNSTimeout
+	concrete.Instance = r.Instance
+	concrete.Port = r.Port
+	concrete.FlyApp = r.FlyApp
+	concrete.FlyToken = r.FlyToken
+	concrete.FlyAPI = r.FlyAPI
+	concrete.Region = r.Region
+	concrete.Connect = r.Connect
+	concrete.Token = r.Token
+	concrete.TokenHeader = r.TokenHeader
+	concrete.Scheme = r.Scheme
+	concrete.Insecure = r.Insecure
+	concrete.Header = r.Header
+	concrete.Timeout = r.Timeout
+	concrete.Retries = r.Retries
+	concrete.Concurrency = r.Concurrency
+	concrete.PerInstance = r.PerInstance
+	concrete.Pipeline = r.Pipeline
+	concrete.Deadline = r.Deadline
+	concrete.OKStatus = r.OKStatus
+	concrete.RawURL = r.RawURL
+	concrete.CacheName = r.CacheName
+	concrete.Via = r.Via
+	concrete.APIToken = r.APIToken
 	return json.Marshal(&concrete)
 }
 
 func (r *Cdnpurge) UnmarshalJSON(bs []byte) error {
-	var concrete struct{}
+	var concrete struct {
+		DNSName     string
+		Record      string
+		Resolver    string
+		DNSTimeout  string
+		Instance    []string
+		Port        int
+		FlyApp      string
+		FlyToken    *dagger.Secret
+		FlyAPI      string
+		Region      []string
+		Connect     string
+		Token       *dagger.Secret
+		TokenHeader string
+		Scheme      string
+		Insecure    bool
+		Header      []string
+		Timeout     string
+		Retries     int
+		Concurrency int
+		PerInstance int
+		Pipeline    int
+		Deadline    string
+		OKStatus    []int
+		RawURL      bool
+		CacheName   string
+		Via         string
+		APIToken    *dagger.Secret
+	}
 	err := json.Unmarshal(bs, &concrete)
 	if err != nil {
 		return err
 	}
+	r.DNSName = concrete.DNSName
+	r.Record = concrete.Record
+	r.Resolver = concrete.Resolver
+	r.DNSTimeout = concrete.DNSTimeout
+	r.Instance = concrete.Instance
+	r.Port = concrete.Port
+	r.FlyApp = concrete.FlyApp
+	r.FlyToken = concrete.FlyToken
+	r.FlyAPI = concrete.FlyAPI
+	r.Region = concrete.Region
+	r.Connect = concrete.Connect
+	r.Token = concrete.Token
+	r.TokenHeader = concrete.TokenHeader
+	r.Scheme = concrete.Scheme
+	r.Insecure = concrete.Insecure
+	r.Header = concrete.Header
+	r.Timeout = concrete.Timeout
+	r.Retries = concrete.Retries
+	r.Concurrency = concrete.Concurrency
+	r.PerInstance = concrete.PerInstance
+	r.Pipeline = concrete.Pipeline
+	r.Deadline = concrete.Deadline
+	r.OKStatus = concrete.OKStatus
+	r.RawURL = concrete.RawURL
+	r.CacheName = concrete.CacheName
+	r.Via = concrete.Via
+	r.APIToken = concrete.APIToken
 	return nil
 }
 
@@ -198,6 +308,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 			if err != nil {
 				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
+			var regex string
+			if inputArgs["regex"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["regex"]), &regex)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg regex", err))
+				}
+			}
 			var url []string
 			if inputArgs["url"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["url"]), &url)
@@ -205,11 +322,11 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
 				}
 			}
-			var regex string
-			if inputArgs["regex"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["regex"]), &regex)
+			var urlsFile *dagger.File
+			if inputArgs["urlsFile"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["urlsFile"]), &urlsFile)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg regex", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg urlsFile", err))
 				}
 			}
 			var contentType string
@@ -219,88 +336,11 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg contentType", err))
 				}
 			}
-			var dnsName string
-			if inputArgs["dnsName"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["dnsName"]), &dnsName)
+			var verify []string
+			if inputArgs["verify"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verify"]), &verify)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dnsName", err))
-				}
-			}
-			var record string
-			if inputArgs["record"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["record"]), &record)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg record", err))
-				}
-			}
-			var resolver string
-			if inputArgs["resolver"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["resolver"]), &resolver)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg resolver", err))
-				}
-			}
-			var instance []string
-			if inputArgs["instance"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["instance"]), &instance)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg instance", err))
-				}
-			}
-			var port int
-			if inputArgs["port"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["port"]), &port)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
-				}
-			}
-			var flyApp string
-			if inputArgs["flyApp"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["flyApp"]), &flyApp)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyApp", err))
-				}
-			}
-			var flyToken *dagger.Secret
-			if inputArgs["flyToken"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["flyToken"]), &flyToken)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyToken", err))
-				}
-			}
-			var connect string
-			if inputArgs["connect"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["connect"]), &connect)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg connect", err))
-				}
-			}
-			var token *dagger.Secret
-			if inputArgs["token"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["token"]), &token)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg token", err))
-				}
-			}
-			var tokenHeader string
-			if inputArgs["tokenHeader"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["tokenHeader"]), &tokenHeader)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tokenHeader", err))
-				}
-			}
-			var scheme string
-			if inputArgs["scheme"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["scheme"]), &scheme)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg scheme", err))
-				}
-			}
-			var timeout string
-			if inputArgs["timeout"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["timeout"]), &timeout)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg timeout", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verify", err))
 				}
 			}
 			var verifyUrl []string
@@ -310,6 +350,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
 				}
 			}
+			var dryRun bool
+			if inputArgs["dryRun"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["dryRun"]), &dryRun)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dryRun", err))
+				}
+			}
 			var format string
 			if inputArgs["format"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
@@ -317,7 +364,14 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
 				}
 			}
-			return (*Cdnpurge).Ban(&parent, ctx, url, regex, contentType, dnsName, record, resolver, instance, port, flyApp, flyToken, connect, token, tokenHeader, scheme, timeout, verifyUrl, format)
+			var verbose bool
+			if inputArgs["verbose"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verbose"]), &verbose)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
+				}
+			}
+			return (*Cdnpurge).Ban(&parent, ctx, regex, url, urlsFile, contentType, verify, verifyUrl, dryRun, format, verbose)
 		case "E2e":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -358,6 +412,188 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg urlsFile", err))
 				}
+			}
+			var method string
+			if inputArgs["method"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["method"]), &method)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
+				}
+			}
+			var tag []string
+			if inputArgs["tag"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["tag"]), &tag)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tag", err))
+				}
+			}
+			var soft bool
+			if inputArgs["soft"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["soft"]), &soft)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg soft", err))
+				}
+			}
+			var verify []string
+			if inputArgs["verify"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verify"]), &verify)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verify", err))
+				}
+			}
+			var verifyUrl []string
+			if inputArgs["verifyUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verifyUrl"]), &verifyUrl)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
+				}
+			}
+			var dryRun bool
+			if inputArgs["dryRun"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["dryRun"]), &dryRun)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dryRun", err))
+				}
+			}
+			var format string
+			if inputArgs["format"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
+				}
+			}
+			var verbose bool
+			if inputArgs["verbose"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verbose"]), &verbose)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
+				}
+			}
+			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, method, tag, soft, verify, verifyUrl, dryRun, format, verbose)
+		case "Test":
+			var parent Cdnpurge
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var source *dagger.Directory
+			if inputArgs["source"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
+				}
+			}
+			return (*Cdnpurge).Test(&parent, ctx, source)
+		case "Varnish":
+			var parent Cdnpurge
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var origin *dagger.Service
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
+			var token *dagger.Secret
+			if inputArgs["token"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["token"]), &token)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg token", err))
+				}
+			}
+			var name string
+			if inputArgs["name"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["name"]), &name)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg name", err))
+				}
+			}
+			var port int
+			if inputArgs["port"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["port"]), &port)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
+				}
+			}
+			var originPort int
+			if inputArgs["originPort"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["originPort"]), &originPort)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg originPort", err))
+				}
+			}
+			return (*Cdnpurge).Varnish(&parent, ctx, origin, token, name, port, originPort)
+		case "Verify":
+			var parent Cdnpurge
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
+			}
+			var url []string
+			if inputArgs["url"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["url"]), &url)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
+				}
+			}
+			var urlsFile *dagger.File
+			if inputArgs["urlsFile"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["urlsFile"]), &urlsFile)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg urlsFile", err))
+				}
+			}
+			var expect string
+			if inputArgs["expect"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["expect"]), &expect)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg expect", err))
+				}
+			}
+			var method string
+			if inputArgs["method"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["method"]), &method)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
+				}
+			}
+			var wait string
+			if inputArgs["wait"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["wait"]), &wait)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg wait", err))
+				}
+			}
+			var interval string
+			if inputArgs["interval"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["interval"]), &interval)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg interval", err))
+				}
+			}
+			var format string
+			if inputArgs["format"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
+				}
+			}
+			var verbose bool
+			if inputArgs["verbose"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["verbose"]), &verbose)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
+				}
+			}
+			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, method, wait, interval, format, verbose)
+		case "":
+			var parent Cdnpurge
+			err = json.Unmarshal(parentJSON, &parent)
+			if err != nil {
+				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
 			}
 			var dnsName string
 			if inputArgs["dnsName"] != nil {
@@ -450,48 +686,6 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tokenHeader", err))
 				}
 			}
-			var method string
-			if inputArgs["method"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["method"]), &method)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
-				}
-			}
-			var tag []string
-			if inputArgs["tag"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["tag"]), &tag)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg tag", err))
-				}
-			}
-			var soft bool
-			if inputArgs["soft"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["soft"]), &soft)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg soft", err))
-				}
-			}
-			var okStatus []int
-			if inputArgs["okStatus"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["okStatus"]), &okStatus)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg okStatus", err))
-				}
-			}
-			var header []string
-			if inputArgs["header"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["header"]), &header)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg header", err))
-				}
-			}
-			var rawUrl bool
-			if inputArgs["rawUrl"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["rawUrl"]), &rawUrl)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg rawUrl", err))
-				}
-			}
 			var scheme string
 			if inputArgs["scheme"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["scheme"]), &scheme)
@@ -504,6 +698,27 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				err = json.Unmarshal([]byte(inputArgs["insecure"]), &insecure)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg insecure", err))
+				}
+			}
+			var header []string
+			if inputArgs["header"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["header"]), &header)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg header", err))
+				}
+			}
+			var timeout string
+			if inputArgs["timeout"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["timeout"]), &timeout)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg timeout", err))
+				}
+			}
+			var retries int
+			if inputArgs["retries"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["retries"]), &retries)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg retries", err))
 				}
 			}
 			var concurrency int
@@ -527,20 +742,6 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg pipeline", err))
 				}
 			}
-			var timeout string
-			if inputArgs["timeout"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["timeout"]), &timeout)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg timeout", err))
-				}
-			}
-			var retries int
-			if inputArgs["retries"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["retries"]), &retries)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg retries", err))
-				}
-			}
 			var deadline string
 			if inputArgs["deadline"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["deadline"]), &deadline)
@@ -548,256 +749,18 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg deadline", err))
 				}
 			}
-			var verify []string
-			if inputArgs["verify"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["verify"]), &verify)
+			var okStatus []int
+			if inputArgs["okStatus"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["okStatus"]), &okStatus)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verify", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg okStatus", err))
 				}
 			}
-			var verifyUrl []string
-			if inputArgs["verifyUrl"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["verifyUrl"]), &verifyUrl)
+			var rawUrl bool
+			if inputArgs["rawUrl"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["rawUrl"]), &rawUrl)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
-				}
-			}
-			var cacheName string
-			if inputArgs["cacheName"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["cacheName"]), &cacheName)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
-				}
-			}
-			var dryRun bool
-			if inputArgs["dryRun"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["dryRun"]), &dryRun)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dryRun", err))
-				}
-			}
-			var format string
-			if inputArgs["format"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
-				}
-			}
-			var verbose bool
-			if inputArgs["verbose"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["verbose"]), &verbose)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
-				}
-			}
-			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, method, tag, soft, okStatus, header, rawUrl, scheme, insecure, concurrency, perInstance, pipeline, timeout, retries, deadline, verify, verifyUrl, cacheName, dryRun, format, verbose)
-		case "Test":
-			var parent Cdnpurge
-			err = json.Unmarshal(parentJSON, &parent)
-			if err != nil {
-				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
-			}
-			var source *dagger.Directory
-			if inputArgs["source"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["source"]), &source)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg source", err))
-				}
-			}
-			return (*Cdnpurge).Test(&parent, ctx, source)
-		case "Varnish":
-			var parent Cdnpurge
-			err = json.Unmarshal(parentJSON, &parent)
-			if err != nil {
-				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
-			}
-			var origin *dagger.Service
-			if inputArgs["origin"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
-				}
-			}
-			var token *dagger.Secret
-			if inputArgs["token"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["token"]), &token)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg token", err))
-				}
-			}
-			var name string
-			if inputArgs["name"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["name"]), &name)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg name", err))
-				}
-			}
-			var port int
-			if inputArgs["port"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["port"]), &port)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
-				}
-			}
-			var originPort int
-			if inputArgs["originPort"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["originPort"]), &originPort)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg originPort", err))
-				}
-			}
-			return (*Cdnpurge).Varnish(&parent, ctx, origin, token, name, port, originPort)
-		case "Verify":
-			var parent Cdnpurge
-			err = json.Unmarshal(parentJSON, &parent)
-			if err != nil {
-				panic(fmt.Errorf("%s: %w", "failed to unmarshal parent object", err))
-			}
-			var url []string
-			if inputArgs["url"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["url"]), &url)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg url", err))
-				}
-			}
-			var urlsFile *dagger.File
-			if inputArgs["urlsFile"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["urlsFile"]), &urlsFile)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg urlsFile", err))
-				}
-			}
-			var expect string
-			if inputArgs["expect"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["expect"]), &expect)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg expect", err))
-				}
-			}
-			var dnsName string
-			if inputArgs["dnsName"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["dnsName"]), &dnsName)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg dnsName", err))
-				}
-			}
-			var record string
-			if inputArgs["record"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["record"]), &record)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg record", err))
-				}
-			}
-			var resolver string
-			if inputArgs["resolver"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["resolver"]), &resolver)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg resolver", err))
-				}
-			}
-			var instance []string
-			if inputArgs["instance"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["instance"]), &instance)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg instance", err))
-				}
-			}
-			var port int
-			if inputArgs["port"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["port"]), &port)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg port", err))
-				}
-			}
-			var flyApp string
-			if inputArgs["flyApp"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["flyApp"]), &flyApp)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyApp", err))
-				}
-			}
-			var flyToken *dagger.Secret
-			if inputArgs["flyToken"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["flyToken"]), &flyToken)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg flyToken", err))
-				}
-			}
-			var region []string
-			if inputArgs["region"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["region"]), &region)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg region", err))
-				}
-			}
-			var connect string
-			if inputArgs["connect"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["connect"]), &connect)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg connect", err))
-				}
-			}
-			var method string
-			if inputArgs["method"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["method"]), &method)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
-				}
-			}
-			var header []string
-			if inputArgs["header"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["header"]), &header)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg header", err))
-				}
-			}
-			var scheme string
-			if inputArgs["scheme"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["scheme"]), &scheme)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg scheme", err))
-				}
-			}
-			var insecure bool
-			if inputArgs["insecure"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["insecure"]), &insecure)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg insecure", err))
-				}
-			}
-			var concurrency int
-			if inputArgs["concurrency"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["concurrency"]), &concurrency)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg concurrency", err))
-				}
-			}
-			var timeout string
-			if inputArgs["timeout"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["timeout"]), &timeout)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg timeout", err))
-				}
-			}
-			var retries int
-			if inputArgs["retries"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["retries"]), &retries)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg retries", err))
-				}
-			}
-			var wait string
-			if inputArgs["wait"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["wait"]), &wait)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg wait", err))
-				}
-			}
-			var interval string
-			if inputArgs["interval"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["interval"]), &interval)
-				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg interval", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg rawUrl", err))
 				}
 			}
 			var cacheName string
@@ -807,14 +770,21 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
 				}
 			}
-			var format string
-			if inputArgs["format"] != nil {
-				err = json.Unmarshal([]byte(inputArgs["format"]), &format)
+			var via string
+			if inputArgs["via"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["via"]), &via)
 				if err != nil {
-					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg format", err))
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg via", err))
 				}
 			}
-			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, dnsName, record, resolver, instance, port, flyApp, flyToken, region, connect, method, header, scheme, insecure, concurrency, timeout, retries, wait, interval, cacheName, format)
+			var apiToken *dagger.Secret
+			if inputArgs["apiToken"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["apiToken"]), &apiToken)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiToken", err))
+				}
+			}
+			return New(dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, scheme, insecure, header, timeout, retries, concurrency, perInstance, pipeline, deadline, okStatus, rawUrl, cacheName, via, apiToken), nil
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

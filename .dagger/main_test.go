@@ -1,11 +1,13 @@
 package main
 
 // These tests call the generated dispatch (invoke) with JSON arguments, as
-// the Dagger engine does, with every +default pragma of main.go applied as
-// the engine applies it, against a local loopback fleet of real varnishd.
+// the Dagger engine does: the constructor first (New, with its +default
+// pragmas applied as the engine applies them), its result marshalled to
+// JSON as the engine stores it, then the function with that parent and its
+// own arguments, against a local loopback fleet of real varnishd.
 // Untested here, for want of an engine: reading a *dagger.Secret or
 // *dagger.File (Plaintext, Contents), and the container functions
-// Varnish, E2e and Test.
+// Varnish, E2e and Test (.ci/run imitates their containers).
 
 import (
 	"context"
@@ -14,8 +16,11 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -27,36 +32,44 @@ import (
 	"github.com/cdnpurge/cdnpurge/purge/report"
 )
 
-// pragmaDefaults reads the +default pragmas of fn's parameters in main.go,
-// as JSON values by argument name, as the engine registers them.
+// pragmaDefaults reads the +default pragmas of fn's parameters (fn is New
+// or a method of Cdnpurge) in the module's source, as JSON values by
+// argument name, as the engine registers them.
 func pragmaDefaults(t *testing.T, fn string) map[string]string {
 	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, "main.go", nil, parser.ParseComments)
+	files, err := filepath.Glob("*.go")
 	require.NoError(t, err)
-	out := map[string]string{}
-	for _, d := range f.Decls {
-		fd, ok := d.(*ast.FuncDecl)
-		if !ok || fd.Name.Name != fn || fd.Recv == nil {
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") || name == "dagger.gen.go" {
 			continue
 		}
-		// A parameter's comments are not its Doc: the comment map ties
-		// them to it, as Dagger's codegen reads them.
-		comments := ast.NewCommentMap(fset, fd, f.Comments)
-		for _, p := range fd.Type.Params.List {
-			for _, g := range comments[p] {
-				for _, line := range strings.Split(g.Text(), "\n") {
-					if v, ok := strings.CutPrefix(strings.TrimSpace(line), "+default="); ok {
-						for _, n := range p.Names {
-							out[n.Name] = v
+		fset := token.NewFileSet()
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		require.NoError(t, err)
+		for _, d := range f.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Name.Name != fn || (fd.Recv == nil) != (fn == "New") {
+				continue
+			}
+			out := map[string]string{}
+			// A parameter's comments are not its Doc: the comment map ties
+			// them to it, as Dagger's codegen reads them.
+			comments := ast.NewCommentMap(fset, fd, f.Comments)
+			for _, p := range fd.Type.Params.List {
+				for _, g := range comments[p] {
+					for _, line := range strings.Split(g.Text(), "\n") {
+						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "+default="); ok {
+							for _, n := range p.Names {
+								out[n.Name] = v
+							}
 						}
 					}
 				}
 			}
+			return out
 		}
-		return out
 	}
-	t.Fatalf("no function %s in main.go", fn)
+	t.Fatalf("no function %s in the module", fn)
 	return nil
 }
 
@@ -78,7 +91,7 @@ func TestDefaultsAreTheLibrarys(t *testing.T) {
 		"method":      strconv.Quote(purge.DefaultVerifyMethod),
 		"interval":    strconv.Quote(purge.DefaultInterval.String()),
 	}
-	for fn, n := range map[string]int{"Purge": 11, "Ban": 5, "Verify": 9} {
+	for fn, n := range map[string]int{"New": 10, "Purge": 1, "Ban": 1, "Verify": 4} {
 		pragmas := pragmaDefaults(t, fn)
 		require.Len(t, pragmas, n, "%s's +default pragmas: %v", fn, pragmas)
 		for arg, v := range pragmas {
@@ -89,8 +102,8 @@ func TestDefaultsAreTheLibrarys(t *testing.T) {
 	}
 }
 
-// call invokes fn as the engine does: the pragma defaults, then args.
-func call(t *testing.T, fn string, args map[string]any) (string, error) {
+// withDefaults is args after fn's pragma defaults, as JSON.
+func withDefaults(t *testing.T, fn string, args map[string]any) map[string][]byte {
 	t.Helper()
 	in := map[string][]byte{}
 	for k, v := range pragmaDefaults(t, fn) {
@@ -101,7 +114,18 @@ func call(t *testing.T, fn string, args map[string]any) (string, error) {
 		require.NoError(t, err)
 		in[k] = b
 	}
-	out, err := invoke(context.Background(), []byte("{}"), "Cdnpurge", fn, in)
+	return in
+}
+
+// call invokes the constructor with fleet, then fn with args, as the
+// engine does (the constructor's result goes to fn as JSON).
+func call(t *testing.T, fleet map[string]any, fn string, args map[string]any) (string, error) {
+	t.Helper()
+	obj, err := invoke(context.Background(), []byte("{}"), "Cdnpurge", "", withDefaults(t, "New", fleet))
+	require.NoError(t, err)
+	parent, err := json.Marshal(obj)
+	require.NoError(t, err)
+	out, err := invoke(context.Background(), parent, "Cdnpurge", fn, withDefaults(t, fn, args))
 	if err != nil {
 		return "", err
 	}
@@ -110,12 +134,19 @@ func call(t *testing.T, fn string, args map[string]any) (string, error) {
 	return s, nil
 }
 
-func fleetArgs(f *fleet.Fleet, extra map[string]any) map[string]any {
-	args := map[string]any{"dnsName": f.Name, "record": string(f.Record), "port": f.Port, "resolver": f.Resolver}
-	for k, v := range extra {
-		args[k] = v
+func fleetArgs(f *fleet.Fleet) map[string]any {
+	return map[string]any{"dnsName": f.Name, "record": string(f.Record), "port": f.Port, "resolver": f.Resolver}
+}
+
+func with(m map[string]any, kv ...any) map[string]any {
+	out := map[string]any{}
+	for k, v := range m {
+		out[k] = v
 	}
-	return args
+	for i := 0; i < len(kv); i += 2 {
+		out[kv[i].(string)] = kv[i+1]
+	}
+	return out
 }
 
 func startFleet(t *testing.T) *fleet.Fleet {
@@ -124,14 +155,15 @@ func startFleet(t *testing.T) *fleet.Fleet {
 
 func TestPurgeAndVerifyThroughInvoke(t *testing.T) {
 	f := startFleet(t)
+	fl := fleetArgs(f)
 	u := "https://changelog.com/dagger/1"
-	_, err := call(t, "Verify", fleetArgs(f, map[string]any{"url": []string{u}, "expect": "any"}))
+	_, err := call(t, fl, "Verify", map[string]any{"url": []string{u}, "expect": "any"})
 	require.NoError(t, err)
-	out, err := call(t, "Verify", fleetArgs(f, map[string]any{"url": []string{u}, "expect": "hit"}))
+	out, err := call(t, fl, "Verify", map[string]any{"url": []string{u}, "expect": "hit"})
 	require.NoError(t, err)
 	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected hit")
 
-	out, err = call(t, "Purge", fleetArgs(f, map[string]any{"url": []string{u}, "verify": []string{"miss", "hit"}}))
+	out, err = call(t, fl, "Purge", map[string]any{"url": []string{u}, "verify": []string{"miss", "hit"}})
 	require.NoError(t, err)
 	assert.Contains(t, out, "purged 1 URL on 3/3 instances")
 	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected miss")
@@ -140,7 +172,7 @@ func TestPurgeAndVerifyThroughInvoke(t *testing.T) {
 		assert.Contains(t, out, m.Instance.String())
 	}
 
-	out, err = call(t, "Purge", fleetArgs(f, map[string]any{"url": []string{u}, "format": "json", "verify": []string{"purged"}}))
+	out, err = call(t, fl, "Purge", map[string]any{"url": []string{u}, "format": "json", "verify": []string{"purged"}})
 	require.NoError(t, err)
 	var rep struct {
 		OK    bool
@@ -151,16 +183,24 @@ func TestPurgeAndVerifyThroughInvoke(t *testing.T) {
 	assert.Len(t, rep.Purge.Instances, 3)
 }
 
-// The module has what the CLI has: per-instance, pipeline, deadline, dry run.
-func TestPurgeSettingsTheCLIHas(t *testing.T) {
+// The constructor's settings reach every function: per-instance, pipeline,
+// deadline and raw URLs for purge, a dry run.
+func TestConstructorSettingsReachTheFunctions(t *testing.T) {
 	f := startFleet(t)
-	out, err := call(t, "Purge", fleetArgs(f, map[string]any{"url": []string{"https://changelog.com/dry"}, "dryRun": true}))
+	out, err := call(t, fleetArgs(f), "Purge", map[string]any{"url": []string{"https://changelog.com/dry"}, "dryRun": true})
 	require.NoError(t, err)
 	assert.Contains(t, out, "would send PURGE to 3 instances x 1 URLs over http; nothing was sent")
-	out, err = call(t, "Purge", fleetArgs(f, map[string]any{"url": []string{"https://changelog.com/a", "https://changelog.com/b"},
-		"perInstance": 1, "pipeline": 1, "deadline": "30s", "rawUrl": true}))
+	out, err = call(t, with(fleetArgs(f), "perInstance", 1, "pipeline", 1, "deadline", "30s", "rawUrl", true, "header", []string{"X-Debug: 1"}),
+		"Purge", map[string]any{"url": []string{"https://changelog.com/a", "https://changelog.com/b"}})
 	require.NoError(t, err)
 	assert.Contains(t, out, "purged 2 URLs on 3/3 instances")
+
+	// A setting that cannot work fails every function the same way.
+	for _, fn := range []string{"Purge", "Ban", "Verify"} {
+		_, err := call(t, with(fleetArgs(f), "timeout", "soon"), fn, map[string]any{"url": []string{"https://changelog.com/"}, "regex": "^/"})
+		require.Error(t, err, fn)
+		assert.True(t, strings.HasPrefix(err.Error(), `nothing was sent: --timeout "soon"`), "%s: %v", fn, err)
+	}
 }
 
 func TestPurgeStaticInstancesThroughInvoke(t *testing.T) {
@@ -169,80 +209,132 @@ func TestPurgeStaticInstancesThroughInvoke(t *testing.T) {
 	for _, m := range f.Members {
 		list = append(list, m.Instance.String())
 	}
-	out, err := call(t, "Purge", map[string]any{"url": []string{"https://changelog.com/static"}, "instance": list, "format": "markdown"})
+	out, err := call(t, map[string]any{"instance": list}, "Purge", map[string]any{"url": []string{"https://changelog.com/static"}, "format": "markdown"})
 	require.NoError(t, err)
 	assert.Contains(t, out, "| Url | Instance | Status |")
 	assert.Contains(t, out, "purged 1 URL on 3/3 instances")
 }
 
-func TestFailuresSayWhichStepFailed(t *testing.T) {
+// An error starts with whether anything was sent (Dagger exits 1 for
+// both), then says which step failed, and holds the report.
+func TestFailuresSayWhetherAnythingWasSent(t *testing.T) {
 	f := startFleet(t)
 	require.NoError(t, f.Stop(1))
-	_, err := call(t, "Purge", fleetArgs(f, map[string]any{"url": []string{"https://changelog.com/partial"}, "retries": 0}))
+	fl := with(fleetArgs(f), "retries", 0)
+	_, err := call(t, fl, "Purge", map[string]any{"url": []string{"https://changelog.com/partial"}})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "FAILED: purge: 1 of 3 results failed on 1 of 3 instances")
-	assert.Contains(t, err.Error(), "purged 1 URL on 2/3 instances")
+	assert.True(t, strings.HasPrefix(err.Error(), "sent, and FAILED: purge: 1 of 3 results failed on 1 of 3 instances"), err.Error())
+	assert.Contains(t, err.Error(), "purged 2 of 3 (1 URL x 3 instances)")
 	assert.Contains(t, err.Error(), "connection refused")
 
-	_, err = call(t, "Verify", fleetArgs(f, map[string]any{"url": []string{"https://changelog.com/partial"}, "expect": "any", "retries": 0}))
+	_, err = call(t, fl, "Verify", map[string]any{"url": []string{"https://changelog.com/partial"}, "expect": "any"})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "FAILED: verify any")
+	assert.True(t, strings.HasPrefix(err.Error(), "sent, and FAILED: verify any"), err.Error())
 
 	// Every purge succeeds; only the strict check fails: the error says so.
 	g := startFleet(t)
 	u := []string{"https://changelog.com/verify-only"}
-	_, err = call(t, "Purge", fleetArgs(g, map[string]any{"url": u, "verify": []string{"hit"}}))
+	_, err = call(t, fleetArgs(g), "Purge", map[string]any{"url": u, "verify": []string{"hit"}})
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "FAILED: verify hit: 3 of 3 checks did not match")
+	assert.True(t, strings.HasPrefix(err.Error(), "sent, and FAILED: verify hit: 3 of 3 checks did not match"), err.Error())
 	assert.NotContains(t, err.Error(), "purge:")
 	assert.Contains(t, err.Error(), "purged 1 URL on 3/3 instances")
+
+	// Discovery that finds nothing: nothing was sent, and the remedy is
+	// worded once, in this module's arguments.
+	_, err = call(t, with(fleetArgs(g), "record", "srv"), "Purge", map[string]any{"url": u})
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "nothing was sent: discover SRV "), err.Error())
+	assert.True(t, strings.HasSuffix(err.Error(), "\nhint: pass --record a"), err.Error())
+	assert.Equal(t, 1, strings.Count(err.Error(), "record a"), err.Error())
 }
 
 func TestBanThroughInvoke(t *testing.T) {
 	f := startFleet(t)
-	out, err := call(t, "Ban", fleetArgs(f, map[string]any{"url": []string{"https://changelog.com/"}, "regex": "^/assets/",
-		"verifyUrl": []string{"https://changelog.com/assets/app.css"}}))
+	out, err := call(t, fleetArgs(f), "Ban", map[string]any{"url": []string{"https://changelog.com/"}, "regex": "^/assets/",
+		"verify": []string{"purged"}, "verifyUrl": []string{"https://changelog.com/assets/app.css"}})
 	require.NoError(t, err)
 	assert.Contains(t, out, "sent BAN for 1 URL on 3/3 instances")
 	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected purged")
+
+	out, err = call(t, fleetArgs(f), "Ban", map[string]any{"url": []string{"https://changelog.com/"}, "regex": "^/assets/", "dryRun": true})
+	require.NoError(t, err)
+	assert.Contains(t, out, "would send BAN to 3 instances")
+}
+
+// A function's network has no IPv6: a fleet found on IPv6 addresses fails
+// before anything is sent, naming the way out, instead of timing out on
+// each instance.
+func TestIPv6InstancesFailBeforeSending(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	for _, fn := range []string{"Purge", "Verify"} {
+		_, err = call(t, map[string]any{"instance": []string{l.Addr().String()}}, fn, map[string]any{"url": []string{"https://changelog.com/"}})
+		require.Error(t, err)
+		msg := err.Error()
+		assert.True(t, strings.HasPrefix(msg, "nothing was sent: discover "+l.Addr().String()+": 1 of 1 instances have IPv6 addresses"), msg)
+		assert.Contains(t, msg, "\nhint: a Dagger function's network has no IPv6")
+		assert.Contains(t, msg, "--fly-app")
+		assert.Contains(t, msg, "cdnpurge serve")
+	}
+	assert.Zero(t, accepted.Load(), "nothing was sent")
 }
 
 // Arguments that cannot work are errors that name the argument.
 func TestBadArguments(t *testing.T) {
+	static := map[string]any{"instance": []string{"10.0.0.1"}}
 	for _, tc := range []struct {
-		fn   string
-		args map[string]any
-		want string
+		fleet map[string]any
+		fn    string
+		args  map[string]any
+		want  string
 	}{
-		{"Purge", map[string]any{"dnsName": "cdn.internal"}, "no URL given"},
-		{"Purge", map[string]any{"url": []string{"/podcast/1"}, "dnsName": "cdn.internal"}, "not absolute"},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "dnsName": "cdn.internal", "record": "mx"}, "use aaaa, a or srv"},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}}, "no instances"},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "verify": []string{"warm"}}, `expect "warm"`},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "timeout": "soon"}, `--timeout "soon"`},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "insecure": true}, "only applies to https"},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "scheme": "HTTPS", "pipeline": -1}, "must not be negative"},
-		{"Purge", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "method": "BAN", "verify": []string{"purged"}}, "give the URLs to verify"},
-		{"Ban", map[string]any{"url": []string{"https://e.com/"}, "regex": "^/a b", "instance": []string{"10.0.0.1"}}, "white space"},
-		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "expect": "warm"}, `expect "warm"`},
-		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "format": "xml"}, "use text, json or markdown"},
-		{"Verify", map[string]any{"url": []string{"https://e.com/"}, "instance": []string{"10.0.0.1"}, "wait": "1m", "interval": "10ms"}, "at least 100ms"},
+		{map[string]any{"dnsName": "cdn.internal"}, "Purge", nil, "no URL given"},
+		{map[string]any{"dnsName": "cdn.internal"}, "Purge", map[string]any{"url": []string{"/podcast/1"}}, "not absolute"},
+		{map[string]any{"dnsName": "cdn.internal", "record": "mx"}, "Purge", map[string]any{"url": []string{"https://e.com/"}}, "use aaaa, a or srv"},
+		{nil, "Purge", map[string]any{"url": []string{"https://e.com/"}}, "no instances"},
+		{static, "Purge", map[string]any{"url": []string{"https://e.com/"}, "verify": []string{"warm"}}, `expect "warm"`},
+		{with(static, "timeout", "soon"), "Purge", map[string]any{"url": []string{"https://e.com/"}}, `--timeout "soon"`},
+		{with(static, "retries", -1), "Purge", map[string]any{"url": []string{"https://e.com/"}}, "--retries -1: give 0 or more"},
+		{with(static, "insecure", true), "Purge", map[string]any{"url": []string{"https://e.com/"}}, "only applies to https"},
+		{with(static, "scheme", "HTTPS", "pipeline", -1), "Purge", map[string]any{"url": []string{"https://e.com/"}}, "must not be negative"},
+		{static, "Purge", map[string]any{"url": []string{"https://e.com/"}, "method": "BAN", "verify": []string{"purged"}}, "give the URLs to verify"},
+		{static, "Ban", map[string]any{"url": []string{"https://e.com/"}, "regex": "^/a b"}, "white space"},
+		{static, "Ban", map[string]any{"url": []string{"https://e.com/"}, "regex": "^/a", "verify": []string{"purged"}}, "give the URLs to verify"},
+		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "expect": "warm"}, `expect "warm"`},
+		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "format": "xml"}, "use text, json or markdown"},
+		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "wait": "1m", "interval": "10ms"}, "at least 100ms"},
 	} {
-		_, err := call(t, tc.fn, tc.args)
-		require.Error(t, err, "%s %v", tc.fn, tc.args)
-		assert.Contains(t, err.Error(), tc.want, "%s %v", tc.fn, tc.args)
+		_, err := call(t, tc.fleet, tc.fn, tc.args)
+		require.Error(t, err, "%s %v %v", tc.fn, tc.fleet, tc.args)
+		assert.True(t, strings.HasPrefix(err.Error(), "nothing was sent: "), err.Error())
+		assert.Contains(t, err.Error(), tc.want, "%s %v %v", tc.fn, tc.fleet, tc.args)
 	}
 }
 
 // The Dagger CLI splits list values on commas: the error says so.
 func TestSplitListArgumentsAreExplained(t *testing.T) {
-	for _, args := range []map[string]any{
-		{"url": []string{"https://cdn.example/w_100", "h_50/a.jpg"}, "instance": []string{"10.0.0.1"}},
-		{"url": []string{"https://cdn.example/"}, "header": []string{"Accept-Encoding: gzip", " br"}, "instance": []string{"10.0.0.1"}},
+	for _, tc := range []struct{ fleet, args map[string]any }{
+		{map[string]any{"instance": []string{"10.0.0.1"}}, map[string]any{"url": []string{"https://cdn.example/w_100", "h_50/a.jpg"}}},
+		{map[string]any{"instance": []string{"10.0.0.1"}, "header": []string{"Accept-Encoding: gzip", " br"}}, map[string]any{"url": []string{"https://cdn.example/"}}},
 	} {
-		_, err := call(t, "Purge", args)
+		_, err := call(t, tc.fleet, "Purge", tc.args)
 		require.Error(t, err)
-		assert.Contains(t, err.Error(), "the Dagger CLI splits list arguments on commas")
+		assert.Contains(t, err.Error(), "\nhint: the Dagger CLI splits list arguments on commas")
 		assert.Contains(t, err.Error(), "--urls-file")
 	}
 }
@@ -251,12 +343,12 @@ func TestSplitListArgumentsAreExplained(t *testing.T) {
 // dispatch panics, as it does on the engine, and the panic names the
 // argument.
 func TestDispatchRefusesWrongTypes(t *testing.T) {
-	for arg, v := range map[string]string{"port": `"eighty"`, "url": `"https://e.com/"`, "verify": `true`} {
+	for _, tc := range []struct{ fn, arg, v string }{{"", "port", `"eighty"`}, {"Purge", "url", `"https://e.com/"`}, {"Purge", "verify", `true`}} {
 		msg := func() (msg string) {
 			defer func() { msg = fmt.Sprint(recover()) }()
-			_, _ = invoke(context.Background(), []byte("{}"), "Cdnpurge", "Purge", map[string][]byte{arg: []byte(v)})
+			_, _ = invoke(context.Background(), []byte("{}"), "Cdnpurge", tc.fn, map[string][]byte{tc.arg: []byte(tc.v)})
 			return "no panic"
 		}()
-		assert.Contains(t, msg, "failed to unmarshal input arg "+arg, arg)
+		assert.Contains(t, msg, "failed to unmarshal input arg "+tc.arg, tc.arg)
 	}
 }

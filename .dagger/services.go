@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"dagger/cdnpurge/internal/dagger"
 
-	"github.com/cdnpurge/cdnpurge/varnish"
+	"github.com/cdnpurge/cdnpurge/fleet/containers"
 )
 
 // Images, pinned by tag and digest so that every run uses the same bytes.
@@ -24,8 +23,10 @@ const (
 
 // Varnish returns a Varnish service (the official image) running cdnpurge's
 // VCL in front of origin: PURGE and BAN guarded by the token when one is
-// given, and an RFC 9211 Cache-Status header on every response. From the
-// host: dagger call varnish --origin tcp://localhost:8080 up --ports 9000:9000
+// given, and an RFC 9211 Cache-Status header on every response. varnishd is
+// started with the command line the varnish package builds (the one its
+// native runner uses), not through the image's entrypoint. From the host:
+// dagger call varnish --origin tcp://localhost:8080 up --ports 9000:9000
 func (m *Cdnpurge) Varnish(
 	ctx context.Context,
 	// The origin the cache fronts; from the host: tcp://localhost:8080.
@@ -57,21 +58,28 @@ func (m *Cdnpurge) Varnish(
 			return nil, fmt.Errorf("origin port: %w", err)
 		}
 	}
-	vcl, err := varnish.Render(varnish.VCL{Name: name, Origin: "origin:" + strconv.Itoa(originPort)})
+	return varnishService(containers.Varnish{Name: name, Port: port, Origin: containers.OriginHost + ":" + strconv.Itoa(originPort), Token: token != nil}, origin, token)
+}
+
+// varnishService is the Varnish service v describes, with origin bound as
+// containers.OriginHost.
+func varnishService(v containers.Varnish, origin *dagger.Service, token *dagger.Secret) (*dagger.Service, error) {
+	vcl, err := v.VCL()
 	if err != nil {
 		return nil, err
 	}
+	run := v.Exec()
 	ctr := dag.Container().From(varnishImage).
-		WithNewFile("/etc/varnish/default.vcl", vcl).
-		WithServiceBinding("origin", origin).
-		WithEnvVariable("VARNISH_HTTP_PORT", strconv.Itoa(port)).
-		WithExposedPort(port).
-		// The entrypoint appends these to varnishd's own arguments.
-		WithDefaultArgs([]string{"-p", "http_gzip_support=off", "-p", "ban_lurker_sleep=0.01"})
-	if token != nil {
-		ctr = ctr.WithSecretVariable("PURGE_TOKEN", token)
+		WithNewFile(containers.VCLFile, vcl).
+		WithServiceBinding(containers.OriginHost, origin).
+		WithExposedPort(v.Port)
+	for _, e := range run.Env {
+		ctr = ctr.WithEnvVariable(e.Name, e.Value)
 	}
-	return ctr.AsService(dagger.ContainerAsServiceOpts{UseEntrypoint: true}), nil
+	if run.Token != "" {
+		ctr = ctr.WithSecretVariable(run.Token, token)
+	}
+	return ctr.AsService(dagger.ContainerAsServiceOpts{Args: run.Args}), nil
 }
 
 // goContainer is the source in a Go container with module and build caches.
@@ -83,12 +91,26 @@ func goContainer(source *dagger.Directory) *dagger.Container {
 		WithWorkdir("/src")
 }
 
+// withExec runs e in ctr, with its environment, the token as a secret.
+func withExec(ctr *dagger.Container, e containers.Exec, token *dagger.Secret) *dagger.Container {
+	for _, v := range e.Env {
+		ctr = ctr.WithEnvVariable(v.Name, v.Value)
+	}
+	if e.Token != "" {
+		ctr = ctr.WithSecretVariable(e.Token, token)
+	}
+	return ctr.WithExec(e.Args)
+}
+
 // E2e runs the end-to-end scenarios against N Varnish containers (this
-// module's Varnish function) in front of the fleet's origin: a test
-// container serves DNS over the instances' addresses and purges and
-// verifies them. Every call runs the scenarios anew (the run is marked
-// with the time, so no cached result is returned). Returns the test
-// output; fails when a scenario fails.
+// module's Varnish service, the shipped VCL) in front of the fleet's origin,
+// from a test container without varnishd: it serves DNS over the
+// services' addresses, and purges and verifies them through the library,
+// the CLI binary and a local stand-in for Fly.io's edge. Every scenario it
+// runs must pass, none may skip (fleet/containers.E2EScenarios lists them).
+// Not part of it, for they need varnishd of their own: the VCL styles
+// (TestStyles) and the scenarios that start, stop or break instances; the
+// test function runs those. Every call runs anew. Returns the test output.
 //
 // +cache="never"
 func (m *Cdnpurge) E2e(
@@ -102,38 +124,37 @@ func (m *Cdnpurge) E2e(
 	// +default=3
 	instances int,
 ) (string, error) {
-	if instances < 1 || instances > 20 {
-		return "", fmt.Errorf("--instances must be 1 to 20")
+	run, err := containers.E2E(instances, time.Now().UTC().Format(time.RFC3339Nano)) // a new run each call
+	if err != nil {
+		return "", fmt.Errorf("--instances: %w", err)
 	}
-	const tokenValue = "e2e-s3cret-token" // the e2e suite's own token, for its throwaway fleet
-	token := dag.SetSecret("cdnpurge-e2e-token", tokenValue)
+	token := dag.SetSecret("cdnpurge-e2e-token", containers.E2EToken)
+	originRun := containers.Origin()
 	origin := goContainer(source).
-		WithExposedPort(8080).
-		AsService(dagger.ContainerAsServiceOpts{Args: []string{"go", "run", "./fleet/cmd/fleet-origin", "--listen", ":8080"}})
-	test := goContainer(source).WithServiceBinding("origin", origin)
-	var addrs []string
+		WithExposedPort(containers.OriginPort).
+		AsService(dagger.ContainerAsServiceOpts{Args: originRun.Args})
+	test := goContainer(source).WithServiceBinding(containers.OriginHost, origin)
 	for i := 1; i <= instances; i++ {
-		name := fmt.Sprintf("cdn-%d", i)
-		svc, err := m.Varnish(ctx, origin, token, name, 80, 8080)
+		svc, err := varnishService(containers.E2EVarnish(i), origin, token)
 		if err != nil {
 			return "", err
 		}
-		test = test.WithServiceBinding(name, svc)
-		addrs = append(addrs, name+":80")
+		test = test.WithServiceBinding(containers.InstanceName(i), svc)
 	}
-	return test.
-		WithEnvVariable("CDNPURGE_E2E", "require").
-		WithEnvVariable("CDNPURGE_E2E_INSTANCES", strings.Join(addrs, ",")).
-		WithEnvVariable("CDNPURGE_E2E_ORIGIN", "origin:8080").
-		WithSecretVariable("CDNPURGE_E2E_TOKEN", token).
-		WithEnvVariable("CDNPURGE_E2E_RUN", time.Now().UTC().Format(time.RFC3339Nano)). // a new run each call
-		WithExec([]string{"go", "test", "-count=1", "-v", "./e2e/"}).
-		Stdout(ctx)
+	out, err := withExec(test, run, token).Stdout(ctx)
+	if err != nil {
+		return "", err
+	}
+	if err := containers.CheckE2E(instances, out); err != nil {
+		return "", fmt.Errorf("%w\n\n%s", err, out)
+	}
+	return out, nil
 }
 
 // Test runs the whole test suite (the README's test command, ci/test.sh) in a
-// container with varnishd: the one command any CI needs. End-to-end tests use
-// loopback addresses there (a container cannot make network namespaces).
+// container with varnishd: the one command any CI needs. A container's root
+// cannot create network namespaces, so every fleet runs on loopback
+// addresses there.
 //
 // +check
 func (m *Cdnpurge) Test(
@@ -143,10 +164,5 @@ func (m *Cdnpurge) Test(
 	// +ignore=[".git", "**/testdata/fuzz", "**/*.test", ".dagger/internal"]
 	source *dagger.Directory,
 ) (string, error) {
-	return goContainer(source).
-		WithExec([]string{"sh", "-c", "apt-get update -qq && apt-get install -y -qq varnish varnish-modules iproute2 wrk dnsutils curl time >/dev/null"}).
-		WithEnvVariable("CDNPURGE_E2E", "require").
-		WithEnvVariable("CDNPURGE_E2E_MODE", "loopback").
-		WithExec([]string{"bash", "ci/test.sh"}).
-		Stdout(ctx)
+	return withExec(withExec(goContainer(source), containers.TestSetup(), nil), containers.Test(), nil).Stdout(ctx)
 }

@@ -17,6 +17,10 @@
 #                   RSS, time, linearity); an instance that answers only the
 #                   first request of each connection (default flags).
 #   purge/report:   writing 30,000 results as text, Markdown and JSON.
+#   serve:          what the broadcaster adds to a 1-URL purge (beside the
+#                   library's own purge phase), its rate with many jobs
+#                   (beside the CLI on the same 3 varnishd), its peak RSS
+#                   with 50 clients at once.
 # Kept out of ci/test.sh: these are measurements, not pass/fail tests.
 # Usage: bash ci/bench.sh [ITERATIONS]   (default 3)
 set -euo pipefail
@@ -32,6 +36,10 @@ trap 'rm -f "$out"' EXIT
   go test -run '^$' -bench 'Fleet50|Fleet1000|Verify1000|FirstRequestOnly' -benchtime "${n}x" ./internal/bench/
   go test -run '^$' -bench 'Memory' -benchtime 1x ./internal/bench/
   go test -run '^$' -bench 'Write30k' ./purge/report/
+  # serve: latency over the library's purge phase (200 purges), throughput
+  # beside the CLI, and peak RSS under 50 clients.
+  go test -run '^$' -bench 'Serve/Latency' -benchtime 200x ./serve/
+  go test -run '^$' -bench 'Serve/(Throughput|RSS)' -benchtime "${n}x" ./serve/
 } 2>&1 | grep -v 'TLS handshake error' | tee "$out"
 
 # metric BENCH UNIT: the value reported next to UNIT on BENCH's line.
@@ -68,3 +76,9 @@ printf '%-52s %-26s %s\n' "50 instances answering after 50 ms, library" "$(metri
 printf '%-52s %-26s %s\n' "50 instances answering after 50 ms, CLI process" "$(metric Fleet50/cli ms/op) ms" "target: within 100 ms (library: 75 ms)"
 printf '%-52s %-26s %s\n' "1,000 instances answering after 50 ms, library" "$(metric Fleet1000 ms/op) ms" "target: within 150 ms"
 printf '%-52s %-26s %s\n' "verify 1 URL on 1,000 instances" "$(metric Verify1000 ms/op) ms" "$(metric Verify1000 bytes-read/instance) bytes read per instance"
+printf '%-52s %-26s %s\n' "serve: 1-URL purge on 3 varnishd, added to the purge" "$(metric Serve/Latency added-ms) ms (median)" \
+  "purge phase: $(metric Serve/Latency purge-phase-ms) ms; target: under 5 ms"
+printf '%-52s %-26s %s\n' "serve: 10,000 URLs as 100 jobs, 16 clients, journal" "$(metric Serve/Throughput serve-purges/s) purges/s" \
+  "CLI: $(metric Serve/Throughput cli-purges/s) purges/s; serve/CLI $(metric Serve/Throughput serve/cli) x (target 0.8)"
+printf '%-52s %-26s %s\n' "  CPU per purge, serve / CLI" "$(metric Serve/Throughput serve-cpu-us/purge) us" "CLI: $(metric Serve/Throughput cli-cpu-us/purge) us"
+printf '%-52s %-26s %s\n' "serve: peak RSS, 50 clients x 100 URLs at once" "$(metric Serve/RSS peak-RSS-MiB) MiB" "target: under 64 MiB"

@@ -16,8 +16,9 @@
 #   2. turn that version's docs/docs-graphql/schema.graphqls into introspection
 #      JSON (ci/tools/schema2introspection);
 #   3. remove <source>/dagger.gen.go and run, in <source>, with the Go
-#      environment the engine's Go SDK container has (no GOFLAGS, no GOWORK,
-#      GOTOOLCHAIN=local, GOPRIVATE from sdk.config.goprivate if set):
+#      environment the engine's Go SDK container has (golang:1.26-alpine:
+#      no GOFLAGS, no GOWORK, GOTOOLCHAIN=auto, GOPRIVATE from
+#      sdk.config.goprivate if set):
 #        codegen generate-module --output <context> --module-source-path <context>/<source>
 #          --module-name <name> --introspection-json-path <json> --lib-version <engineVersion>
 #      codegen itself runs `go mod edit -replace` for the SDK's replaces,
@@ -79,7 +80,7 @@ if [ -n "$goprivate" ]; then export GOPRIVATE=$goprivate; fi
 
 cd "$context/$source"
 rm -f dagger.gen.go
-if ! env -u GOFLAGS -u GOWORK GOTOOLCHAIN=local "$work/codegen" generate-module \
+if ! env -u GOFLAGS -u GOWORK GOTOOLCHAIN=auto "$work/codegen" generate-module \
   --output "$context" --module-source-path "$context/$source" --module-name "$name" \
   --introspection-json-path "$work/introspection.json" --lib-version "$lib_version" >"$work/codegen.log" 2>&1; then
   cat "$work/codegen.log" >&2

@@ -36,9 +36,12 @@
 #   (_builtinContainer) with cache volumes on /go/pkg/mod and
 #   /root/.cache/go-build; GOPROXY and GODEBUG come from the engine's own
 #   environment (__withSystemEnvVariable); GOPRIVATE from dagger.json's
-#   sdk.config.goprivate; GIT_SSH_COMMAND and the client's git config. The SDK
-#   sets no GOFLAGS, GOWORK or GOTOOLCHAIN (the Go image's GOTOOLCHAIN=local
-#   stays). The context is mounted at /src, <source>/dagger.gen.go is removed
+#   sdk.config.goprivate; GIT_SSH_COMMAND and the client's git config. The
+#   image itself (built with the engine, outside this module's source) is
+#   golang:1.26-alpine with GOTOOLCHAIN=auto: Go 1.26.x, which fetches a
+#   newer toolchain only when a go line asks for one; no GOFLAGS, no GOWORK.
+#   This check runs codegen and go with that environment.
+#   The context is mounted at /src, <source>/dagger.gen.go is removed
 #   (internal/ is kept), the workdir is /src/<source>, and it runs
 #     codegen generate-module --output /src --module-source-path /src/<source>
 #       --module-name <name> --introspection-json-path /schema.json
@@ -83,11 +86,13 @@
 #   dagger.io/dagger's own code keeps the legacy FooID / loadFooFromID views
 #   that v0.21.1 kept "for older clients" (.changes/v0.21.1.md); neither the
 #   SDL nor, by that note, a v0.21 module's schema has them.
-# - Not known here: the Go version of the engine's Go SDK image (it is built
-#   outside this module). The engine's own go.mod says go 1.26.1, so its Go is
-#   at least that. Step 4 fails when the go line is above that bound; set
-#   DAGGER_SDK_GO_VERSION to the image's real Go version if you know it.
-#   cgo: left as the local Go decides.
+# - The SDK image's Go is golang:1.26-alpine's, a 1.26.x: its patch release
+#   is the one the tag named when the engine was built, at least 1.26.1 (the
+#   engine's own go.mod says go 1.26.1). Codegen was built with that Go and
+#   refuses a go line above it (bootstrapMod), whatever GOTOOLCHAIN says:
+#   step 4 fails when the go line is above 1.26.1; set DAGGER_SDK_GO_VERSION
+#   to the image's exact Go version if you know it. cgo: left as the local Go
+#   decides (alpine has no C compiler, so the engine builds without cgo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
@@ -145,7 +150,7 @@ bash ci/dagger-codegen.sh --context "$ctx" --lib-version "$lib"
 
 # 3. Build as the engine does, then everything, tests included.
 cd "$ctx/$source"
-go_env=(env -u GOFLAGS -u GOWORK GOTOOLCHAIN=local)
+go_env=(env -u GOFLAGS -u GOWORK GOTOOLCHAIN=auto)
 step() {
   echo "== $*"
   if ! "${go_env[@]}" "$@"; then
@@ -162,9 +167,9 @@ step go vet ./...
 mod_go=$("${go_env[@]}" go mod edit -json | jq -r .Go)
 engine_go=${DAGGER_SDK_GO_VERSION:-$(sed -n 's/^go //p' "$dagger_dir/go.mod")}
 if [ "$(printf '%s\n%s\n' "$mod_go" "$engine_go" | sort -V | tail -n1)" != "$engine_go" ]; then
-  echo "$source/go.mod after codegen says go $mod_go, but the engine's Go SDK is only known to run Go $engine_go" \
-    "(the go line of github.com/dagger/dagger $version; DAGGER_SDK_GO_VERSION overrides it): codegen would refuse" \
-    "the module, or go would refuse to build it with GOTOOLCHAIN=local." >&2
+  echo "$source/go.mod after codegen says go $mod_go, but the engine's Go SDK image (golang:1.26-alpine) is only" \
+    "known to run Go $engine_go (the go line of github.com/dagger/dagger $version; DAGGER_SDK_GO_VERSION overrides" \
+    "it): its codegen, built with that Go, would refuse the module." >&2
   exit 1
 fi
 echo "The module loads as on engine $version: codegen, go build, go vet ok (go $mod_go <= $engine_go)."

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the demo use, when missing:
 # varnish (varnishd, varnishtest), varnish-modules (vmod xkey, for tag purges),
-# iproute2 (ip netns), wrk and dnsutils (the benchmark baselines), curl, time.
+# iproute2 (ip netns), libcap2-bin (capsh: tests run without the capabilities a
+# container lacks), wrk and dnsutils (the benchmark baselines), curl, time.
 # Needs root or sudo; does nothing when all are there.
 set -euo pipefail
 need=()
 command -v varnishd >/dev/null || need+=(varnish)
 ls /usr/lib/*/varnish/vmods/libvmod_xkey.so >/dev/null 2>&1 || need+=(varnish-modules)
 command -v ip >/dev/null || need+=(iproute2)
+command -v capsh >/dev/null || [ -x /usr/sbin/capsh ] || need+=(libcap2-bin)
 command -v wrk >/dev/null || need+=(wrk)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v curl >/dev/null || need+=(curl)

@@ -783,9 +783,10 @@ func TestStartFailureInChild(t *testing.T) {
 	}
 }
 
+// netnsTests says whether this process can make network namespaces (not
+// as root in a container, which lacks the capabilities).
 func netnsTests() bool {
-	_, err := exec.LookPath("ip")
-	return err == nil && os.Geteuid() == 0
+	return fleet.NetnsAvailable(context.Background()) == nil
 }
 
 // leftovers lists what fleets of process pid hold: state directories,

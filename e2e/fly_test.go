@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -131,12 +130,8 @@ func TestFlyPurgeAndVerifyThroughTheEdge(t *testing.T) {
 func flyCLI(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	bin := filepath.Join(dir, "cdnpurge")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/cdnpurge/cdnpurge/cmd/cdnpurge")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/cdnpurge/cdnpurge/cmd/cdnpurge")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build cdnpurge: %v\n%s", err, b)
 	}

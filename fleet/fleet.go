@@ -7,13 +7,16 @@
 //
 //   - netns: each varnishd in its own network namespace with its own IPv6
 //     ULA address, all on the same port, found by AAAA: the production
-//     topology (Fly.io's <app>.internal). Needs root and iproute2.
+//     topology (Fly.io's <app>.internal). Needs iproute2 and the
+//     capabilities to create interfaces and namespaces (CAP_NET_ADMIN,
+//     CAP_SYS_ADMIN): root on a machine, not root in a container.
 //   - loopback: each varnishd on its own 127.0.x.y address, same port,
 //     found by A records. Needs nothing special.
 //   - external: instances started elsewhere (containers, say), given as a
 //     list of addresses; the fleet only serves DNS over them.
 //
-// ModeAuto picks netns when it can and loopback otherwise.
+// ModeAuto picks netns when this process can create a network namespace
+// (NetnsAvailable tries) and loopback otherwise.
 //
 // Everything a fleet starts lives under one directory named after the
 // process; when a process dies without closing its fleet (kill -9), the
@@ -108,6 +111,9 @@ type Fleet struct {
 	Members []*Member
 	// Resolver is the fleet's DNS server, HOST:PORT (UDP and TCP).
 	Resolver string
+	// NoNetns, when ModeAuto chose loopback, says why netns mode was not
+	// available (see NetnsAvailable).
+	NoNetns error
 
 	dns       *dnsserver.Server
 	dir       string // everything the fleet started, for Sweep
@@ -125,17 +131,17 @@ func Start(ctx context.Context, o Options) (*Fleet, error) {
 	if o.MaxAge == 0 {
 		o.MaxAge = time.Hour
 	}
-	mode := o.Mode
+	mode, noNetns := o.Mode, error(nil)
 	if mode == ModeAuto {
 		mode = ModeLoopback
 		if len(o.External) > 0 {
 			mode = ModeExternal
-		} else if netnsAvailable() == nil {
+		} else if noNetns = NetnsAvailable(ctx); noNetns == nil {
 			mode = ModeNetns
 		}
 	}
 	_, _ = Sweep(ctx)
-	f := &Fleet{Mode: mode, Name: DNSName}
+	f := &Fleet{Mode: mode, Name: DNSName, NoNetns: noNetns}
 	if err := f.start(ctx, o); err != nil {
 		if cerr := f.Close(); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -158,7 +164,7 @@ func (f *Fleet) start(ctx context.Context, o Options) error {
 	case ModeExternal:
 		err = f.startExternal(ctx, o)
 	case ModeNetns:
-		if err = netnsAvailable(); err == nil {
+		if err = NetnsAvailable(ctx); err == nil {
 			err = f.startNetns(ctx, o)
 		}
 	case ModeLoopback:

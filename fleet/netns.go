@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -28,15 +29,48 @@ type netns struct {
 
 const nsPrefix = "cdnpurge-"
 
-// netnsAvailable says whether this process can build namespaces (root and ip).
-func netnsAvailable() error {
-	if os.Geteuid() != 0 {
-		return fmt.Errorf("netns mode needs root")
-	}
+// NetnsAvailable says whether this process can build a netns fleet, by
+// building the smallest one: a bridge in this network namespace and a new
+// network namespace, both removed at once (a probe killed half way is swept
+// like any fleet of a dead process). nil means it can; otherwise the error
+// says why not.
+//
+// Being root is not enough: a container's root (a Dagger function's exec, a
+// docker container without --privileged) lacks CAP_NET_ADMIN and
+// CAP_SYS_ADMIN, and creating either fails there.
+func NetnsAvailable(ctx context.Context) error {
 	if _, err := exec.LookPath("ip"); err != nil {
-		return fmt.Errorf("netns mode needs ip (apt-get install -y iproute2)")
+		return errors.New("netns mode needs ip (apt-get install -y iproute2)")
+	}
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	id := hex.EncodeToString(b)
+	// The names sweepNetns knows: the namespace carries this process's id
+	// and the bridge's.
+	bridge, ns := "cpb"+id, fmt.Sprintf("%s%d-%s-probe", nsPrefix, os.Getpid(), id)
+	if err := ipCmd(ctx, "link", "add", bridge, "type", "bridge"); err != nil {
+		return fmt.Errorf("cannot create network interfaces here (%s CAP_NET_ADMIN): %w", lacks(), err)
+	}
+	if err := ipCmd(ctx, "link", "del", bridge); err != nil {
+		return fmt.Errorf("netns mode: remove the probe's bridge: %w", err)
+	}
+	if err := ipCmd(ctx, "netns", "add", ns); err != nil {
+		return fmt.Errorf("cannot create network namespaces here (%s CAP_SYS_ADMIN): %w", lacks(), err)
+	}
+	if err := ipCmd(ctx, "netns", "del", ns); err != nil {
+		return fmt.Errorf("netns mode: remove the probe's namespace: %w", err)
 	}
 	return nil
+}
+
+// lacks words who lacks a capability: a user, or root in a container.
+func lacks() string {
+	if os.Geteuid() != 0 {
+		return "not root: no"
+	}
+	return "root in a container, or another sandbox, without"
 }
 
 func ipCmd(ctx context.Context, args ...string) error {

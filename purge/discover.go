@@ -81,7 +81,8 @@ const (
 )
 
 // DiscoveryError is the error finding the instances returns. Kind says what
-// went wrong; the message says why and what to check.
+// went wrong and the message says why; Hint says what to check, apart, so
+// that a front end can word the remedy in its own terms, once.
 type DiscoveryError struct {
 	Kind     ErrorKind
 	Name     string     // the DNS name (or app) looked up
@@ -105,15 +106,13 @@ func (e *DiscoveryError) Error() string {
 	if e.Err != nil {
 		fmt.Fprintf(&b, ": %v", e.Err)
 	}
-	if h := e.hint(); h != "" {
-		fmt.Fprintf(&b, " (%s)", h)
-	}
 	return b.String()
 }
 
-// hint says what to check, in terms of the job's settings, once per error;
-// DNS advice only for DNS lookups (a platform API's errors say their own).
-func (e *DiscoveryError) hint() string {
+// Hint says what to check, in terms of the job's settings; empty when the
+// error says it already. DNS advice only for DNS lookups (a platform API's
+// errors say their own).
+func (e *DiscoveryError) Hint() string {
 	if e.Record == "" {
 		return ""
 	}

@@ -225,13 +225,14 @@ func TestDiscoverEmptyAnswerSuggestsOtherType(t *testing.T) {
 	s := startDNS(t, "cdn.internal. IN A 10.0.0.1")
 	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr})
 	assert.Equal(t, KindNoRecords, de.Kind)
-	assert.Contains(t, de.Error(), "use record type a")
+	assert.Equal(t, "it has A records: use record type a", de.Hint())
+	assert.NotContains(t, de.Error(), "record type a", "the remedy is the front end's to word")
 	assert.Equal(t, RecordA, de.Suggest)
 
 	s2 := startDNS(t, "cdn.internal. IN TXT \"nothing here\"")
 	de = discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s2.Addr})
 	assert.Equal(t, KindNoRecords, de.Kind)
-	assert.Contains(t, de.Error(), "no AAAA, A or SRV records")
+	assert.Contains(t, de.Hint(), "no AAAA, A or SRV records")
 }
 
 func TestDiscoverSlowResolver(t *testing.T) {

@@ -170,13 +170,4 @@ func instErr(t *testing.T, r Result) *InstanceError {
 	return ie
 }
 
-func contains(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return false
-		}
-	}
-	return true
-}
-
 func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }

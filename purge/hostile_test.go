@@ -3,7 +3,6 @@ package purge
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -335,6 +334,4 @@ func TestHostileCanonicalTargets(t *testing.T) {
 	for _, r := range in.Requests() {
 		assert.Equal(t, "cdn.example", r.Host)
 	}
-	_, err := url.Parse("https://cdn.example/%zz")
-	assert.Error(t, err, "Go's parser refuses what browsers send")
 }

@@ -159,6 +159,12 @@ type Job struct {
 	Deadline time.Duration
 	// UserAgent defaults to cdnpurge/<module version>.
 	UserAgent string
+	// NoIPv6 says that the caller's network cannot reach IPv6 addresses (a
+	// Dagger function's container has none): a run that would connect to
+	// one (an instance found by AAAA, say) then fails after discovery with
+	// a *DiscoveryError of KindIPv6, before anything is sent, instead of
+	// timing out on each instance. A fleet of mixed families fails whole.
+	NoIPv6 bool
 
 	// What to verify.
 
@@ -187,6 +193,7 @@ type Job struct {
 	Progress func(Progress)
 
 	clock *clock // nil: the real one
+	given bool   // RunOn: the instances are given, no source is needed
 }
 
 // Fly selects Fly.io edge mode: the app's machines are listed through the
@@ -248,7 +255,7 @@ func (j Job) check() (*plan, error) {
 		}
 	}
 	switch {
-	case sources == 0:
+	case sources == 0 && !j.given:
 		return nil, jobErr("no instances: give the internal DNS name that lists every instance, static instances, or a Fly.io app")
 	case sources > 1:
 		return nil, jobErr("instances: give a DNS name, static instances or a Fly.io app, not more than one")
@@ -357,12 +364,19 @@ func (p *plan) checkInstances() error {
 }
 
 // ownHeader says whether cdnpurge writes header k (canonical) itself, so
-// that no other setting may set it.
-func ownHeader(k string) bool {
+// that no other setting may set it. The invalidation headers are its own
+// only when the job asks for what they do (tags, a soft purge, a ban);
+// otherwise they pass as given, as a broadcaster forwards an app's PURGE.
+func (p *plan) ownHeader(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Te", "Trailer", "Upgrade",
-		"Fly-Force-Instance-Id", "Xkey-Purge", "Xkey-Softpurge", "Purge-Soft", "X-Url", "X-Host", "X-Content-Type":
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Te", "Trailer", "Upgrade", "Fly-Force-Instance-Id":
 		return true
+	case "Xkey-Purge", "Xkey-Softpurge":
+		return len(p.Tags) > 0
+	case "Purge-Soft":
+		return p.Soft
+	case "X-Url", "X-Host", "X-Content-Type":
+		return p.Ban != ""
 	}
 	return false
 }
@@ -415,7 +429,7 @@ func (p *plan) checkRequest() error {
 		return jobErr("token header %q: not a valid header name", p.TokenHeader)
 	}
 	p.TokenHeader = textproto.CanonicalMIMEHeaderKey(p.TokenHeader)
-	if ownHeader(p.TokenHeader) || p.TokenHeader == "User-Agent" {
+	if p.ownHeader(p.TokenHeader) || p.TokenHeader == "User-Agent" {
 		return jobErr("token header %s: cdnpurge sets that header itself; name another", p.TokenHeader)
 	}
 	switch tok := p.Token; {
@@ -431,7 +445,7 @@ func (p *plan) checkRequest() error {
 		if err != nil {
 			return &JobError{err}
 		}
-		if ownHeader(k) || k == p.TokenHeader {
+		if p.ownHeader(k) || k == p.TokenHeader {
 			what := "cdnpurge sets it itself"
 			if k == p.TokenHeader {
 				what = "it carries the token; give the token instead"
@@ -621,6 +635,8 @@ func (e *StepError) Error() string { return strings.Join(e.Steps, "; ") }
 // *DiscoveryError (no instances found); in both cases nothing was sent.
 // Failures of instances are in the Outcome (see Outcome.Err): a partial
 // failure still reports every instance that succeeded.
+//
+// Run is Find then RunOn, with one deadline over both.
 func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	p, err := j.check()
 	if err != nil {
@@ -628,8 +644,72 @@ func (j Job) Run(ctx context.Context) (*Outcome, error) {
 	}
 	ctx, cancel := p.withDeadline(ctx)
 	defer cancel()
-	out := &Outcome{secrets: p.secrets}
-	if out.Instances, out.Skipped, err = p.find(ctx); err != nil {
+	var t Targets
+	if t.Instances, t.Skipped, err = p.find(ctx); err != nil {
+		return nil, err
+	}
+	return p.run(ctx, t)
+}
+
+// Targets are the instances a job sends to, and the machines its source
+// listed that are sent nothing (not started), with the reason.
+type Targets struct {
+	Instances []Instance
+	Skipped   []Skipped
+}
+
+// Check says whether the job's settings can work, finding and sending
+// nothing: nil, or a *JobError. Run, Find and RunOn check them too.
+func (j Job) Check() error {
+	_, err := j.check()
+	return err
+}
+
+// Find finds the instances the job would send to, sending nothing: the
+// first half of Run. A caller that must record where a job goes before
+// it sends (a broadcaster's journal) calls Find, then RunOn with what it
+// found. Errors are *JobError or *DiscoveryError.
+func (j Job) Find(ctx context.Context) (Targets, error) {
+	p, err := j.check()
+	if err != nil {
+		return Targets{}, err
+	}
+	ctx, cancel := p.withDeadline(ctx)
+	defer cancel()
+	var t Targets
+	t.Instances, t.Skipped, err = p.find(ctx)
+	return t, err
+}
+
+// RunOn runs the job on the given instances instead of finding them: the
+// second half of Run. The job's own source of instances (DNSName,
+// Instances, Fly.App) is not used and may be empty; the instances must
+// come from Find (or Outcome.Instances) of a job with the same source, so
+// that edge-mode instances carry their machine IDs. The reports list the
+// instances in the order given. With no instance it returns a *JobError
+// and sends nothing.
+func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
+	if len(t.Instances) == 0 {
+		return nil, jobErr("no instances to send to")
+	}
+	if t.Instances[0].MachineID != "" && j.Fly.App == "" {
+		return nil, jobErr("edge-mode instances need the job's Fly.io settings")
+	}
+	j.given = true
+	p, err := j.check()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := p.withDeadline(ctx)
+	defer cancel()
+	return p.run(ctx, t)
+}
+
+// run sends the job to the targets: the purge (unless VerifyOnly), then
+// each verify step. It refuses (sending nothing) what NoIPv6 forbids.
+func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
+	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped, secrets: p.secrets}
+	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}
 	budget := connectionBudget()
@@ -661,6 +741,9 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 	defer cancel()
 	ins, skipped, err := p.find(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := p.refuseIPv6(ins); err != nil {
 		return nil, err
 	}
 	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify, secrets: p.secrets}
@@ -722,6 +805,65 @@ func (p *plan) find(ctx context.Context) ([]Instance, []Skipped, error) {
 	}
 	ins, err := Discover(ctx, Discovery{Name: p.DNSName, Record: p.Record, Port: p.Port, Resolver: p.Resolver, ResolvConf: p.ResolvConf, Timeout: p.DNSTimeout})
 	return ins, nil, err
+}
+
+// KindIPv6 is a discovery whose instances a job that cannot reach IPv6
+// (Job.NoIPv6) would connect to over IPv6.
+const KindIPv6 ErrorKind = "ipv6"
+
+// refuseIPv6 fails a NoIPv6 job whose connections would go to IPv6
+// addresses: the instances' own, or in edge mode the connect address (or
+// the URLs' hosts), which is where edge mode connects.
+func (p *plan) refuseIPv6(ins []Instance) error {
+	if !p.NoIPv6 {
+		return nil
+	}
+	var v6 []string
+	isV6 := func(host string) bool {
+		a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+		return err == nil && a.Unmap().Is6()
+	}
+	total := len(ins)
+	switch {
+	case p.Fly.App != "" && p.connect != "":
+		total = 1
+		if h, _, err := net.SplitHostPort(p.connect); err == nil && isV6(h) {
+			v6 = append(v6, p.connect)
+		}
+	case p.Fly.App != "":
+		total = p.urls.Len()
+		for _, u := range p.urls.All() {
+			if isV6(u.Hostname) {
+				v6 = append(v6, u.Host)
+			}
+		}
+	default:
+		for _, in := range ins {
+			if isV6(in.Host) {
+				v6 = append(v6, in.String())
+			}
+		}
+	}
+	if len(v6) == 0 {
+		return nil
+	}
+	shown := v6
+	if len(shown) > 3 {
+		shown = append(shown[:3:3], fmt.Sprintf("and %d more", len(v6)-3))
+	}
+	what := fmt.Sprintf("%d of %d instances have IPv6 addresses (%s)", len(v6), total, strings.Join(shown, ", "))
+	name := p.DNSName
+	if p.Fly.App != "" {
+		what = fmt.Sprintf("edge mode would connect to IPv6 addresses (%s)", strings.Join(shown, ", "))
+		name = "Fly.io app " + p.Fly.App
+	} else if name == "" {
+		name = strings.Join(p.Instances, ", ")
+	}
+	de := &DiscoveryError{Kind: KindIPv6, Name: name, Err: fmt.Errorf("%s, and the network this job runs in has no IPv6", what)}
+	if p.DNSName != "" && p.Fly.App == "" {
+		de.Record, de.Resolver = p.Record, p.Resolver
+	}
+	return de
 }
 
 // lookupHost resolves a static instance's name with the job's resolver

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 )
@@ -383,6 +382,3 @@ func headerSet(names ...string) func([]byte) string {
 		return ""
 	}
 }
-
-// canonical is textproto's canonical form of a header name.
-func canonical(s string) string { return textproto.CanonicalMIMEHeaderKey(s) }

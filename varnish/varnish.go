@@ -132,7 +132,7 @@ type Config struct {
 	Listen string
 	// Token, when set, is passed to varnishd as PURGE_TOKEN.
 	Token string
-	// Storage is varnishd's -s argument; default "malloc,32m".
+	// Storage is varnishd's -s argument; default DefaultStorage.
 	Storage string
 	// Varnishd is the program; default "varnishd" from PATH.
 	Varnishd string
@@ -144,6 +144,41 @@ type Config struct {
 	Dir string
 	// StartTimeout bounds the wait for varnishd to answer; default 30s.
 	StartTimeout time.Duration
+}
+
+// DefaultStorage is the cache storage of an instance (varnishd -s).
+const DefaultStorage = "malloc,32m"
+
+// Argv is what varnishd is started with, besides the VCL's content.
+type Argv struct {
+	// Listen is the address to serve HTTP on: HOST:PORT, or :PORT for
+	// every address (a container's).
+	Listen string
+	// VCLFile is the VCL's path.
+	VCLFile string
+	// WorkDir is varnishd's working directory (-n); empty leaves it to
+	// varnishd's default, for a process alone on its filesystem.
+	WorkDir string
+	// Storage is the cache storage (-s); empty means DefaultStorage.
+	Storage string
+}
+
+// Args returns varnishd's arguments (the program not included) for a: in
+// the foreground, without a management interface, with the parameters the
+// shipped VCL relies on. The native runner (Start) and the Dagger module's
+// Varnish service both start varnishd with these.
+func Args(a Argv) []string {
+	if a.Storage == "" {
+		a.Storage = DefaultStorage
+	}
+	args := []string{"-F"}
+	if a.WorkDir != "" {
+		args = append(args, "-n", a.WorkDir)
+	}
+	return append(args, "-a", a.Listen, "-f", a.VCLFile, "-s", a.Storage, "-T", "none",
+		"-p", "http_gzip_support=off", // the origin's encodings are the variants (see the VCL)
+		"-p", "ban_lurker_sleep=0.01", // let BAN lurk quickly
+		"-p", "thread_pool_min=10", "-p", "thread_pools=1")
 }
 
 // ErrNotInstalled says that varnishd is not on this machine.
@@ -204,9 +239,6 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, fmt.Errorf("varnish: listen %q: give HOST:PORT: %w", cfg.Listen, err)
 	}
-	if cfg.Storage == "" {
-		cfg.Storage = "malloc,32m"
-	}
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 30 * time.Second
 	}
@@ -222,12 +254,8 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("varnish: write vcl: %w", err)
 	}
-	args := append(append([]string{}, cfg.Wrap...), bin,
-		"-F", "-n", filepath.Join(dir, "work"), "-a", cfg.Listen, "-f", vclPath,
-		"-s", cfg.Storage, "-T", "none",
-		"-p", "http_gzip_support=off", // the origin's encodings are the variants (see the VCL)
-		"-p", "ban_lurker_sleep=0.01", // let BAN lurk quickly
-		"-p", "thread_pool_min=10", "-p", "thread_pools=1")
+	args := append(append(append([]string{}, cfg.Wrap...), bin),
+		Args(Argv{Listen: cfg.Listen, VCLFile: vclPath, WorkDir: filepath.Join(dir, "work"), Storage: cfg.Storage})...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "PURGE_TOKEN="+cfg.Token)
 	out := &syncbuf.Buffer{Limit: 1 << 20}
@@ -286,6 +314,10 @@ func (p *Process) waitReady(ctx context.Context, cfg Config) error {
 
 // Output returns what varnishd has printed so far.
 func (p *Process) Output() string { return p.out.String() }
+
+// WorkDir is varnishd's working directory (its -n), which varnishlog,
+// varnishncsa and varnishstat read to see what it received.
+func (p *Process) WorkDir() string { return filepath.Join(p.dir, "work") }
 
 // Stop stops varnishd (SIGTERM, then SIGKILL after 5s) and removes its
 // directory. It is safe to call more than once.

@@ -354,3 +354,14 @@ func request(t *testing.T, p *Process, method string, hdr ...string) *http.Respo
 	resp.Body.Close()
 	return resp
 }
+
+// A process alone on its filesystem (a container) keeps varnishd's own
+// working directory; the native runner gives each instance its own.
+func TestArgs(t *testing.T) {
+	alone := Args(Argv{Listen: ":9000", VCLFile: "/etc/varnish/default.vcl"})
+	assert.NotContains(t, alone, "-n")
+	assert.Equal(t, []string{"-F", "-a", ":9000", "-f", "/etc/varnish/default.vcl", "-s", DefaultStorage, "-T", "none"}, alone[:9])
+	native := Args(Argv{Listen: "127.0.0.1:80", VCLFile: "a.vcl", WorkDir: "/tmp/w", Storage: "malloc,1m"})
+	assert.Equal(t, []string{"-F", "-n", "/tmp/w", "-a", "127.0.0.1:80", "-f", "a.vcl", "-s", "malloc,1m"}, native[:9])
+	assert.Equal(t, alone[9:], native[11:], "the same parameters")
+}

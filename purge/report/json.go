@@ -77,13 +77,13 @@ type checkRow struct {
 // larger reports stay compact, several times faster to write and parse.
 const indentBelow = 1000
 
-func writeJSON(w *bufio.Writer, out *purge.Outcome) error {
+func writeJSON(w *bufio.Writer, out *purge.Outcome, compact bool) error {
 	reps := out.Reports()
 	rows := 0
 	for _, r := range reps {
 		rows += r.Len()
 	}
-	if rows > indentBelow {
+	if rows > indentBelow || compact {
 		return writeOutcome(w, out, reps)
 	}
 	var buf bytes.Buffer

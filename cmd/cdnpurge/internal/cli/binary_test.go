@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cdnpurge/cdnpurge/fleet"
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/internal/loopback"
 )
@@ -134,10 +135,8 @@ func TestDemoKilledIsCleanedUp(t *testing.T) {
 	fleettest.NeedVarnishd(t)
 	bin := binary(t)
 	modes := []string{"loopback"}
-	if os.Geteuid() == 0 {
-		if _, err := exec.LookPath("ip"); err == nil {
-			modes = append(modes, "netns")
-		}
+	if fleet.NetnsAvailable(t.Context()) == nil {
+		modes = append(modes, "netns")
 	}
 	for _, mode := range modes {
 		cmd := exec.Command(bin, "demo", "--keep", "--instances", "2", "--mode", mode)

@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,6 +36,9 @@ type App struct {
 	// secrets are the tokens read for this run: nothing written on stderr
 	// shows one (the reports check their own text).
 	secrets secret.Set
+	// inspect, when set (by tests), sees each command's flag set before
+	// it parses.
+	inspect func(*flag.FlagSet)
 }
 
 // Interrupted is why a run stopped on a signal: the cause of the context
@@ -95,6 +99,7 @@ func commands() []command {
 		{"purge", "send PURGE for URLs (or tags) to every instance of the fleet and report each", (*App).purge},
 		{"ban", "send a BAN (a regular expression over paths) to every instance", (*App).ban},
 		{"verify", "ask every instance for URLs and check what its cache says (hit, miss, ...)", (*App).verify},
+		{"serve", "run a broadcaster: one HTTP endpoint that sends each purge to every instance, journaled", (*App).serve},
 		{"demo", "start a local Varnish fleet, purge a URL on it and show the proof", (*App).demo},
 		{"version", "print the version", func(a *App, _ context.Context, _ []string) error {
 			_, err := fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
@@ -223,7 +228,8 @@ func (a *App) exit(cmd string, err error) int {
 	return ExitUsage
 }
 
-// discoveryHint words a discovery failure's remedy in this CLI's flags.
+// discoveryHint words a discovery failure's remedy in this CLI's flags, or
+// takes the library's where no flag is concerned.
 func discoveryHint(de *purge.DiscoveryError) string {
 	switch de.Kind {
 	case purge.KindNoRecords:
@@ -240,7 +246,7 @@ func discoveryHint(de *purge.DiscoveryError) string {
 	case purge.KindAPI:
 		return "check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"
 	}
-	return ""
+	return de.Hint()
 }
 
 // failureHints words, once each, the remedies for the failures in out.

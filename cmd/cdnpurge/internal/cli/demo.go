@@ -21,10 +21,11 @@ name, fill their caches, purge a URL on every instance and prove it: each one
 misses right after the purge and hits again on the next request. Everything
 is stopped at the end (or on Ctrl-C with --keep).
 
-As root with iproute2, each instance runs in its own network namespace with
-its own IPv6 address on the same port, found by AAAA records, as on Fly.io.
-Otherwise the instances share the loopback interface (127.0.x.y, one port,
-found by A records). Needs varnishd (Debian/Ubuntu: apt-get install -y varnish).
+Where it can create network namespaces (root with iproute2, not in a
+container), each instance runs in its own namespace with its own IPv6 address
+on the same port, found by AAAA records, as on Fly.io. Otherwise the instances
+share the loopback interface (127.0.x.y, one port, found by A records), and
+the demo says why. Needs varnishd (Debian/Ubuntu: apt-get install -y varnish).
 
 With --fly, the same steps run in Fly.io edge mode against a local stand-in
 for Fly.io: a Machines API that lists one machine per instance (region and
@@ -133,7 +134,10 @@ func describeFleet(w io.Writer, f *fleet.Fleet) {
 	case fleet.ModeNetns:
 		fmt.Fprintf(w, "Fleet up: each instance in its own network namespace, its own IPv6 address, port %d.\n", f.Port)
 	default:
-		fmt.Fprintf(w, "Fleet up: instances on loopback addresses, port %d (run as root for one network namespace each).\n", f.Port)
+		fmt.Fprintf(w, "Fleet up: instances on loopback addresses, port %d.\n", f.Port)
+		if f.NoNetns != nil {
+			fmt.Fprintf(w, "(Not one network namespace each: %v.)\n", f.NoNetns)
+		}
 	}
 	fmt.Fprintf(w, "DNS: %s records of %s served at %s; origin at %s.\n", strings.ToUpper(string(f.Record)), f.Name, f.Resolver, f.Origin.Addr)
 	for _, m := range f.Members {

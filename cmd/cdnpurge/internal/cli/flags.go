@@ -31,6 +31,9 @@ func newFlags(name, about, examples string) *flags {
 // parse parses args. --help prints the help on stdout and returns errHelp;
 // a bad flag is a usage error.
 func (f *flags) parse(a *App, args []string) error {
+	if a.inspect != nil {
+		a.inspect(f.FlagSet)
+	}
 	err := f.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
@@ -135,9 +138,10 @@ func (l ints) Set(s string) error {
 	return nil
 }
 
-// target holds the flags every command that sends shares, mapped straight
-// into the job: where the instances are, the URLs, how to reach them, and
-// how to report.
+// target holds the flags every command that sends shares (purge, ban and
+// verify), mapped straight into the job: where the instances are and how
+// each is reached (what the Dagger module's constructor takes), the URLs,
+// and how to report. A flag only some commands use is theirs.
 type target struct {
 	f        *flags
 	job      purge.Job
@@ -146,6 +150,10 @@ type target struct {
 	flyToken string
 	format   string
 	verbose  bool
+	// fleetOnly registers only where the instances are and how to reach
+	// them (serve takes what to send from its clients).
+	fleetOnly bool
+	via       viaFlags
 }
 
 func (t *target) register(f *flags) {
@@ -165,21 +173,26 @@ func (t *target) register(f *flags) {
 	f.StringVar(&j.Fly.API, "fly-api", purge.DefaultFlyAPI, "the Machines API's base `URL`")
 	f.Var(list{v: &j.Fly.Regions, split: true}, "region", "with --fly-app: only machines in these `regions`, e.g. iad,sjc; repeatable")
 	f.StringVar(&j.Fly.Connect, "connect", "", "with --fly-app: connect to `HOST:PORT` instead of the URL's host (a Flycast address,\na staging proxy), as curl's --connect-to; TLS still names the URL's host")
-	f.Var(list{v: &j.URLs}, "url", "an absolute `URL` as the public sees it, e.g. https://example.com/feed; repeatable")
-	f.StringVar(&t.urlsFile, "urls-file", "", "read URLs from `FILE`, one a line ('-' = stdin); blank lines and # comments skipped")
+	if !t.fleetOnly {
+		f.Var(list{v: &j.URLs}, "url", "an absolute `URL` as the public sees it, e.g. https://example.com/feed; repeatable")
+		f.StringVar(&t.urlsFile, "urls-file", "", "read URLs from `FILE`, one a line ('-' = stdin); blank lines and # comments skipped")
+		t.via.register(f)
+	}
 	f.BoolVar(&j.RawURLs, "raw-url", false, "send URLs as written (host case, default port, ./ and ../ kept) instead of as a\nbrowser requests them, for a VCL that keys objects on the raw request")
 	f.Var(list{v: &j.Headers}, "header", "extra request header as `'Name: value'`; repeatable")
 	f.StringVar(&j.Scheme, "scheme", "", "how instances are reached, `http|https` (https checks the certificate against the URL's\nhost) (default http; https with --fly-app)")
 	f.BoolVar(&j.Insecure, "insecure", false, "with --scheme https: do not check certificates")
 	f.IntVar(&j.Concurrency, "concurrency", purge.DefaultConcurrency, "most connections open at once, over all instances")
 	f.IntVar(&j.PerInstance, "per-instance", purge.DefaultPerInstance, "most connections to one instance (with many URLs)")
-	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining);\n1 sends one at a time")
 	f.DurationVar(&j.Timeout, "timeout", purge.DefaultTimeout, "limit for each attempt: connect, send and the whole answer")
 	f.IntVar(&t.retries, "retries", purge.DefaultAttempts-1, "more attempts after a connection error, timeout, 429 or 5xx, with backoff (0 = none)")
+	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
 	f.DurationVar(&j.Deadline, "deadline", 0, "limit for the whole run, discovery included (0 = none); what is pending then is\nreported as not sent")
-	f.StringVar(&t.format, "format", string(report.DefaultFormat), "report `format`: text, json or markdown (a table for $GITHUB_STEP_SUMMARY)")
-	f.BoolVar(&t.verbose, "verbose", false, "show every result, also in large runs (which otherwise show one line per instance\nand the failures)")
-	f.BoolVar(&t.verbose, "v", false, "short for --verbose")
+	if !t.fleetOnly {
+		f.StringVar(&t.format, "format", string(report.DefaultFormat), "report `format`: text, json or markdown (a table for $GITHUB_STEP_SUMMARY)")
+		f.BoolVar(&t.verbose, "verbose", false, "show every result, also in large runs (which otherwise show one line per instance\nand the failures)")
+		f.BoolVar(&t.verbose, "v", false, "short for --verbose")
+	}
 }
 
 // finish maps what needs more than a copy: the URL file, the retries, the
@@ -210,7 +223,7 @@ func (t *target) finish(a *App) error {
 	if _, err := report.ParseFormat(t.format); err != nil {
 		return &usageError{err}
 	}
-	return nil
+	return t.via.finish(a, t.f)
 }
 
 func (t *target) reportFormat() report.Format {

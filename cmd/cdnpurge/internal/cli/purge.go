@@ -67,7 +67,7 @@ func (s *sendFlags) register(f *flags) {
 	f.Var(&s.steps, "verify", "then check every instance: bare, no instance may serve a copy older than the purge;\nor a list of strict steps, e.g. --verify=miss,hit (purged, hit, fresh, stale, miss, any)")
 	f.Var(list{v: &s.verifyURLs}, "verify-url", "check this `URL` instead of --url (required after a ban or a tag purge, whose --url only\ncarries the Host); repeatable")
 	f.Var(ints{v: &j.OKStatus}, "ok-status", "also count this `status` as purged, e.g. 404 for a VCL that answers 404 when nothing\nwas cached; repeatable")
-	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
+	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining);\n1 sends one at a time")
 }
 
 func (s *sendFlags) finish(a *App) error {
@@ -86,6 +86,9 @@ func (s *sendFlags) finish(a *App) error {
 
 // run runs the job (or plans it) and writes the report.
 func (s *sendFlags) run(ctx context.Context, a *App) error {
+	if s.via.url != "" {
+		return a.runVia(ctx, &s.target)
+	}
 	if s.dryRun {
 		plan, err := s.job.Plan(ctx)
 		if err != nil {

@@ -43,7 +43,6 @@ func (a *App) verify(ctx context.Context, args []string) error {
 	f.StringVar(&j.VerifyMethod, "method", purge.DefaultVerifyMethod, "request `method`: HEAD, or GET when the site treats HEAD differently")
 	f.DurationVar(&j.Wait, "wait", 0, "keep asking instances that do not match until all do or this much time has passed")
 	f.DurationVar(&j.Interval, "interval", purge.DefaultInterval, fmt.Sprintf("with --wait: time between rounds (at least %s)", purge.MinInterval))
-	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
 	if err := f.parse(a, args); err != nil {
 		return err
 	}
@@ -55,5 +54,8 @@ func (a *App) verify(ctx context.Context, args []string) error {
 		return &usageError{err}
 	}
 	j.VerifyOnly, j.Verify = true, []purge.Expect{exp}
+	if t.via.url != "" {
+		return a.verifyVia(ctx, &t)
+	}
 	return a.runJob(ctx, t.job, t.reportFormat(), t.verbose)
 }
