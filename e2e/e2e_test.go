@@ -477,7 +477,7 @@ func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
 		var rep purgeJSON
 		decodeJSON(t, r.stdout, &rep)
 		assert.False(t, rep.OK)
-		assert.Contains(t, rep.Summary, fmt.Sprintf("purged 1 URL on 0/%d instances", len(f.Members)))
+		assert.Contains(t, rep.Summary, fmt.Sprintf("purged 0 of %d (1 URL x %d instances)", len(f.Members), len(f.Members)))
 		require.Len(t, rep.Results, len(f.Members))
 		for i, res := range rep.Results {
 			assert.Equal(t, 401, res.Status, res.Instance)
@@ -512,13 +512,14 @@ func TestOneInstanceStopped(t *testing.T) {
 
 	r := runCLI(t, token, append([]string{"purge", "--url", u, "--retries", "1", "--format", "text"}, f.Args()...)...)
 	assert.Equal(t, 1, r.code, r)
-	assert.Contains(t, r.stdout, fmt.Sprintf("purged 1 URL on %d/%d instances", len(f.Members)-1, len(f.Members)))
+	assert.Contains(t, r.stdout, fmt.Sprintf("purged %d of %d (1 URL x %d instances)", len(f.Members)-1, len(f.Members), len(f.Members)))
+	assert.Contains(t, r.stdout, "1 failed, 1 of them not sent", "a refused connection carried nothing")
 	rows := 0
 	for _, line := range strings.Split(r.stdout, "\n") {
 		switch {
 		case strings.Contains(line, dead):
 			rows++
-			assert.Contains(t, line, "connection refused", line)
+			assert.Contains(t, line, "not sent: connection refused", line)
 		case strings.HasPrefix(line, u):
 			rows++
 			assert.Contains(t, line, " ok", line)

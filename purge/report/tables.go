@@ -175,8 +175,10 @@ func reason(res purge.Result) string {
 type text struct{ g guard }
 
 func (text) title(*bufio.Writer, string) {}
+// line writes this program's own words (a summary, a warning): they show
+// no secret.
 func (t text) line(w *bufio.Writer, s string) {
-	_, _ = w.WriteString(t.g.shown(inert(s)))
+	_, _ = w.WriteString(inert(s))
 	_ = w.WriteByte('\n')
 }
 func (t text) item(w *bufio.Writer, s string) {
@@ -236,14 +238,14 @@ func unsafeRune(r rune) bool {
 type markdown struct{ g guard }
 
 func (m markdown) title(w *bufio.Writer, s string) {
-	_, _ = w.WriteString("### " + m.g.shown(mdText(s)) + "\n\n")
+	_, _ = w.WriteString("### " + mdText(s) + "\n\n")
 }
 func (m markdown) line(w *bufio.Writer, s string) {
 	if s == "" {
 		_ = w.WriteByte('\n')
 		return
 	}
-	_, _ = w.WriteString(m.g.shown(mdText(s)) + "\n\n")
+	_, _ = w.WriteString(mdText(s) + "\n\n")
 }
 func (m markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + m.g.code(s) + "\n") }
 func (m markdown) note(w *bufio.Writer, ours, theirs string) {

@@ -195,8 +195,9 @@ func (a *App) exit(cmd string, err error) int {
 		de *purge.DiscoveryError
 		fe *failedError
 	)
-	// Every line is decided as it is printed: one that shows a secret is
-	// withheld whole.
+	// A line that carries an error is decided as it is printed: one that
+	// shows a secret is withheld whole. Hints and usage lines are this
+	// program's own words.
 	say := func(format string, args ...any) {
 		line := fmt.Sprintf(format, args...)
 		if a.secrets.Shows(line) {
@@ -204,23 +205,24 @@ func (a *App) exit(cmd string, err error) int {
 		}
 		_, _ = io.WriteString(a.Stderr, line)
 	}
+	own := func(format string, args ...any) { fmt.Fprintf(a.Stderr, format, args...) }
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return ExitOK
 	case errors.As(err, &fe):
 		say("%s: FAILED: %v\n", cmd, fe.err)
 		for _, h := range fe.hints {
-			say("hint: %s\n", h)
+			own("hint: %s\n", h)
 		}
 		return ExitFailed
 	case errors.As(err, &ue), errors.As(err, &je):
 		say("%s: %v\n", cmd, err)
-		say("Run '%s --help' for usage.\n", cmd)
+		own("Run '%s --help' for usage.\n", cmd)
 		return ExitUsage
 	case errors.As(err, &de):
 		say("%s: %v\n", cmd, err)
 		if h := discoveryHint(de); h != "" {
-			say("hint: %s\n", h)
+			own("hint: %s\n", h)
 		}
 		return ExitUsage
 	}
@@ -258,8 +260,8 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrNoToken, "the instances want a purge token: set PURGE_TOKEN or --token-file FILE"},
 		{purge.ErrTokenRejected, "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
 		{purge.ErrNotFound, "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
-		{purge.ErrServedFromCache, "the VCL answers the request as an ordinary one (a cache hit): add handling for the method (see the README's 'Works with')"},
-		{purge.ErrPurgeNotHandled, "the VCL passes the request on as an ordinary one: add handling for the method (see the README's 'Works with')"},
+		{purge.ErrServedFromCache, "the VCL answers METHOD as an ordinary request (a cache hit): add METHOD handling (see the README's 'Works with')"},
+		{purge.ErrPurgeNotHandled, "the VCL answers METHOD as an ordinary request (passed on to the backend): add METHOD handling (see the README's 'Works with')"},
 		{purge.ErrStopped, ""}, // worded by its cause, below
 	}
 	var hints []string
@@ -292,7 +294,11 @@ func failureHints(out *purge.Outcome) []string {
 			hints = append(hints, stopHint(stopped))
 			continue
 		}
-		hints = append(hints, c.hint)
+		method := "PURGE"
+		if out.Purge != nil {
+			method = out.Purge.Method
+		}
+		hints = append(hints, strings.ReplaceAll(c.hint, "METHOD", method))
 	}
 	return hints
 }
