@@ -175,6 +175,7 @@ func reason(res purge.Result) string {
 type text struct{ g guard }
 
 func (text) title(*bufio.Writer, string) {}
+
 // line writes this program's own words (a summary, a warning): they show
 // no secret.
 func (t text) line(w *bufio.Writer, s string) {
