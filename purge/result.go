@@ -397,13 +397,20 @@ func (r *Report) Reveals(s string) bool { return r.secrets.Shows(s) }
 
 // InstancesOK counts the instances on which every result is OK.
 func (r *Report) InstancesOK() int {
-	n := 0
-	for _, s := range r.Stats() {
-		if s.OK == s.Total {
-			n++
+	n := len(r.Instances)
+	failed := make([]bool, n)
+	for k := range r.rows {
+		if r.rows[k].flags&rowOK == 0 {
+			failed[k%n] = true
 		}
 	}
-	return n
+	ok := 0
+	for _, f := range failed {
+		if !f {
+			ok++
+		}
+	}
+	return ok
 }
 
 // Summary is one line, e.g. "purged 3 URLs on 12/12 instances in 41.2ms"

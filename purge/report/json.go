@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
@@ -163,12 +164,13 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 	_, _ = w.Write(b[:len(b)-1])
 	_, _ = w.WriteString(`,"urls":[`)
 	buf := make([]byte, 0, 512)
+	var scratch []byte
 	for i, u := range r.URLs.All() {
 		buf = buf[:0]
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendString(buf, g.json(u.String()))
+		buf = g.appendURL(buf, u, &scratch)
 		if _, err := w.Write(buf); err != nil {
 			return err
 		}
@@ -199,7 +201,7 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 	for k := range r.Len() {
 		res := r.Result(k)
 		if u := k / len(insts); u != urlOf {
-			url, urlOf = appendString(url[:0], g.json(res.URL.String())), u
+			url, urlOf = g.appendURL(url[:0], res.URL, &scratch), u
 		}
 		e := ""
 		if !res.OK && res.Err != nil {
@@ -453,6 +455,19 @@ func (g guard) json(s string) string {
 		return withheld
 	}
 	return s
+}
+
+// appendURL appends u as a JSON string, withheld when it shows a secret,
+// building it in scratch rather than as a string of its own (a report may
+// hold a million).
+func (g guard) appendURL(b []byte, u purge.URL, scratch *[]byte) []byte {
+	s := append((*scratch)[:0], u.Scheme...)
+	s = append(s, "://"...)
+	s = append(s, u.Host...)
+	s = append(s, u.Target...)
+	*scratch = s
+	// A view of scratch, read only while it is not written.
+	return appendString(b, g.json(unsafe.String(unsafe.SliceData(s), len(s))))
 }
 
 // needsEscape says whether appendString changes s beyond quoting it.
