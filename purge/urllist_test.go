@@ -58,7 +58,7 @@ func TestReadURLsStreams(t *testing.T) {
 	assert.Equal(t, []string{"https://EXAMPLE.com/./a", "https://example.com/b"}, l.Strings())
 
 	for content, want := range map[string]string{
-		"https://example.com/a\nhttps://example.com/\xff\n":                   "f line 2: not valid UTF-8",
+		"https://example.com/a\nhttps://example.com/\xff\n":                     "f line 2: not valid UTF-8",
 		"https://example.com/" + strings.Repeat("a", 10<<20):                    "f line 1: longer than 64 KiB",
 		"https://example.com/a\n\n# c\nhttps://exa mple.com/\n":                 "f line 4: url",
 		strings.Repeat("https://example.com/ok\n", 3) + "ftp://example.com/x\n": "f line 4: url \"ftp://example.com/x\": scheme",
