@@ -2,7 +2,8 @@
 # Installs the Debian packages the tests and the demo use, when missing:
 # varnish (varnishd, varnishtest), varnish-modules (vmod xkey, for tag purges),
 # iproute2 (ip netns), libcap2-bin (capsh: tests run without the capabilities a
-# container lacks), wrk and dnsutils (the benchmark baselines), curl, time.
+# container lacks), wrk and dnsutils (the benchmark baselines), curl, time, and
+# zsh and fish (the CLI's completion scripts are tested in each shell).
 # Needs root or sudo; does nothing when all are there.
 set -euo pipefail
 need=()
@@ -14,6 +15,8 @@ command -v wrk >/dev/null || need+=(wrk)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v curl >/dev/null || need+=(curl)
 [ -x /usr/bin/time ] || need+=(time)
+command -v zsh >/dev/null || need+=(zsh)
+command -v fish >/dev/null || need+=(fish)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -333,6 +333,16 @@ func (f *Fleet) startMembers(ctx context.Context, o Options, place func(i int) (
 	return errors.Join(errs...)
 }
 
+// WorkDir is the member's varnishd working directory (its -n, which
+// varnishstat and varnishlog read); empty for an instance started
+// elsewhere.
+func (m *Member) WorkDir() string {
+	if m.process == nil {
+		return ""
+	}
+	return m.process.WorkDir()
+}
+
 func (f *Fleet) stopMembers() {
 	var wg sync.WaitGroup
 	for _, m := range f.Members {

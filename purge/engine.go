@@ -692,12 +692,21 @@ var errAnnouncedClose = errors.New("the instance closed the connection, as its l
 
 // noAnswerErr is why a written request got no answer.
 func (e *engine) noAnswerErr(t *instState, u int32, err error, served int) error {
-	reason := "no answer: " + describe(err, e.p.Timeout)
+	var reason string
 	var be *bodyError
-	if errors.As(err, &be) {
+	switch {
+	case errors.As(err, &be), errors.Is(err, errProtocol), errors.Is(err, errUnpaired), errors.Is(err, errAnnouncedClose), errors.Is(err, errBodyToEnd):
 		reason = describe(err, e.p.Timeout)
-	} else if served > 0 && !errors.Is(err, errProtocol) && !errors.Is(err, errUnpaired) {
-		reason += fmt.Sprintf(" (after %d answers on the connection)", served)
+	case isClosed(err) && served > 0:
+		reason = fmt.Sprintf("no answer (closed after %d answers)", served)
+	case isClosed(err):
+		reason = "no answer (the connection closed)"
+	case isTimeout(err) && served > 0:
+		reason = fmt.Sprintf("no answer within %s (after %d answers on the connection)", e.p.Timeout, served)
+	case isTimeout(err):
+		reason = fmt.Sprintf("no answer within %s", e.p.Timeout)
+	default:
+		reason = "no answer: " + describe(err, e.p.Timeout)
 	}
 	return &InstanceError{Instance: t.in, URL: e.ps.urls.At(int(u)).String(), Reason: reason, Err: err}
 }

@@ -233,6 +233,23 @@ func (e *JobError) Unwrap() error { return e.Err }
 
 func jobErr(format string, a ...any) error { return &JobError{fmt.Errorf(format, a...)} }
 
+// Reasons a JobError wraps, for front ends that word the remedy in their
+// own terms (errors.Is).
+var (
+	// ErrNoInstances: the job does not say where the instances are (no DNS
+	// name, static instances or Fly.io app).
+	ErrNoInstances = errors.New("no instances")
+	// ErrManySources: more than one of DNS name, static instances and
+	// Fly.io app.
+	ErrManySources = errors.New("instances from more than one source")
+	// ErrNeedsFlyApp: a Fly.io setting (regions, connect address, token)
+	// without a Fly.io app.
+	ErrNeedsFlyApp = errors.New("only apply to a Fly.io app")
+	// ErrNeedsVerifyURLs: a verify step after a ban, a tag purge or another
+	// method whose URLs only carry the Host, without VerifyURLs.
+	ErrNeedsVerifyURLs = errors.New("give the URLs to verify")
+)
+
 // plan is a checked job: every default applied, every string parsed.
 type plan struct {
 	Job
@@ -256,9 +273,9 @@ func (j Job) check() (*plan, error) {
 	}
 	switch {
 	case sources == 0 && !j.given:
-		return nil, jobErr("no instances: give the internal DNS name that lists every instance, static instances, or a Fly.io app")
+		return nil, jobErr("%w: give the internal DNS name that lists every instance, static instances, or a Fly.io app", ErrNoInstances)
 	case sources > 1:
-		return nil, jobErr("instances: give a DNS name, static instances or a Fly.io app, not more than one")
+		return nil, jobErr("%w: give a DNS name, static instances or a Fly.io app, not more than one", ErrManySources)
 	}
 	if p.Record == "" {
 		p.Record = DefaultRecord
@@ -328,8 +345,17 @@ func (p *plan) checkInstances() error {
 		p.static = append(p.static, in)
 	}
 	if p.Fly.App == "" {
-		if p.Fly.Connect != "" || len(p.Fly.Regions) > 0 || p.Fly.Token != "" {
-			return jobErr("Fly.io settings (token, regions, connect address) need a Fly.io app")
+		var set []string
+		for _, s := range []struct {
+			name string
+			set  bool
+		}{{"regions", len(p.Fly.Regions) > 0}, {"connect address", p.Fly.Connect != ""}, {"token", p.Fly.Token != ""}} {
+			if s.set {
+				set = append(set, s.name)
+			}
+		}
+		if len(set) > 0 {
+			return jobErr("Fly.io settings (%s) %w", strings.Join(set, ", "), ErrNeedsFlyApp)
 		}
 		return nil
 	}
@@ -543,7 +569,7 @@ func (p *plan) checkVerify() error {
 			if len(p.Tags) > 0 {
 				what = "a tag purge"
 			}
-			return jobErr("verify after %s: its URLs only carry the Host, so checking them proves nothing; give the URLs to verify", what)
+			return jobErr("verify after %s: its URLs only carry the Host, so checking them proves nothing; %w", what, ErrNeedsVerifyURLs)
 		}
 		p.verifyURLs = p.urls
 		return nil
@@ -712,6 +738,7 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}
+	warnings := p.sourceWarnings(out.Instances)
 	budget := connectionBudget()
 	start := time.Now()
 	if !p.VerifyOnly {
@@ -719,6 +746,11 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	}
 	for _, e := range p.Verify {
 		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, start))
+	}
+	if rs := out.Reports(); len(rs) > 0 && len(warnings) > 0 {
+		// The first step's report carries them too (its JSON has no other
+		// place for them).
+		rs[0].Warnings = append(warnings, rs[0].Warnings...)
 	}
 	for _, r := range out.Reports() {
 		r.Skipped, r.secrets = out.Skipped, p.secrets
@@ -752,6 +784,33 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 		pl.Method = ""
 	}
 	return pl, nil
+}
+
+// sourceWarnings says when the DNS name looks like the wrong one: it is a
+// URL's own (public) host, which usually reaches one instance, or it lists
+// exactly one instance.
+func (p *plan) sourceWarnings(ins []Instance) []string {
+	if p.DNSName == "" {
+		return nil
+	}
+	var w []string
+	name := strings.TrimSuffix(strings.ToLower(p.DNSName), ".")
+	var hosts []urlHost
+	for _, l := range []*URLList{p.urls, p.verifyURLs} {
+		if l != nil {
+			hosts = append(hosts, l.hosts...)
+		}
+	}
+	for _, u := range hosts {
+		if strings.EqualFold(u.hostname, name) {
+			w = append(w, fmt.Sprintf("the DNS name %s is the URLs' public host, which usually reaches one instance, not every one: give the internal name that lists them all (on Fly.io, <app>.internal)", p.DNSName))
+			break
+		}
+	}
+	if len(ins) == 1 {
+		w = append(w, fmt.Sprintf("%s lists one instance (%s): if the fleet has more, the name does not list them all", p.DNSName, ins[0]))
+	}
+	return w
 }
 
 // withDeadline bounds ctx by the job's Deadline, when it has one.

@@ -105,10 +105,61 @@ func TestFormats(t *testing.T) {
 
 	txt := write(t, Text, out, Options{})
 	lines := strings.Split(strings.TrimSpace(txt), "\n")
-	require.Len(t, lines, 4, txt)
+	require.Len(t, lines, 5, txt)
 	assert.True(t, strings.HasPrefix(lines[0], "URL"))
 	assert.Equal(t, strings.Index(lines[0], "INSTANCE"), strings.Index(lines[1], "127.0.0.1:"), "columns are aligned")
-	assert.True(t, strings.HasPrefix(lines[3], "FAILED: purged 1 of 2 (1 URL x 2 instances)"), lines[3])
+	assert.True(t, strings.HasPrefix(lines[3], "[1] 404 Not Found: "), "the long reason follows the table: %s", txt)
+	assert.True(t, strings.HasPrefix(lines[4], "FAILED: purged 1 of 2 (1 URL x 2 instances)"), lines[4])
+	assert.Contains(t, md, "`FAILED: 404 Not Found: ", "Markdown keeps the reason in its cell (a browser wraps it)")
+}
+
+// One long failure does not pad the RESULT column of every row: its cell
+// says FAILED and a reference, and the reason follows the table, once for
+// every row that shares it. A short reason stays in its cell.
+func TestLongReasonsFollowTheTable(t *testing.T) {
+	long := "the upstream said " + strings.Repeat("no ", 100)
+	ok := server(t, func(http.ResponseWriter, *http.Request) {})
+	bad := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/short") {
+			c, _, err := w.(http.Hijacker).Hijack() // no answer: a short reason
+			if err == nil {
+				_ = c.Close()
+			}
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(long))
+	})
+	var urls []string
+	for i := range 5 {
+		urls = append(urls, fmt.Sprintf("http://example.com/page/%d", i))
+	}
+	out := run(t, purge.Job{Instances: []string{ok, bad}, URLs: append(urls, "http://example.com/short"), Attempts: 1})
+	txt := write(t, Text, out, Options{})
+	var rows, notes []string
+	for _, l := range strings.Split(txt, "\n") {
+		switch {
+		case strings.HasPrefix(l, "http://"):
+			rows = append(rows, l)
+		case strings.HasPrefix(l, "["):
+			notes = append(notes, l)
+		}
+	}
+	require.Len(t, rows, 12, txt)
+	width := len(rows[0])
+	for _, r := range rows {
+		assert.LessOrEqual(t, len(r), 120, "no row is padded to the long reason: %q", r)
+		if strings.HasSuffix(r, "ok") {
+			width = len(r)
+		}
+	}
+	assert.Less(t, width, 100, "an ok row is as wide as its own cells: %s", txt)
+	require.Len(t, notes, 1, "the five rows with the same reason share one note: %s", txt)
+	assert.True(t, strings.HasPrefix(notes[0], "[1] 403 Forbidden: "), notes[0])
+	assert.Contains(t, notes[0], "no no no", "the reason is there in full")
+	assert.Equal(t, 5, strings.Count(txt, "FAILED [1]"), txt)
+	assert.Contains(t, txt, "FAILED: no answer (closed after 5 answers)\n", "a short reason stays in its cell: %s", txt)
 }
 
 func TestVerifyJSONKeepsItsFieldNames(t *testing.T) {

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
@@ -189,14 +191,29 @@ func (t text) note(w *bufio.Writer, ours, theirs string) {
 	_, _ = w.WriteString(inert(ours) + t.g.shown(inert(theirs)) + "\n")
 }
 func (t text) table(w *bufio.Writer, header []string) tableWriter {
-	tt := &textTable{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), g: t.g}
+	tt := &textTable{w: w, tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), result: -1, g: t.g}
+	for i, h := range header {
+		if h == "RESULT" {
+			tt.result = i
+		}
+	}
 	tt.row(header)
 	return tt
 }
 
+// resultWidth is the widest RESULT cell a text table shows in full. A
+// longer one (a 300-character reason, say) would pad the column, and so
+// every row, to its width: the cell then shows a short result and a
+// reference, and the reason follows the table, once for all the rows that
+// share it.
+const resultWidth = 48
+
 type textTable struct {
-	tw *tabwriter.Writer
-	g  guard
+	w      *bufio.Writer
+	tw     *tabwriter.Writer
+	result int      // the RESULT column; -1 when there is none
+	notes  []string // the long results, by reference - 1
+	g      guard
 }
 
 func (t *textTable) row(cells []string) {
@@ -204,11 +221,39 @@ func (t *textTable) row(cells []string) {
 		if i > 0 {
 			_, _ = t.tw.Write([]byte{'\t'})
 		}
-		_, _ = t.tw.Write([]byte(t.g.shown(strings.ReplaceAll(inert(c), "\t", " "))))
+		c = t.g.shown(strings.ReplaceAll(inert(c), "\t", " "))
+		if i == t.result && utf8.RuneCountInString(c) > resultWidth {
+			c = t.note(c)
+		}
+		_, _ = t.tw.Write([]byte(c))
 	}
 	_, _ = t.tw.Write([]byte{'\n'})
 }
-func (t *textTable) end() error { return t.tw.Flush() }
+
+// note keeps a long result for below the table and returns its cell: the
+// result's first words ("FAILED") and the reference, e.g. "FAILED [1]".
+func (t *textTable) note(c string) string {
+	short, rest, ok := strings.Cut(c, ": ")
+	if !ok || utf8.RuneCountInString(short) > resultWidth-5 {
+		short, rest = "see", c
+	}
+	n := slices.Index(t.notes, rest) + 1
+	if n == 0 {
+		t.notes = append(t.notes, rest)
+		n = len(t.notes)
+	}
+	return fmt.Sprintf("%s [%d]", short, n)
+}
+
+func (t *textTable) end() error {
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	for i, n := range t.notes {
+		fmt.Fprintf(t.w, "%s\n", t.g.shown(fmt.Sprintf("[%d] %s", i+1, n)))
+	}
+	return nil
+}
 
 // inert escapes what a terminal would act on: control characters (ESC
 // among them) and the Unicode format characters that reorder text.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cdnpurge/cdnpurge/internal/secret"
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
 // Exit codes.
@@ -39,6 +40,12 @@ type App struct {
 	// inspect, when set (by tests), sees each command's flag set before
 	// it parses.
 	inspect func(*flag.FlagSet)
+	// probe, when set (by flagsOf), receives a command's flags instead of
+	// the command parsing them: the command returns errProbe at once.
+	probe func(*flags)
+	// parsed is the running command's flags, once parsed: exit words
+	// remedies with the flags that were given.
+	parsed *flags
 }
 
 // Interrupted is why a run stopped on a signal: the cause of the context
@@ -96,16 +103,25 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"purge", "send PURGE for URLs (or tags) to every instance of the fleet and report each", (*App).purge},
+		{"purge", "send PURGE for URLs (or tags) to every instance and report each", (*App).purge},
 		{"ban", "send a BAN (a regular expression over paths) to every instance", (*App).ban},
-		{"verify", "ask every instance for URLs and check what its cache says (hit, miss, ...)", (*App).verify},
-		{"serve", "run a broadcaster: one HTTP endpoint that sends each purge to every instance, journaled", (*App).serve},
+		{"verify", "ask every instance for URLs and check what its cache says", (*App).verify},
+		{"serve", "run an HTTP broadcaster that sends each purge to every instance", (*App).serve},
 		{"demo", "start a local Varnish fleet, purge a URL on it and show the proof", (*App).demo},
-		{"version", "print the version", func(a *App, _ context.Context, _ []string) error {
-			_, err := fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
-			return err
-		}},
+		{"completion", "print a shell completion script: bash, zsh or fish", (*App).completion},
+		{"version", "print the version", (*App).version},
+		{"help", "show a command's help: cdnpurge help purge", (*App).help},
 	}
+}
+
+// flagsOf returns the flags command c registers, without running it: c
+// returns at its parse (see probe). Nil for a command without flags.
+func (a *App) flagsOf(c command) *flags {
+	var got *flags
+	p := &App{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.Discard, Getenv: a.Getenv, Version: a.Version,
+		probe: func(f *flags) { got = f }}
+	_ = c.exec(p, context.Background(), nil)
+	return got
 }
 
 const mainUsage = `cdnpurge purges a URL from EVERY instance of a self-hosted cache fleet
@@ -122,23 +138,51 @@ Usage:
 
 Commands:
 %s
+Flags:
+  -h, --help     this help; 'cdnpurge <command> --help' shows a command's flags
+  --version      print the version (as 'cdnpurge version')
+  -v, --verbose  on every command that reports, show every result; before a
+                 command it is that command's (cdnpurge -v purge ...); alone,
+                 'cdnpurge -v' prints the version, as it always has
+
 Examples:
+%s
+
+`
+
+const mainExamples = `  cdnpurge demo   # a local Varnish fleet: purged, then proven
   PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000 --verify
   FLY_API_TOKEN=... cdnpurge purge --url https://example.com/feed --fly-app my-cdn --verify
   cdnpurge verify --url https://example.com/feed --dns-name my-cdn.internal --port 9000 --expect hit
-  cdnpurge demo
+  source <(cdnpurge completion bash)   # tab completion in this shell`
 
-Run 'cdnpurge <command> --help' for a command's flags.
-` + exitCodes
+const exitCodes = "Exit codes: 0 every instance did what was asked; 1 some instance did not (the report says which); 2 usage, configuration or discovery error (nothing was sent).\n"
 
-const exitCodes = "Exit codes: 0 all instances ok, 1 some instance failed, 2 usage, configuration or discovery error (nothing sent).\n"
+// shortUsage is what plain 'cdnpurge' prints: a few lines, not the help.
+const shortUsage = `cdnpurge purges a URL from every instance of a cache fleet and proves it.
+
+Usage:  cdnpurge <command> [flags]
+        commands: %s
+Try:    cdnpurge demo            a local Varnish fleet, purged and proven
+        cdnpurge purge --help    a command's flags
+Run 'cdnpurge --help' for more.
+`
 
 func (a *App) usage(w io.Writer) {
 	var b strings.Builder
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(w, mainUsage, b.String())
+	fmt.Fprintf(w, mainUsage, b.String(), wrapExamples(mainExamples, helpWidth))
+	fmt.Fprint(w, wrap(exitCodes, helpWidth, ""))
+}
+
+func (a *App) shortUsage(w io.Writer) {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	fmt.Fprintf(w, shortUsage, strings.Join(names, ", "))
 }
 
 // Run runs one command and returns the process exit code.
@@ -147,32 +191,112 @@ func (a *App) Run(ctx context.Context, args []string) int {
 		a.Getenv = func(string) string { return "" }
 	}
 	if len(args) == 0 {
-		a.usage(a.Stderr)
+		a.shortUsage(a.Stderr)
 		return ExitUsage
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
+	case "-h", "-help", "--help":
 		a.usage(a.Stdout)
 		return ExitOK
-	case "-v", "--version":
-		args[0] = "version"
+	case "--version", "-version":
+		args = []string{"version"}
+	case "-v", "--verbose", "-verbose":
+		// -v is --verbose everywhere. Alone it prints the version, as
+		// 'cdnpurge -v' always has; before a command it is that command's.
+		switch {
+		case len(args) == 1:
+			return a.exit("cdnpurge", a.version(ctx, nil))
+		case !strings.HasPrefix(args[1], "-"):
+			args = append([]string{args[1], args[0]}, args[2:]...)
+		}
+	}
+	if args[0] == completeCmd {
+		a.complete(a.Stdout, args[1:])
+		return ExitOK
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
 			return a.exit("cdnpurge "+c.name, c.exec(a, ctx, args[1:]))
 		}
 	}
-	fmt.Fprintf(a.Stderr, "cdnpurge: unknown command %q\nRun 'cdnpurge --help' for the commands.\n", args[0])
-	return ExitUsage
+	return a.exit("cdnpurge", a.unknownCommand(args[0]))
 }
 
-// usageError is a flag or input that cannot work: nothing was sent.
-type usageError struct{ err error }
+// unknownCommand is the error for a first argument that names no command.
+func (a *App) unknownCommand(name string) error {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	if strings.HasPrefix(name, "-") {
+		flagName, _, _ := strings.Cut(strings.TrimLeft(name, "-"), "=")
+		for _, c := range commands() {
+			if f := a.flagsOf(c); f != nil && f.Lookup(flagName) != nil {
+				return usagef("%s: give the command first", name).hint(fmt.Sprintf("flags go after it: cdnpurge %s %s ...", c.name, name))
+			}
+		}
+		return usagef("unknown flag %s", name).hint("run 'cdnpurge --help' for the commands")
+	}
+	err := usagef("unknown command %q", name)
+	switch s := suggest(name, names); {
+	case len(s) > 0:
+		return err.hint(didYouMean("cdnpurge ", s))
+	case strings.Contains(name, "://"):
+		return err.hint("to purge it: cdnpurge purge --url " + name + " --dns-name NAME (or --instance, --fly-app)")
+	}
+	return err.hint("the commands are " + orList(names) + "; run 'cdnpurge --help' for more")
+}
+
+func (a *App) version(_ context.Context, args []string) error {
+	f := newFlags("version", "Print cdnpurge's version (also: cdnpurge --version).", "  cdnpurge version")
+	f.exits = ""
+	if err := f.parse(a, args); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(a.Stdout, "cdnpurge", a.Version)
+	return err
+}
+
+// help is 'cdnpurge help [command]'.
+func (a *App) help(ctx context.Context, args []string) error {
+	f := newFlags("help", "Show the help of cdnpurge, or of one of its commands.", "  cdnpurge help\n  cdnpurge help purge")
+	f.operands, f.exits = "[command]", ""
+	if err := f.parse(a, args); err != nil {
+		return err
+	}
+	switch len(f.args) {
+	case 0:
+		a.usage(a.Stdout)
+		return nil
+	case 1:
+	default:
+		return usagef("unexpected argument %q", f.args[1]).hint("give one command, e.g. cdnpurge help purge")
+	}
+	for _, c := range commands() {
+		if c.name == f.args[0] {
+			return c.exec(a, ctx, []string{"--help"})
+		}
+	}
+	return a.unknownCommand(f.args[0])
+}
+
+// usageError is a flag or input that cannot work: nothing was sent. Its
+// hint says what to do instead.
+type usageError struct {
+	err error
+	tip string
+}
 
 func (e *usageError) Error() string { return e.err.Error() }
 func (e *usageError) Unwrap() error { return e.err }
 
-func usagef(format string, a ...any) error { return &usageError{fmt.Errorf(format, a...)} }
+// hint sets what to do instead.
+func (e *usageError) hint(h string) *usageError {
+	e.tip = h
+	return e
+}
+
+func usagef(format string, a ...any) *usageError { return &usageError{err: fmt.Errorf(format, a...)} }
 
 // failedError says requests were sent and not all succeeded; the report
 // is already written. hints are the front end's advice.
@@ -187,7 +311,8 @@ func (e *failedError) Error() string { return e.err.Error() }
 var errHelp = errors.New("help")
 
 // exit prints err (if any) on stderr and chooses the exit code, in one
-// place for every command.
+// place for every command. A usage error is one line and a hint (or where
+// the help is), never the help itself, and nothing on stdout.
 func (a *App) exit(cmd string, err error) int {
 	var (
 		ue *usageError
@@ -206,6 +331,15 @@ func (a *App) exit(cmd string, err error) int {
 		_, _ = io.WriteString(a.Stderr, line)
 	}
 	own := func(format string, args ...any) { fmt.Fprintf(a.Stderr, format, args...) }
+	usage := func(msg, hint string) int {
+		say("%s: %s\n", cmd, msg)
+		if hint != "" {
+			own("hint: %s\n", hint)
+		} else {
+			own("Run '%s --help' for usage.\n", cmd)
+		}
+		return ExitUsage
+	}
 	switch {
 	case err == nil, errors.Is(err, errHelp):
 		return ExitOK
@@ -215,10 +349,10 @@ func (a *App) exit(cmd string, err error) int {
 			own("hint: %s\n", h)
 		}
 		return ExitFailed
-	case errors.As(err, &ue), errors.As(err, &je):
-		say("%s: %v\n", cmd, err)
-		own("Run '%s --help' for usage.\n", cmd)
-		return ExitUsage
+	case errors.As(err, &ue):
+		return usage(ue.Error(), ue.tip)
+	case errors.As(err, &je):
+		return usage(je.Error(), a.jobHint(je))
 	case errors.As(err, &de):
 		say("%s: %v\n", cmd, err)
 		if h := discoveryHint(de); h != "" {
@@ -228,6 +362,40 @@ func (a *App) exit(cmd string, err error) int {
 	}
 	say("%s: %v\n", cmd, err)
 	return ExitUsage
+}
+
+// given says whether the running command's flag name was given.
+func (a *App) given(name string) bool { return a.parsed != nil && a.parsed.set(name) }
+
+// jobHint words a setting's remedy in this CLI's flags, where the library
+// says which setting (errors.Is); empty: the help is the hint.
+func (a *App) jobHint(je *purge.JobError) string {
+	var given []string
+	for _, n := range []string{"dns-name", "instance", "fly-app", "region", "connect"} {
+		if a.given(n) {
+			given = append(given, "--"+n)
+		}
+	}
+	switch {
+	case errors.Is(je, purge.ErrNoInstances):
+		return "say where the instances are: --dns-name NAME (the internal DNS name that lists every instance), --instance ADDR[:PORT] (repeatable) or --fly-app APP"
+	case errors.Is(je, purge.ErrManySources):
+		return fmt.Sprintf("give one of --dns-name, --instance and --fly-app (given: %s)", strings.Join(given, ", "))
+	case errors.Is(je, purge.ErrNeedsFlyApp):
+		var fly []string
+		for _, g := range given {
+			if g == "--region" || g == "--connect" {
+				fly = append(fly, g)
+			}
+		}
+		if len(fly) > 1 {
+			return fmt.Sprintf("%s only apply with --fly-app APP (Fly.io edge mode)", strings.Join(fly, " and "))
+		}
+		return fmt.Sprintf("%s only applies with --fly-app APP (Fly.io edge mode)", strings.Join(fly, ""))
+	case errors.Is(je, purge.ErrNeedsVerifyURLs):
+		return "give the URLs to check with --verify-url URL (repeatable): pages the ban or the tags cover"
+	}
+	return ""
 }
 
 // discoveryHint words a discovery failure's remedy in this CLI's flags, or
@@ -251,8 +419,16 @@ func discoveryHint(de *purge.DiscoveryError) string {
 	return de.Hint()
 }
 
-// failureHints words, once each, the remedies for the failures in out.
-func failureHints(out *purge.Outcome) []string {
+// failureHints words, once each, the remedies for the failures in out,
+// in the flags of the job j that ran.
+func failureHints(out *purge.Outcome, j purge.Job) []string {
+	refused := "connection refused: is the cache listening on that port? Give the instances' port with --port N (or ADDR:PORT in --instance)"
+	switch {
+	case j.Fly.App != "":
+		refused = "connection refused by the edge: check the URL's host, --connect and --scheme"
+	case j.Record == purge.RecordSRV:
+		refused = "connection refused on the port the SRV records give: check the records, and that the caches listen there"
+	}
 	causes := []struct {
 		err  error
 		hint string
@@ -263,6 +439,7 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrServedFromCache, "the VCL answers METHOD as an ordinary request (a cache hit): add METHOD handling (see the README's 'Works with')"},
 		{purge.ErrPurgeNotHandled, "the VCL answers METHOD as an ordinary request (passed on to the backend): add METHOD handling (see the README's 'Works with')"},
 		{purge.ErrStopped, ""}, // worded by its cause, below
+		{syscall.ECONNREFUSED, refused},
 	}
 	var hints []string
 	seen := make([]bool, len(causes))
@@ -300,6 +477,9 @@ func failureHints(out *purge.Outcome) []string {
 		}
 		hints = append(hints, strings.ReplaceAll(c.hint, "METHOD", method))
 	}
+	if out.Purge == nil && j.Wait == 0 && missedHit(out) {
+		hints = append(hints, "a miss can mean the URL was not cached yet: this check's own request has now filled each cache, so the next run finds hits; --wait 2m keeps asking until every instance matches")
+	}
 	return hints
 }
 
@@ -313,4 +493,24 @@ func stopHint(err error) string {
 		return fmt.Sprintf("the run was %s before every request was answered; the report shows what was done", sig)
 	}
 	return "the run was stopped before every request was answered"
+}
+
+// missedHit says whether a check that expected a hit found a miss: the
+// instance had not cached the URL yet (and the check's own request has
+// now filled its cache).
+func missedHit(out *purge.Outcome) bool {
+	for _, r := range out.Verify {
+		if r.Failed() == 0 || (r.Expect != purge.ExpectHit && r.Expect != purge.ExpectFresh) {
+			continue
+		}
+		for k := range r.Len() {
+			if r.Err(k) == nil {
+				continue
+			}
+			if res := r.Result(k); res.Class == cachestatus.Miss && res.Status < 500 {
+				return true
+			}
+		}
+	}
+	return false
 }

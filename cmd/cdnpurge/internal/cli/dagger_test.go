@@ -166,7 +166,8 @@ func argName(flag string) string {
 
 // notJob are flags that configure nothing the module needs, and why.
 var notJob = map[string]string{
-	"v": "short for --verbose",
+	"v":            "short for --verbose",
+	"summary-file": "a file on the machine that runs the CLI; the module returns the report, and its caller writes it where it wants",
 }
 
 // libraryDefault overrides a flag's shown default where it is not the

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -38,9 +39,13 @@ processes and namespaces behind: the next demo removes them, as does
 
 const demoExamples = `  cdnpurge demo
   cdnpurge demo --instances 5 --url https://example.com/feed
+  cdnpurge demo --xkey             # also a tag purge (vmod xkey)
   sudo cdnpurge demo --keep        # stay up and print commands to try by hand
-  cdnpurge demo --fly              # the same in Fly.io edge mode, through a local stand-in
+  cdnpurge demo --fly              # Fly.io edge mode, through a local stand-in
   cdnpurge demo --clean            # stop what a killed demo left behind`
+
+// demoTag is the tag the --xkey step purges.
+const demoTag = "episode-1"
 
 func (a *App) demo(ctx context.Context, args []string) error {
 	f := newFlags("demo", demoAbout, demoExamples)
@@ -49,8 +54,9 @@ func (a *App) demo(ctx context.Context, args []string) error {
 	rawURL := f.String("url", "https://cdnpurge.example/episodes/1", "the `URL` to cache, purge and verify")
 	keep := f.Bool("keep", false, "stay up after the demo until Ctrl-C, and print commands to try by hand")
 	varnishd := f.String("varnishd", "varnishd", "the varnishd `program` to run")
-	fly := f.Bool("fly", false, "run the steps in Fly.io edge mode, through a local stand-in for Fly.io's Machines API\nand edge proxy (machines listed by the API, each reached with fly-force-instance-id)")
-	clean := f.Bool("clean", false, "only stop the varnishd processes and remove the namespaces and directories that\nkilled demos left behind, and say what was removed")
+	xkey := f.Bool("xkey", false, "also purge by tag: the instances run the VCL with vmod xkey (Debian's varnish-modules), and one PURGE with 'xkey-purge: "+demoTag+"' drops every page so tagged")
+	fly := f.Bool("fly", false, "run the steps in Fly.io edge mode, through a local stand-in for Fly.io's Machines API and edge proxy (machines listed by the API, each reached with fly-force-instance-id)")
+	clean := f.Bool("clean", false, "only stop the varnishd processes and remove the namespaces and directories that killed demos left behind, and say what was removed")
 	if err := f.parse(a, args); err != nil {
 		return err
 	}
@@ -69,14 +75,14 @@ func (a *App) demo(ctx context.Context, args []string) error {
 	}
 	m, err := fleet.ParseMode(*mode)
 	if err != nil || m == fleet.ModeExternal {
-		return usagef("--mode %q: use auto, netns or loopback", *mode)
+		return usagef("--mode %s: use auto, netns or loopback", *mode)
 	}
 	u, err := purge.ParseURL(*rawURL)
 	if err != nil {
-		return &usageError{err}
+		return usagef("--url: %v", err)
 	}
-	if _, err := varnish.Lookup(*varnishd); err != nil {
-		return fmt.Errorf("%w\nThe demo runs real Varnish instances; install varnishd and run it again", err)
+	if err := checkVarnishd(*varnishd, f.set("varnishd"), *xkey); err != nil {
+		return err
 	}
 	tok := make([]byte, 6)
 	_, _ = rand.Read(tok)
@@ -85,7 +91,7 @@ func (a *App) demo(ctx context.Context, args []string) error {
 	w := a.Stdout
 	fmt.Fprintf(w, "Starting %d Varnish instances...\n", *n)
 	startCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	fl, err := fleet.Start(startCtx, fleet.Options{N: *n, Mode: m, Token: token, Varnishd: *varnishd})
+	fl, err := fleet.Start(startCtx, fleet.Options{N: *n, Mode: m, Token: token, Varnishd: *varnishd, Xkey: *xkey})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("start the fleet: %w", err)
@@ -114,14 +120,15 @@ func (a *App) demo(ctx context.Context, args []string) error {
 		target = demoTarget{job: edge.Job, found: "listed by the Machines API", n: len(fl.Members),
 			one: purge.Job{Instances: []string{edge.Addr}}}
 	}
+	target.xkey = *xkey
 	if err := demoSteps(ctx, w, target, u, token); err != nil {
 		return err
 	}
 	if *keep {
 		if edge != nil {
-			flyTryByHand(w, edge, u, token)
+			flyTryByHand(w, edge, u, token, *xkey)
 		} else {
-			tryByHand(w, fl, u, token)
+			tryByHand(w, fl, u, token, *xkey)
 		}
 		<-ctx.Done()
 		fmt.Fprintln(w, "\nStopping the fleet.")
@@ -153,6 +160,35 @@ type demoTarget struct {
 	one   purge.Job
 	found string
 	n     int
+	xkey  bool // the instances have vmod xkey: show a tag purge too
+}
+
+// checkVarnishd says, before anything starts, why the demo cannot run
+// varnishd (the --varnishd given, or the one on PATH), or vmod xkey with
+// --xkey.
+func checkVarnishd(path string, given, xkey bool) error {
+	if _, err := varnish.Lookup(path); err != nil {
+		switch _, serr := os.Stat(path); {
+		case given && serr == nil:
+			return usagef("--varnishd %s: not an executable program", path).hint("give the path of varnishd, e.g. /usr/sbin/varnishd")
+		case given && strings.Contains(path, "/"):
+			return usagef("--varnishd %s: not found there", path).hint("give the path of varnishd (Debian: /usr/sbin/varnishd), or leave --varnishd out to use the one on PATH")
+		case given:
+			return usagef("--varnishd %s: not found on PATH (nor in /usr/sbin)", path).hint("give its path, or install Varnish (Debian/Ubuntu: sudo apt-get install -y varnish)")
+		}
+		return usagef("%v", err).hint("the demo runs real Varnish instances: install varnishd and run it again")
+	}
+	if !xkey {
+		return nil
+	}
+	ok, err := varnish.HasVmod(path, "xkey")
+	switch {
+	case err != nil:
+		return fmt.Errorf("--xkey: %w", err)
+	case !ok:
+		return usagef("--xkey: this varnishd cannot load vmod xkey").hint("install Debian's varnish-modules (sudo apt-get install -y varnish-modules), or leave --xkey out")
+	}
+	return nil
 }
 
 // demoSteps warms, purges and verifies, printing each step; it fails when
@@ -208,27 +244,85 @@ func demoSteps(ctx context.Context, w io.Writer, f demoTarget, u purge.URL, toke
 	}
 	ok = show(out) && ok
 
+	if f.xkey {
+		tagged := taggedURLs(u)
+		step(fmt.Sprintf("4. Tags (vmod xkey): the origin tags pages (here, as their ?xkey= asks); one PURGE\n   with 'xkey-purge: %s' drops every page so tagged, on every instance", demoTag))
+		warm := func(e purge.Expect) (*purge.Outcome, error) {
+			j := f.job()
+			j.URLs, j.VerifyOnly, j.Verify = tagged, true, []purge.Expect{e}
+			return j.Run(ctx)
+		}
+		if _, err := warm(purge.ExpectAny); err != nil {
+			return err
+		}
+		cached, err := warm(purge.ExpectHit)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "Two pages tagged %s, cached on every instance:\n", demoTag)
+		ok = show(cached) && ok
+		fmt.Fprintf(w, "\nPURGEKEYS to every instance (its URL only carries the Host), then the proof: every\ntagged page misses now, and hits again on the next request:\n")
+		j := f.job()
+		j.URLs, j.Tags, j.Token = []string{u.Scheme + "://" + u.Host + "/"}, []string{demoTag}, token
+		j.VerifyURLs, j.Verify = tagged, []purge.Expect{purge.ExpectMiss, purge.ExpectHit}
+		out, err = j.Run(ctx)
+		if err != nil {
+			return err
+		}
+		ok = show(out) && ok
+	}
+
 	fmt.Fprintln(w)
 	if !ok {
 		return &failedError{err: fmt.Errorf("some instance was not purged; see the tables above")}
 	}
-	fmt.Fprintf(w, "Done: the purge reached all %d instances, proven by each one's own cache evidence.\n", n)
+	what := "the purge"
+	if f.xkey {
+		what = "the purges (by URL and by tag)"
+	}
+	fmt.Fprintf(w, "Done: %s reached all %d instances, proven by each one's own cache evidence.\n", what, n)
 	return nil
 }
 
-func tryByHand(w io.Writer, f *fleet.Fleet, u purge.URL, token string) {
-	in := f.Members[0].Instance
+// taggedURLs are the pages the --xkey step purges by tag: the origin tags
+// each answer with what its ?xkey= query names.
+func taggedURLs(u purge.URL) []string {
+	base := u.Scheme + "://" + u.Host
+	return []string{base + "/episodes/" + demoTag + "?xkey=" + demoTag, base + "/feed?xkey=" + demoTag}
+}
+
+// tagByHand prints the tag purge to try by hand.
+func tagByHand(w io.Writer, env string, u purge.URL, token, args string) {
+	verify := ""
+	for _, t := range taggedURLs(u) {
+		verify += " --verify-url '" + t + "'"
+	}
+	fmt.Fprintf(w, "  %sPURGE_TOKEN=%s cdnpurge purge --url %s://%s/ --tag %s %s%s --verify=miss,hit\n", env, token, u.Scheme, u.Host, demoTag, args, verify)
+}
+
+// tryByHand prints commands that work on the fleet as it is: a test runs
+// every one of them.
+func tryByHand(w io.Writer, f *fleet.Fleet, u purge.URL, token string, xkey bool) {
+	m := f.Members[0]
+	in := m.Instance
 	args := strings.Join(f.Args(), " ")
 	fmt.Fprintf(w, "\nThe fleet stays up until Ctrl-C. Try by hand (this throwaway fleet's purge token is %s):\n", token)
 	fmt.Fprintf(w, "  curl -sI -H 'Host: %s' http://%s%s | grep -i cache-status\n", u.Host, in, u.Target)
-	fmt.Fprintf(w, "  curl -si -X PURGE -H 'Host: %s' http://%s%s        # 401: no token\n", u.Host, in, u.Target)
+	fmt.Fprintf(w, "  curl -si -X PURGE -H 'Host: %s' http://%s%s | head -1    # 401: no token\n", u.Host, in, u.Target)
 	fmt.Fprintf(w, "  cdnpurge verify --url %s %s --expect hit\n", u, args)
 	fmt.Fprintf(w, "  PURGE_TOKEN=%s cdnpurge purge --url %s %s --verify=miss,hit\n", token, u, args)
+	if xkey {
+		tagByHand(w, "", u, token, args)
+	}
 	host, port, _ := net.SplitHostPort(f.Resolver)
 	fmt.Fprintf(w, "  dig @%s -p %s %s %s +short\n", host, port, f.Name, strings.ToUpper(string(f.Record)))
-	if f.Mode == fleet.ModeNetns {
-		fmt.Fprintf(w, "  ip netns exec %s varnishstat -1 -n <dir>   # each instance has its namespace: ip netns list\n", f.Members[0].Netns)
+	// varnishstat reads the instance's working directory; in netns mode
+	// it runs in the instance's namespace, as every tool there would.
+	prefix := ""
+	if m.Netns != "" {
+		prefix = "ip netns exec " + m.Netns + " "
 	}
+	fmt.Fprintf(w, "  %svarnishstat -1 -n %s -f MAIN.cache_hit -f MAIN.cache_miss -f MAIN.n_purges -f MAIN.n_obj_purged   # %s's counters\n", prefix, m.WorkDir(), m.Name)
 }
 
 func describeFly(w io.Writer, e *fleet.FlyEdge) {
@@ -240,7 +334,7 @@ func describeFly(w io.Writer, e *fleet.FlyEdge) {
 	}
 }
 
-func flyTryByHand(w io.Writer, e *fleet.FlyEdge, u purge.URL, token string) {
+func flyTryByHand(w io.Writer, e *fleet.FlyEdge, u purge.URL, token string, xkey bool) {
 	m := e.Machine(0)
 	args := strings.Join(e.Args(), " ")
 	fmt.Fprintf(w, "\nThe fleet stays up until Ctrl-C. Try by hand (this throwaway fleet's purge token is %s,\nthe stand-in's Fly.io token %s):\n", token, e.Token)
@@ -248,4 +342,7 @@ func flyTryByHand(w io.Writer, e *fleet.FlyEdge, u purge.URL, token string) {
 	fmt.Fprintf(w, "  curl -sI -H 'Host: %s' -H 'fly-force-instance-id: %s' http://%s%s | grep -i cache-status\n", u.Host, m.ID, e.Addr, u.Target)
 	fmt.Fprintf(w, "  FLY_API_TOKEN=%s cdnpurge verify --url %s %s --expect hit\n", e.Token, u, args)
 	fmt.Fprintf(w, "  FLY_API_TOKEN=%s PURGE_TOKEN=%s cdnpurge purge --url %s %s --verify=miss,hit\n", e.Token, token, u, args)
+	if xkey {
+		tagByHand(w, "FLY_API_TOKEN="+e.Token+" ", u, token, args)
+	}
 }

@@ -41,7 +41,7 @@ the purge began, as live traffic refills caches). --verify=miss,hit checks
 strictly: a miss everywhere, then a hit on the next request.`
 
 const purgeExamples = `  PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000 --verify
-  cdnpurge purge --urls-file changed.txt --dns-name cdn.internal --format markdown >> "$GITHUB_STEP_SUMMARY"
+  cdnpurge purge --urls-file changed.txt --dns-name cdn.internal --summary-file "$GITHUB_STEP_SUMMARY"
   git diff --name-only | sed 's|^|https://example.com/|' | cdnpurge purge --urls-file - --instance 10.0.0.7:9000 --instance 10.0.0.8:9000
   cdnpurge purge --url https://example.com/ --dns-name _http._tcp.cdn.example --record srv --resolver 10.0.0.2:53
   cdnpurge purge --url https://example.com/ --tag post-42 --dns-name cdn.internal --verify-url https://example.com/posts/42 --verify
@@ -64,10 +64,10 @@ func (s *sendFlags) register(f *flags) {
 	f.StringVar(&s.tokenFile, "token-file", "", "read the purge token from `FILE` (default: $PURGE_TOKEN; none when neither is set)")
 	f.StringVar(&j.TokenHeader, "token-header", purge.DefaultTokenHeader, "`name` of the header that carries the token")
 	f.BoolVar(&s.dryRun, "dry-run", false, "find the instances and print what would be sent; send nothing")
-	f.Var(&s.steps, "verify", "then check every instance: bare, no instance may serve a copy older than the purge;\nor a list of strict steps, e.g. --verify=miss,hit (purged, hit, fresh, stale, miss, any)")
-	f.Var(list{v: &s.verifyURLs}, "verify-url", "check this `URL` instead of --url (required after a ban or a tag purge, whose --url only\ncarries the Host); repeatable")
-	f.Var(ints{v: &j.OKStatus}, "ok-status", "also count this `status` as purged, e.g. 404 for a VCL that answers 404 when nothing\nwas cached; repeatable")
-	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining);\n1 sends one at a time")
+	f.Var(&s.steps, "verify", "then check every instance: alone, that no instance serves a copy older than the purge; with =STEPS, strict steps in order, e.g. --verify=miss,hit (steps: "+choices["verify"].words()+")")
+	f.Var(list{v: &s.verifyURLs}, "verify-url", "check this `URL` instead of --url (required after a ban or a tag purge, whose --url only carries the Host); repeatable")
+	f.Var(ints{v: &j.OKStatus}, "ok-status", "also count this `status` as purged, e.g. 404 for a VCL that answers 404 when nothing was cached; repeatable")
+	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining); 1 sends one at a time")
 }
 
 func (s *sendFlags) finish(a *App) error {
@@ -90,17 +90,37 @@ func (s *sendFlags) run(ctx context.Context, a *App) error {
 		return a.runVia(ctx, &s.target)
 	}
 	if s.dryRun {
+		if err := s.openSummary(); err != nil {
+			return err
+		}
+		defer s.close()
 		plan, err := s.job.Plan(ctx)
 		if err != nil {
 			return err
 		}
-		return report.WritePlan(a.Stdout, s.reportFormat(), plan)
+		if err := report.WritePlan(a.Stdout, s.reportFormat(), plan); err != nil {
+			return err
+		}
+		if s.summary != nil {
+			return report.WritePlan(s.summary, report.Markdown, plan)
+		}
+		return nil
 	}
-	return a.runJob(ctx, s.job, s.reportFormat(), s.verbose)
+	return a.runJob(ctx, &s.target)
 }
 
-// runJob runs a job, writes its report and says whether it failed.
-func (a *App) runJob(ctx context.Context, j purge.Job, f report.Format, verbose bool) error {
+// runJob runs t's job, writes its report (and the Markdown summary) and
+// says whether it failed.
+func (a *App) runJob(ctx context.Context, t *target) (err error) {
+	if err := t.openSummary(); err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := t.close(); cerr != nil && err == nil {
+			err = &failedError{err: fmt.Errorf("--summary-file: %w", cerr)}
+		}
+	}()
+	j := t.job
 	p := a.progress()
 	j.Progress = p.show
 	out, err := j.Run(ctx)
@@ -108,13 +128,19 @@ func (a *App) runJob(ctx context.Context, j purge.Job, f report.Format, verbose 
 	if err != nil {
 		return err
 	}
-	if err := report.Write(a.Stdout, f, out, report.Options{Verbose: verbose}); err != nil {
+	o := report.Options{Verbose: t.verbose}
+	if err := report.Write(a.Stdout, t.reportFormat(), out, o); err != nil {
 		// Requests were sent: a report that cannot be written is a failure,
 		// not a usage error ("nothing was sent" would be false).
 		return &failedError{err: fmt.Errorf("write the report: %w", err)}
 	}
+	if t.summary != nil {
+		if err := report.Write(t.summary, report.Markdown, out, o); err != nil {
+			return &failedError{err: fmt.Errorf("--summary-file: write the report: %w", err)}
+		}
+	}
 	if err := out.Err(); err != nil {
-		return &failedError{err: err, hints: failureHints(out)}
+		return &failedError{err: err, hints: failureHints(out, j)}
 	}
 	return nil
 }
@@ -133,7 +159,7 @@ func (a *App) purge(ctx context.Context, args []string) error {
 	case !f.set("method"):
 		s.job.Method = "" // the job's default: PURGE, or PURGEKEYS for tags
 	case strings.TrimSpace(s.job.Method) == "":
-		return usagef("--method is empty: give PURGE or the method your VCL handles")
+		return usagef("--method is empty").hint("give PURGE or the method your VCL handles")
 	}
 	if err := s.finish(a); err != nil {
 		return err
@@ -164,7 +190,7 @@ func (a *App) ban(ctx context.Context, args []string) error {
 		return err
 	}
 	if s.job.Ban == "" {
-		return usagef("--regex is required: the regular expression over paths to ban, e.g. ^/assets/")
+		return usagef("--regex is required: the regular expression over paths to ban").hint("e.g. --regex '^/assets/'")
 	}
 	if err := s.finish(a); err != nil {
 		return err
@@ -172,14 +198,16 @@ func (a *App) ban(ctx context.Context, args []string) error {
 	return s.run(ctx, a)
 }
 
-// verifySteps is --verify: bare (purged) or --verify=miss,hit.
+// verifySteps is --verify: alone (purged) or --verify=miss,hit. The
+// steps are checked against choices["verify"] as the flag is parsed.
 type verifySteps struct {
 	expects []purge.Expect
 	set     bool
 }
 
-func (v *verifySteps) String() string   { return "" }
-func (v *verifySteps) IsBoolFlag() bool { return true }
+func (v *verifySteps) String() string      { return "" }
+func (v *verifySteps) IsBoolFlag() bool    { return true }
+func (v *verifySteps) OptionalArg() string { return "STEPS" }
 func (v *verifySteps) Set(s string) error {
 	v.expects, v.set = nil, true
 	switch s {
@@ -192,7 +220,7 @@ func (v *verifySteps) Set(s string) error {
 	for _, p := range strings.Split(s, ",") {
 		e, err := purge.ParseExpect(p)
 		if err != nil {
-			return fmt.Errorf("%w (e.g. --verify, or --verify=miss,hit)", err)
+			return err
 		}
 		v.expects = append(v.expects, e)
 	}

@@ -26,19 +26,21 @@ Instances are found as 'cdnpurge purge' finds them (--dns-name, --instance or
 --fly-app), again for each job once --discovery-ttl has passed, so new and
 replaced instances are included.
 
-  POST /v1/purge    {"urls": [...], "tags": [...], "soft": false, "verify": "purged"}
-                    or {"urls": ["https://example.com/"], "ban": {"regex": "^/assets/"}}
-                    with 'Authorization: Bearer <token>' (tokens from --api-token-file);
-                    200 with the JSON report of 'cdnpurge purge --format json' when every
-                    instance took it, 502 when some did not. ?wait=false answers 202 at once
-                    with {"job": ID} and Location: /v1/jobs/ID.
-  POST /v1/verify   {"urls": [...], "expect": "hit"}: as 'cdnpurge verify'
-  GET  /v1/jobs/ID  state (queued, running, done), report, replays still pending
-  PURGE, BAN, PURGEKEYS (and --method) to any path: transparent mode. The request
-                    goes as it came (path, query, Host, headers; not hop-by-hop headers
-                    nor the API token) to every instance; 200 when every one answered ok,
-                    502 otherwise, with each instance's status in JSON. Accepted from
-                    --allow networks (default loopback only) or with an API token.
+  POST /v1/purge   {"urls": [...], "tags": [...], "soft": false, "verify":
+                   "purged"} or {"urls": ["https://example.com/"], "ban":
+                   {"regex": "^/assets/"}} with 'Authorization: Bearer <token>'
+                   (tokens from --api-token-file); 200 with the JSON report of
+                   'cdnpurge purge --format json' when every instance took it,
+                   502 when some did not. ?wait=false answers 202 at once with
+                   {"job": ID} and Location: /v1/jobs/ID.
+  POST /v1/verify  {"urls": [...], "expect": "hit"}: as 'cdnpurge verify'
+  GET  /v1/jobs/ID state (queued, running, done), report, replays still pending
+  PURGE, BAN, PURGEKEYS (and --method) to any path: transparent mode. The
+                   request goes as it came (path, query, Host, headers; not
+                   hop-by-hop headers nor the API token) to every instance;
+                   200 when every one answered ok, 502 otherwise, with each
+                   instance's status in JSON. Accepted from --allow networks
+                   (default loopback only) or with an API token.
   GET  /healthz, /metrics (Prometheus)
 
 Without --api-token-file the API, too, is open to the --allow networks only.

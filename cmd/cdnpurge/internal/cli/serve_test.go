@@ -25,8 +25,8 @@ func TestServeUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve", "--instance", "127.0.0.1:1", "--tls-cert", "c.pem"}, "--tls-cert and --tls-key go together"},
-		{[]string{"serve", "--instance", "127.0.0.1:1", "--log-format", "xml"}, `--log-format "xml": use text or json`},
-		{[]string{"serve", "--instance", "127.0.0.1:1", "--url", "https://e.com/"}, "flag provided but not defined: -url"},
+		{[]string{"serve", "--instance", "127.0.0.1:1", "--log-format", "xml"}, "--log-format xml: use text or json"},
+		{[]string{"serve", "--instance", "127.0.0.1:1", "--url", "https://e.com/"}, "unknown flag --url"},
 		{[]string{"serve", "--instance", "127.0.0.1:1", "--allow", "nowhere"}, `allow "nowhere": give a network`},
 		{[]string{"serve", "--instance", "127.0.0.1:1", "--api-token-file", short}, "shorter than 16 characters"},
 		{[]string{"serve", "--instance", "127.0.0.1:1", "--max-jobs", "0"}, "--max-jobs 0: give a positive number"},

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
@@ -39,23 +40,30 @@ func (a *App) verify(ctx context.Context, args []string) error {
 	var t target
 	t.register(f)
 	j := &t.job
-	expect := f.String("expect", string(purge.DefaultExpect), "what every instance must say: `hit|fresh|stale|miss|any`")
+	expect := f.String("expect", string(purge.DefaultExpect), "what every instance must say: `"+strings.Join(choices["verify/expect"].values, "|")+"`")
 	f.StringVar(&j.VerifyMethod, "method", purge.DefaultVerifyMethod, "request `method`: HEAD, or GET when the site treats HEAD differently")
 	f.DurationVar(&j.Wait, "wait", 0, "keep asking instances that do not match until all do or this much time has passed")
 	f.DurationVar(&j.Interval, "interval", purge.DefaultInterval, fmt.Sprintf("with --wait: time between rounds (at least %s)", purge.MinInterval))
 	if err := f.parse(a, args); err != nil {
 		return err
 	}
-	if err := t.finish(a); err != nil {
+	if err := f.positive("interval"); err != nil {
 		return err
+	}
+	if f.set("interval") && !f.set("wait") {
+		return usagef("--interval %s only applies with --wait: without it, each instance is asked once", j.Interval).
+			hint(fmt.Sprintf("give how long to keep asking, e.g. --wait 2m --interval %s", j.Interval))
 	}
 	exp, err := purge.ParseExpect(*expect)
 	if err != nil {
-		return &usageError{err}
+		return &usageError{err: err}
 	}
 	j.VerifyOnly, j.Verify = true, []purge.Expect{exp}
+	if err := t.finish(a); err != nil {
+		return err
+	}
 	if t.via.url != "" {
 		return a.verifyVia(ctx, &t)
 	}
-	return a.runJob(ctx, t.job, t.reportFormat(), t.verbose)
+	return a.runJob(ctx, &t)
 }

@@ -65,7 +65,7 @@ func TestVerifyCommand(t *testing.T) {
 func TestVerifyCommandUsage(t *testing.T) {
 	f := cacheFleet(t, 1, nil)
 	for _, tc := range []struct{ flag, want string }{
-		{"--expect=warm", "use purged, hit, fresh, stale, miss or any"},
+		{"--expect=warm", "--expect=warm: use hit, fresh, stale, miss or any\n"},
 		{"--expect=purged", "needs a purge in the same run"},
 		{"--method=POST", "HEAD or GET"},
 		{"--interval=0s", "--interval 0s: give a positive duration"},
@@ -118,15 +118,21 @@ func TestPurgeVerifyCatchesInstanceStillServingHit(t *testing.T) {
 	assert.Contains(t, r.stdout, "purged 1 URL on 3/3 instances", "every PURGE answered 200")
 	assert.Contains(t, r.stdout, "FAILED: verified 1 URL on 2/3 instances: expected purged")
 	assert.Contains(t, r.stderr, "cdnpurge purge: FAILED: verify purged: 1 of 3 checks did not match on 1 of 3 instances")
-	var line string
+	// The failed row names its instance and header; its reason, too long
+	// for the column, follows the table.
+	var line, note string
 	for _, l := range strings.Split(r.stdout, "\n") {
-		if strings.Contains(l, "FAILED: hit, expected purged") {
+		if strings.Contains(l, "FAILED [1]") {
 			line = l
+		}
+		if strings.HasPrefix(l, "[1] ") {
+			note = l
 		}
 	}
 	require.NotEmpty(t, line, r.stdout)
 	assert.Contains(t, line, f.addrs[2])
 	assert.Contains(t, line, "test-"+f.addrs[2]+"; hit; ttl=60")
+	assert.Contains(t, note, "[1] hit, expected purged", r.stdout)
 }
 
 func TestVerifyWaitTimesOutWithExit1(t *testing.T) {
