@@ -421,11 +421,11 @@ func (m *Cdnpurge) job(ctx context.Context, urls []string, urlsFile *dagger.File
 		if err != nil {
 			return j, fmt.Errorf("read --urls-file: %w", err)
 		}
-		list, err := purge.ReadURLs(strings.NewReader(text), "--urls-file")
+		list, err := purge.ReadURLs(strings.NewReader(text), "--urls-file", j.RawURLs)
 		if err != nil {
 			return j, err
 		}
-		j.URLs = append(j.URLs, list...)
+		j.URLList = list
 	}
 	var err error
 	if m.Token != nil {

@@ -223,7 +223,7 @@ func TestFailuresSayWhetherAnythingWasSent(t *testing.T) {
 	_, err := call(t, fl, "Purge", map[string]any{"url": []string{"https://changelog.com/partial"}})
 	require.Error(t, err)
 	assert.True(t, strings.HasPrefix(err.Error(), "sent, and FAILED: purge: 1 of 3 results failed on 1 of 3 instances"), err.Error())
-	assert.Contains(t, err.Error(), "purged 1 URL on 2/3 instances")
+	assert.Contains(t, err.Error(), "purged 2 of 3 (1 URL x 3 instances)")
 	assert.Contains(t, err.Error(), "connection refused")
 
 	_, err = call(t, fl, "Verify", map[string]any{"url": []string{"https://changelog.com/partial"}, "expect": "any"})

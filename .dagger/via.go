@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"dagger/cdnpurge/internal/dagger"
 
@@ -41,7 +42,7 @@ func viaPurge(ctx context.Context, via string, apiToken *dagger.Secret, j purge.
 	if err != nil {
 		return "", err
 	}
-	req := api.Request{URLs: j.URLs, Tags: j.Tags, Soft: j.Soft, Method: j.Method, Headers: j.Headers, RawURLs: j.RawURLs,
+	req := api.Request{URLs: slices.Concat(j.URLs, j.URLList.Strings()), Tags: j.Tags, Soft: j.Soft, Method: j.Method, Headers: j.Headers, RawURLs: j.RawURLs,
 		Verify: j.Verify, VerifyURLs: j.VerifyURLs}
 	if j.Ban != "" {
 		req.Ban, req.Method = &api.Ban{Regex: j.Ban, ContentType: j.BanContentType}, ""
@@ -59,7 +60,7 @@ func viaVerify(ctx context.Context, via string, apiToken *dagger.Secret, j purge
 	if err != nil {
 		return "", err
 	}
-	req := api.VerifyRequest{URLs: j.URLs, Method: j.VerifyMethod, Headers: j.Headers, RawURLs: j.RawURLs, Expect: j.Verify[0]}
+	req := api.VerifyRequest{URLs: slices.Concat(j.URLs, j.URLList.Strings()), Method: j.VerifyMethod, Headers: j.Headers, RawURLs: j.RawURLs, Expect: j.Verify[0]}
 	if j.Wait > 0 {
 		req.Wait, req.Interval = j.Wait.String(), j.Interval.String()
 	}

@@ -55,5 +55,5 @@ func TestViaThroughInvoke(t *testing.T) {
 	_, err = call(t, at, "Purge", map[string]any{"url": u})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "FAILED: purge: 1 of 3 results failed on 1 of 3 instances")
-	assert.Contains(t, err.Error(), "purged 1 URL on 2/3 instances")
+	assert.Contains(t, err.Error(), "purged 2 of 3 (1 URL x 3 instances)")
 }

@@ -493,7 +493,7 @@ func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
 		var rep purgeJSON
 		decodeJSON(t, r.stdout, &rep)
 		assert.False(t, rep.OK)
-		assert.Contains(t, rep.Summary, fmt.Sprintf("purged 1 URL on 0/%d instances", len(f.Members)))
+		assert.Contains(t, rep.Summary, fmt.Sprintf("purged 0 of %d (1 URL x %d instances)", len(f.Members), len(f.Members)))
 		require.Len(t, rep.Results, len(f.Members))
 		for i, res := range rep.Results {
 			assert.Equal(t, 401, res.Status, res.Instance)
@@ -528,7 +528,8 @@ func TestOneInstanceStopped(t *testing.T) {
 
 	r := runCLI(t, token, append([]string{"purge", "--url", u, "--retries", "1", "--format", "text"}, f.Args()...)...)
 	assert.Equal(t, 1, r.code, r)
-	assert.Contains(t, r.stdout, fmt.Sprintf("purged 1 URL on %d/%d instances", len(f.Members)-1, len(f.Members)))
+	assert.Contains(t, r.stdout, fmt.Sprintf("purged %d of %d (1 URL x %d instances)", len(f.Members)-1, len(f.Members), len(f.Members)))
+	assert.Contains(t, r.stdout, "1 failed, 1 of them not sent", "a refused connection carried nothing")
 	rows := 0
 	for _, line := range strings.Split(r.stdout, "\n") {
 		switch {
@@ -537,7 +538,7 @@ func TestOneInstanceStopped(t *testing.T) {
 			// The reason, too long for the column, follows the table.
 			ref := regexp.MustCompile(`FAILED (\[\d+\])$`).FindStringSubmatch(line)
 			if assert.NotNil(t, ref, line) {
-				assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(ref[1])+` connection refused`, r.stdout)
+				assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(ref[1])+` not sent: connection refused`, r.stdout)
 			}
 		case strings.HasPrefix(line, u):
 			rows++
@@ -595,7 +596,7 @@ func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 
 	rep := purgeURLs(t, f, tok, target...)
 	require.True(t, rep.OK(), rep.Summary())
-	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs[0].Target, "sent exactly as written: it is already canonical")
+	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs.At(0).Target, "sent exactly as written: it is already canonical")
 
 	requireAll(t, verify(t, f, purge.ExpectMiss, target), cachestatus.Miss)
 	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)
@@ -605,7 +606,7 @@ func TestPercentEncodedPathAndQueryPurgedExactly(t *testing.T) {
 	verify(t, f, purge.ExpectAny, spaced)
 	rep = purgeURLs(t, f, tok, spaced...)
 	require.True(t, rep.OK(), rep.Summary())
-	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs[0].Target)
+	assert.Equal(t, "/a%20b?x=1&y=2", rep.URLs.At(0).Target)
 	requireAll(t, verify(t, f, purge.ExpectMiss, target), cachestatus.Miss)
 	// The siblings were never touched.
 	requireAll(t, verify(t, f, purge.ExpectHit, siblings), cachestatus.Hit)

@@ -188,14 +188,9 @@ func sweepNetns(ctx context.Context) []string {
 		if err != nil || pid == os.Getpid() || syscall.Kill(pid, 0) == nil {
 			continue
 		}
-		// Kill anything still running inside, then the namespace and its bridge.
-		if pids, err := exec.CommandContext(ctx, "ip", "netns", "pids", name).Output(); err == nil {
-			for _, p := range strings.Fields(string(pids)) {
-				if n, err := strconv.Atoi(p); err == nil {
-					_ = syscall.Kill(n, syscall.SIGKILL)
-				}
-			}
-		}
+		// The namespace and its bridge. Its varnishd were stopped with their
+		// fleet's directory (Sweep); whatever else runs inside was not
+		// started by the fleet and is left alone.
 		if ipCmd(ctx, "netns", "del", name) == nil {
 			removed = append(removed, "netns "+name)
 		}

@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,18 +8,30 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/cdnpurge/cdnpurge/internal/proc"
+	"github.com/cdnpurge/cdnpurge/varnish"
 )
 
 // stateDirPrefix names the directory of each fleet: the prefix, the pid of
-// the process that owns it, and a random suffix.
-const stateDirPrefix = "cdnpurge-fleet-"
+// the process that owns it, and a random suffix. ownerFile in it records
+// the owner (pid and start time), and each varnishd's own directory in it
+// records that varnishd (varnish.PidFile).
+const (
+	stateDirPrefix = "cdnpurge-fleet-"
+	ownerFile      = "owner"
+)
 
 func newStateDir() (string, error) {
 	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", stateDirPrefix, os.Getpid()))
 	if err != nil {
 		return "", fmt.Errorf("fleet: %w", err)
+	}
+	if self, err := proc.Self(); err == nil {
+		if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(self.String()+"\n"), 0o644); err != nil {
+			return dir, fmt.Errorf("fleet: %w", err)
+		}
 	}
 	// varnishd's worker runs as an unprivileged user and must reach its files.
 	return dir, os.Chmod(dir, 0o755)
@@ -28,18 +39,20 @@ func newStateDir() (string, error) {
 
 // Sweep stops what fleets of dead processes left behind (a demo killed with
 // kill -9, a test binary killed by its timeout): their varnishd processes,
-// network namespaces and directories. Fleets of live processes are left
+// network namespaces and directories. It stops only the processes such a
+// fleet recorded starting (pid and start time, so never one that got the
+// pid later) and the process groups they lead, never a process group it
+// did not create; fleets of live processes, and everything else, are left
 // alone. It returns what it removed.
 func Sweep(ctx context.Context) ([]string, error) {
 	var removed []string
 	var errs []error
 	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), stateDirPrefix+"*"))
 	for _, d := range dirs {
-		pid, err := ownerPid(filepath.Base(d))
-		if err != nil || pid == os.Getpid() || alive(pid) {
+		if ownerAlive(d) {
 			continue
 		}
-		if err := killUnder(ctx, d); err != nil {
+		if err := stopRecorded(ctx, d); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -53,36 +66,56 @@ func Sweep(ctx context.Context) ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-func ownerPid(base string) (int, error) {
+// ownerAlive says whether the process that owns state directory d still
+// runs: the recorded pid with its recorded start time, or (for a directory
+// without a record) any process with that pid.
+func ownerAlive(d string) bool {
+	base := filepath.Base(d)
 	rest, _ := strings.CutPrefix(base, stateDirPrefix)
-	pid, _, _ := strings.Cut(rest, "-")
-	return strconv.Atoi(pid)
+	p, _, _ := strings.Cut(rest, "-")
+	pid, err := strconv.Atoi(p)
+	if err != nil || pid == os.Getpid() {
+		return true // not ours to judge, or our own
+	}
+	if b, err := os.ReadFile(filepath.Join(d, ownerFile)); err == nil {
+		if id, err := proc.Parse(string(b)); err == nil {
+			return id.Alive()
+		}
+	}
+	_, err = proc.Read(pid)
+	return err == nil
 }
 
-// alive says whether process pid exists.
-func alive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-// killUnder kills the process groups of every process whose command line
-// names dir (each varnishd runs with -n DIR/...), and waits until they are
-// gone.
-func killUnder(ctx context.Context, dir string) error {
+// stopRecorded stops every varnishd recorded under d, with the process
+// group each leads, and waits until they are gone.
+func stopRecorded(ctx context.Context, d string) error {
+	records, _ := filepath.Glob(filepath.Join(d, "*", varnish.PidFile))
+	var ids []proc.ID
+	for _, r := range records {
+		b, err := os.ReadFile(r)
+		if err != nil {
+			continue
+		}
+		if id, err := proc.Parse(string(b)); err == nil {
+			ids = append(ids, id)
+		}
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		pids := processesNaming(dir)
-		if len(pids) == 0 {
+		left := 0
+		var errs []error
+		for _, id := range ids {
+			n, err := proc.KillGroup(id)
+			left += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if left == 0 {
 			return nil
 		}
-		for _, pid := range pids {
-			if pgid, err := syscall.Getpgid(pid); err == nil && pgid > 1 {
-				_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			}
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("fleet sweep: processes %v under %s do not stop", pids, dir)
+			return fmt.Errorf("fleet sweep: %d processes of the fleet under %s do not stop: %w", left, d, errors.Join(errs...))
 		}
 		t := time.NewTimer(20 * time.Millisecond) // poll until the kernel has reaped them
 		select {
@@ -91,24 +124,4 @@ func killUnder(ctx context.Context, dir string) error {
 		}
 		t.Stop()
 	}
-}
-
-// processesNaming lists the processes whose command line contains s.
-func processesNaming(s string) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(s)) {
-			out = append(out, pid)
-		}
-	}
-	return out
 }

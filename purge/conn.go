@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,10 +30,21 @@ type conn struct {
 	wbuf  []byte
 	stop  func() bool // unregisters the context's AfterFunc
 	read  int64       // bytes read from instances, over all connections
-	// deadlineSet is when the connection's deadline was last moved.
+	// deadlineSet is when the connection's deadline was last moved;
+	// stopAt, once the run is stopped, the deadline that then holds.
 	deadlineSet time.Time
-	// verdicts is the worker's buffer for a batch's verdicts.
+	stopAt      atomic.Int64
+	// verdicts is the worker's buffer for a batch's verdicts; ends, for
+	// where each request of a batch ends in wbuf.
 	verdicts []verdict
+	ends     []int
+
+	// What this connection has done, for the instance it goes to.
+	inst       *instState
+	served     int       // answers read
+	carried    int       // requests written
+	window     int       // the next batch's size (before the instance's limits)
+	lastAnswer time.Time // when the last answer was read
 }
 
 func newConn(tlsConf *tls.Config, timeout time.Duration, readBuf int) *conn {
@@ -56,7 +68,7 @@ func (c countingConn) Read(p []byte) (int, error) {
 // account for means the answers would no longer pair with the requests),
 // and dials otherwise. It says whether the connection was kept.
 func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
-	if c.nc != nil && (c.route != r || c.unread()) {
+	if c.nc != nil && (c.route != r || c.unread() != 0) {
 		c.close()
 	}
 	if c.nc != nil {
@@ -89,17 +101,30 @@ func (c *conn) use(ctx context.Context, r route) (kept bool, err error) {
 	} else {
 		c.br.Reset(nc)
 	}
-	c.stop = context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	c.stopAt.Store(0)
+	c.stop = context.AfterFunc(ctx, func() {
+		// Stopped: answers already on their way are still read, for a
+		// moment, so that the report says what the instance did.
+		at := time.Now().Add(stopGrace)
+		c.stopAt.Store(at.UnixNano())
+		_ = nc.SetDeadline(at)
+	})
 	return false, nil
 }
 
-// unread says whether bytes are waiting that no answer accounted for, or
-// the instance has closed the connection meanwhile.
-func (c *conn) unread() bool {
+// stopGrace is how long answers are still read once the run is stopped.
+const stopGrace = 100 * time.Millisecond
+
+// unread says whether bytes are waiting that no answer accounted for (1),
+// or the instance has closed the connection (-1), or neither (0).
+func (c *conn) unread() int {
 	if c.br.Buffered() > 0 {
-		return true
+		return 1
 	}
-	return c.tcp != nil && peek(c.tcp) != 0
+	if c.tcp == nil {
+		return 0
+	}
+	return peek(c.tcp)
 }
 
 func (c *conn) close() {
@@ -115,11 +140,16 @@ func (c *conn) close() {
 // Moving a deadline costs a timer update, so for the answers of a batch,
 // which come fast, it is moved only once an eighth of the time has passed:
 // each answer then has between 7/8 of the timeout and all of it.
-func (c *conn) deadline() {
-	now := time.Now()
-	if now.Sub(c.deadlineSet) < c.timeout/8 {
+func (c *conn) deadline() { c.deadlineAt(time.Now()) }
+
+// deadlineAt is deadline when it is now.
+func (c *conn) deadlineAt(now time.Time) {
+	if now.Sub(c.deadlineSet) < c.timeout/8 || c.stopAt.Load() != 0 {
 		return
 	}
 	c.deadlineSet = now
 	_ = c.nc.SetDeadline(now.Add(c.timeout))
+	if at := c.stopAt.Load(); at != 0 { // stopped meanwhile: the stop's deadline holds
+		_ = c.nc.SetDeadline(time.Unix(0, at))
+	}
 }

@@ -201,8 +201,8 @@ func Discover(ctx context.Context, d Discovery) ([]Instance, error) {
 		var addrs []netip.Addr
 		if addrs, err = r.addrs(ctx, name, d.Record.qtype()); err == nil {
 			for _, a := range addrs {
-				if err = instanceAddr(a); err != nil {
-					err = &dnsError{KindBadAnswer, fmt.Errorf("the name lists %w", err)}
+				if why := badAddr(a); why != "" {
+					err = &dnsError{KindBadAnswer, fmt.Errorf("the name lists %s, %s, which cannot be an instance's", a.Unmap(), why)}
 					break
 				}
 				out = append(out, Instance{Host: a.String(), Port: d.Port})
@@ -471,15 +471,18 @@ func (r *resolver) srv(ctx context.Context, name string) ([]Instance, error) {
 	found := make([][]netip.Addr, len(todo))
 	errs := make([]error, len(todo))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, maxParallelLookups)
 	for i, t := range todo {
 		wg.Add(1)
+		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
+			defer func() { <-sem }()
 			found[i], errs[i] = r.targetAddrs(ctx, t)
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := targetsErr(todo, errs); err != nil {
 		return nil, &dnsError{KindBadAnswer, err}
 	}
 	for i, t := range todo {
@@ -489,13 +492,42 @@ func (r *resolver) srv(ctx context.Context, name string) ([]Instance, error) {
 	for _, rr := range rrs {
 		s := rr.(*dns.SRV)
 		for _, a := range targets[strings.ToLower(s.Target)] {
-			if err := instanceAddr(a); err != nil {
-				return nil, &dnsError{KindBadAnswer, fmt.Errorf("SRV target %s lists %w", s.Target, err)}
+			if why := badAddr(a); why != "" {
+				return nil, &dnsError{KindBadAnswer, fmt.Errorf("SRV target %s lists %s, %s, which cannot be an instance's", s.Target, a.Unmap(), why)}
 			}
 			out = append(out, Instance{Host: a.String(), Port: int(s.Port)})
 		}
 	}
 	return out, nil
+}
+
+// maxParallelLookups bounds the SRV targets resolved at once.
+const maxParallelLookups = 64
+
+// targetsErr says, in one line, which SRV targets did not resolve: how
+// many, the first few names, and the first reason.
+func targetsErr(targets []string, errs []error) error {
+	var failed []string
+	var first error
+	for i, err := range errs {
+		if err != nil {
+			failed = append(failed, targets[i])
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	switch len(failed) {
+	case 0:
+		return nil
+	case 1:
+		return first
+	}
+	names := strings.Join(failed[:min(3, len(failed))], ", ")
+	if len(failed) > 3 {
+		names += fmt.Sprintf(" and %d more", len(failed)-3)
+	}
+	return fmt.Errorf("%d of %d SRV targets do not resolve (%s); the first: %w", len(failed), len(targets), names, first)
 }
 
 // targetAddrs resolves one SRV target to its addresses (see dualStack).

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,15 +87,69 @@ func TestDiscoverSRVServiceNotAvailable(t *testing.T) {
 }
 
 func TestDiscoverRefusesAddressesThatAreNotAnInstances(t *testing.T) {
-	for _, rr := range []string{"cdn.internal. IN A 0.0.0.0", "cdn.internal. IN A 255.255.255.255", "cdn.internal. IN A 224.0.0.1"} {
+	for rr, why := range map[string]string{
+		"cdn.internal. IN A 0.0.0.0":         "0.0.0.0, the unspecified address,",
+		"cdn.internal. IN A 255.255.255.255": "255.255.255.255, the broadcast address,",
+		"cdn.internal. IN A 224.0.0.1":       "224.0.0.1, a multicast address,",
+		"cdn.internal. IN A 0.1.2.3":         `0.1.2.3, in 0.0.0.0/8 ("this network", RFC 1122)`,
+		"cdn.internal. IN A 240.0.0.1":       "240.0.0.1, a reserved address (240.0.0.0/4",
+		"cdn.internal. IN AAAA ::":           "::, the unspecified address,",
+		"cdn.internal. IN AAAA ff02::1":      "ff02::1, a multicast address,",
+		"cdn.internal. IN AAAA fe80::1":      "fe80::1, a link-local address without a zone",
+	} {
 		s := startDNS(t, rr)
-		de := discoverErr(t, Discovery{Name: "cdn.internal", Record: RecordA, Resolver: s.Addr})
+		rec := RecordA
+		if strings.Contains(rr, "AAAA") {
+			rec = RecordAAAA
+		}
+		de := discoverErr(t, Discovery{Name: "cdn.internal", Record: rec, Resolver: s.Addr})
 		assert.Equal(t, KindBadAnswer, de.Kind, rr)
-		assert.Contains(t, de.Error(), "not an instance's", rr)
+		assert.Contains(t, de.Error(), "the name lists "+why, rr)
+		assert.Contains(t, de.Error(), "which cannot be an instance's", rr)
 	}
-	s := startDNS(t, "cdn.internal. IN AAAA ::", "cdn.internal. IN AAAA ff02::1")
-	de := discoverErr(t, Discovery{Name: "cdn.internal", Resolver: s.Addr})
-	assert.Contains(t, de.Error(), "not an instance's")
+	// A static link-local address with its zone can be dialled; without
+	// one it cannot.
+	_, err := ParseInstance("[fe80::1%lo]:80", 80)
+	assert.NoError(t, err)
+	_, err = ParseInstance("[fe80::1]:80", 80)
+	assert.ErrorContains(t, err, "without a zone")
+}
+
+// 2,000 SRV targets that do not resolve: one line, with the count and the
+// first few names, not 2,000.
+func TestDiscoverManyUnresolvableSRVTargetsInOneLine(t *testing.T) {
+	var rrs []string
+	for i := range 2000 {
+		rrs = append(rrs, fmt.Sprintf("_http._tcp.cdn.example. IN SRV 0 0 80 t%d.", i)) // short targets: SRV targets are never compressed
+	}
+	rrs = append(rrs, "other.cdn.example. IN A 10.0.0.1")
+	s := startDNS(t, rrs...)
+	de := discoverErr(t, Discovery{Name: "_http._tcp.cdn.example", Record: RecordSRV, Resolver: s.Addr})
+	msg := de.Error()
+	assert.NotContains(t, msg, "\n")
+	assert.Less(t, len(msg), 600, msg)
+	assert.Contains(t, msg, "2000 of 2000 SRV targets do not resolve (")
+	assert.Contains(t, msg, " and 1997 more); the first: SRV target ")
+}
+
+// A static name resolved with --resolver: when that resolver is down, the
+// error names it, not the system's.
+func TestStaticNameWithDownResolverNamesIt(t *testing.T) {
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	down := l.LocalAddr().String()
+	require.NoError(t, l.Close())
+	j := Job{URLs: []string{"http://e.com/"}, Instances: []string{"cdn-1.test:80"}, Resolver: down, DNSTimeout: 200 * time.Millisecond}
+	_, err = j.Run(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), down)
+	assert.NotContains(t, err.Error(), "127.0.0.53")
+
+	// A name that resolves to an address no instance has reads as a sentence.
+	s := startDNS(t, "cdn-0.test. IN A 0.0.0.0")
+	j.Resolver, j.Instances = s.Addr, []string{"cdn-0.test:80"}
+	_, err = j.Run(context.Background())
+	assert.ErrorContains(t, err, "cdn-0.test resolves to 0.0.0.0, the unspecified address, which cannot be an instance's")
 }
 
 func TestDiscoverAsksAgainWithoutEDNS(t *testing.T) {

@@ -21,7 +21,7 @@
 //
 //	out, err := purge.Job{
 //		DNSName: "my-cdn.internal", Port: 9000,
-//		URLs:    []string{"https://example.com/feed"},
+//		URLs:    []string{"https://example.com/feed"}, // or URLList: ReadURLs of a file
 //		Token:   token,
 //		Verify:  []purge.Expect{purge.ExpectPurged},
 //	}.Run(ctx)
@@ -36,12 +36,24 @@
 // "OK" means the instance itself answered 2xx (or a status the job
 // accepts) to this very request: requests are paired with their answers
 // exactly (interim 1xx answers skipped, a connection with bytes nobody
-// accounted for never reused), a PURGE answered as an ordinary cache hit is
-// a failure, and redirects are not followed. Requests that fail on a
-// connection error, a timeout, a 429 or a 5xx are tried again with backoff;
-// an instance that fails to connect BreakerThreshold times in a row is
-// given up, and its remaining URLs are reported as not sent at once. The
-// purge token never appears in a result, a report or an error.
+// accounted for never reused), a purge answered as an ordinary cache hit or
+// passed on to the application is a failure, and redirects are not
+// followed. Requests that fail on a connection error, a timeout, a 429 or a
+// 5xx are tried again with backoff; an instance that fails to connect, or
+// answers nothing, BreakerThreshold times in a row is given up, and its
+// remaining URLs are reported as not sent at once.
+//
+// Pipelining assumes nothing of the instance: a connection starts with one
+// request and deepens as answers come, and what an instance shows (a close
+// after k answers, a stall, answers that do not pair) is remembered for the
+// run. A result's Attempts count the times its request was written: what
+// the instance may have received. "not sent" is said only of a request
+// never written.
+//
+// No secret of the job (the purge token, the Fly.io token) appears in a
+// result, a report or an error, whole or in part: a text from outside that
+// shows 8 consecutive characters of one is withheld whole (see
+// Report.Reveals for writers of their own).
 //
 // The package never prints, never reads flags or the environment, and
 // holds no state between calls.

@@ -19,32 +19,38 @@ import (
 // maxBackoff bounds the delay between two attempts, Retry-After included.
 const maxBackoff = 10 * time.Second
 
+// staleAfter is how long a kept-alive connection may sit idle before a
+// close found on it says nothing about the instance (an idle timeout, not
+// a limit on requests per connection).
+const staleAfter = time.Second
+
 // pass is one step's requests: every URL (or, in a later verify round, the
 // ones still to check) to every instance.
 type pass struct {
 	step   Step
 	method string
-	// heads holds, per URL, the request line, Host and the URL's own
-	// headers; common the headers shared by every request and the blank
-	// line that ends them.
-	heads  [][]byte
-	common []byte
-	// serverName and dial hold, per URL, the TLS server name (https) and,
-	// in edge mode, the address to dial.
+	urls   *URLList
+	// Per host of urls: the header lines after the request line (Host, a
+	// ban's X-Host), the TLS server name (https) and, in edge mode, the
+	// address to dial. A request's head is written when its batch is.
+	hostLines  [][]byte
 	serverName []string
 	dial       []string
-	read       readOpts
-	depth      int
+	// common holds the headers shared by every request and the blank line
+	// that ends them.
+	common []byte
+	read   readOpts
+	// depth is the most requests in flight on one connection.
+	depth int
 	// readBuf is a connection's read buffer: room for a pipelined batch's
 	// answers in one read; small when one answer's headers are all that is
 	// wanted (a GET's body is not read).
 	readBuf int
-	// idempotent requests may be sent again after they were written,
-	// when the connection broke before their answer.
+	// idempotent requests may be sent again after they were written, when
+	// no answer came for them.
 	idempotent bool
-	// judge reads the answer to URL u from instance i (result k): it says
-	// whether it is OK, and otherwise whether another attempt may help and
-	// why not OK.
+	// judge reads the answer to result k: it says whether it is OK, and
+	// otherwise whether another attempt may help and why not OK.
 	judge func(k int, r *response, bytesRead int64) (ok, retry bool, err error)
 	// todo, when set, lists per instance the URL indexes to send (a later
 	// verify round); nil sends every URL.
@@ -53,9 +59,14 @@ type pass struct {
 
 // engine runs a pass over a bounded set of workers. Each worker owns one
 // connection at a time, to one instance, so the connections open never
-// exceed the connection limit. A worker takes up to depth URLs of its
+// exceed the connection limit. A worker takes a batch of URLs of its
 // instance, writes their requests in one go and reads the answers in
 // order (HTTP/1.1 pipelining), keeping the connection for the next batch.
+//
+// The wire is not trusted to pipeline: each connection starts shallow and
+// deepens as answers arrive, and what an instance shows of itself (a close
+// after k answers, a stall, answers that do not pair) is remembered for
+// the rest of the run (see wireState and judgeCut).
 type engine struct {
 	p        *plan
 	ps       *pass
@@ -64,9 +75,24 @@ type engine struct {
 	insts    []*instState
 	maxConns int
 	budget   fdBudget
+	// hostAddr, in edge mode, is the address state of each host's route:
+	// every machine behind one edge address shares it.
+	hostAddr []*addrState
 
 	done, failed atomic.Int64
 	total        int
+}
+
+// addrState is an address dialled: every instance and URL whose route
+// goes there shares it, so that an address that cannot be reached is
+// given up once for all of them.
+type addrState struct {
+	addr string
+	// fails counts connection failures in a row, with no connection made
+	// between them.
+	fails atomic.Int32
+	// dead is the reference of the error that gave the address up.
+	dead atomic.Uint32
 }
 
 // instState is one instance's share of a pass.
@@ -78,19 +104,75 @@ type instState struct {
 	todo []int32 // nil: every URL
 	n    int     // URLs to send
 	next atomic.Int64
-	// fails counts connection failures in a row, with no answer between.
+	// addr is the instance's own address (nil in edge mode).
+	addr *addrState
+	// fails counts requests in a row that got no answer on a connection
+	// that had answered nothing.
 	fails atomic.Int32
 	// dead is the reference of the error that gave the instance up.
 	dead atomic.Uint32
+
+	mu   sync.Mutex
+	wire wireState
+}
+
+// wireState is what an instance has shown of how it handles a connection,
+// learned during the run. It only ever gets more careful.
+type wireState struct {
+	// depth is the most requests in flight on one connection: the pass's,
+	// or 1 once the instance stalled or answered in a way that does not
+	// pair with pipelined requests.
+	depth int
+	// limit is the most requests one connection carries: the answers after
+	// which the instance closed a connection (a keep-alive limit, such as
+	// nginx's keepalive_requests); 0 until one was seen.
+	limit int
+	// proven is the deepest batch answered in full: where a new connection
+	// starts.
+	proven int
+}
+
+func (t *instState) wireNow() wireState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.wire
+}
+
+// learn applies what a cut taught about the instance.
+func (t *instState) learn(f fate, served int) {
+	if !f.oneAtATime && !f.limit {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f.oneAtATime {
+		t.wire.depth, t.wire.proven = 1, 1
+	}
+	if f.limit && served > 0 && (t.wire.limit == 0 || served < t.wire.limit) {
+		t.wire.limit = served
+	}
+}
+
+func (t *instState) answered(batch int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.wire.proven = max(t.wire.proven, min(batch, t.wire.depth))
 }
 
 // item is one URL in a worker's hands.
 type item struct {
 	u     int32
-	first int64 // UnixNano of the first send; 0: not sent yet
+	tries uint8 // failed tries: each counts against Job.Attempts
+	solo  bool  // send alone: in a batch, its answer could not be paired
+	// raced: already sent again once, free, after a kept-alive connection
+	// turned out closed.
+	raced bool
 	ready int64 // UnixNano before which it must not be sent again
-	stale bool  // already sent again once after a kept-alive connection broke
-	solo  bool  // sent alone: in a batch, its answer could not be paired
+}
+
+// queues are a lane's items waiting to go again: now, or after a backoff.
+type queues struct {
+	now, later []item
 }
 
 func (e *engine) url(t *instState, i int) int32 {
@@ -183,116 +265,180 @@ func (e *engine) progress(ctx context.Context) (stop func()) {
 
 // lane sends URLs of instance t over c until none is left.
 func (e *engine) lane(ctx context.Context, c *conn, t *instState) {
-	var queue, retry []item // queue: ready to send again; retry: waiting for backoff
+	var q queues
 	batch := make([]item, 0, e.ps.depth)
 	for {
-		if ref := t.dead.Load(); ref != 0 {
-			e.giveUp(t, ref, queue, retry)
+		if ref := e.deadRef(t); ref != 0 {
+			e.giveUp(t, ref, q.now, q.later)
 			return
 		}
 		if ctx.Err() != nil {
 			return // finish() reports what is left
 		}
-		batch = e.fill(t, batch[:0], &queue, &retry)
+		batch = e.fill(t, batch[:0], &q)
 		if len(batch) == 0 {
-			if len(retry) == 0 {
+			if len(q.later) == 0 {
 				return
 			}
-			next := retry[0].ready
-			for _, it := range retry {
+			next := q.later[0].ready
+			for _, it := range q.later {
 				next = min(next, it.ready)
 			}
 			_ = sleepCtx(ctx, time.Until(time.Unix(0, next)))
 			continue
 		}
-		e.send(ctx, c, t, batch, &queue, &retry)
+		e.send(ctx, c, t, batch, &q)
 	}
 }
 
-// fill takes up to depth items for one connection: those to send again
-// first, then retries whose backoff is over, then new URLs. Every item of
-// a batch goes the same route.
-func (e *engine) fill(t *instState, batch []item, queue, retry *[]item) []item {
-	depth := e.ps.depth
+// deadRef is the reference of the error that gave t up, or 0.
+func (e *engine) deadRef(t *instState) uint32 {
+	if ref := t.dead.Load(); ref != 0 {
+		return ref
+	}
+	if t.addr != nil {
+		return t.addr.dead.Load()
+	}
+	return 0
+}
+
+// fill takes up to the instance's depth of items for one connection: those
+// to send again first, then retries whose backoff is over, then new URLs.
+// Every item of a batch goes the same route. In edge mode, an item whose
+// route's address was given up is finished at once.
+func (e *engine) fill(t *instState, batch []item, q *queues) []item {
+	depth := t.wireNow().depth
 	take := func(it item) bool {
+		if a := e.addrOf(t, it.u); a != nil && a != t.addr {
+			if ref := a.dead.Load(); ref != 0 {
+				e.abandon(t, it, ref)
+				return true
+			}
+		}
 		if len(batch) > 0 && (batch[0].solo || it.solo || !e.sameRoute(batch[0].u, it.u)) {
 			return false
 		}
 		batch = append(batch, it)
 		return true
 	}
-	rest := (*queue)[:0]
-	for _, it := range *queue {
+	rest := q.now[:0]
+	for _, it := range q.now {
 		if len(batch) >= depth || !take(it) {
 			rest = append(rest, it)
 		}
 	}
-	*queue = rest
+	q.now = rest
 	now := time.Now().UnixNano()
-	rest = (*retry)[:0]
-	for _, it := range *retry {
+	rest = q.later[:0]
+	for _, it := range q.later {
 		if len(batch) >= depth || it.ready > now || !take(it) {
 			rest = append(rest, it)
 		}
 	}
-	*retry = rest
-	if n := depth - len(batch); n > 0 {
-		start := t.next.Add(int64(n)) - int64(n)
-		for i := start; i < min(start+int64(n), int64(t.n)); i++ {
+	q.later = rest
+	for len(batch) < depth {
+		n := int64(depth - len(batch))
+		start := t.next.Add(n) - n
+		if start >= int64(t.n) {
+			break
+		}
+		for i := start; i < min(start+n, int64(t.n)); i++ {
 			it := item{u: e.url(t, int(i))}
 			if !take(it) {
-				*queue = append(*queue, it)
+				q.now = append(q.now, it)
 			}
+		}
+		if len(q.now) > 0 {
+			break
 		}
 	}
 	return batch
 }
 
 func (e *engine) sameRoute(a, b int32) bool {
+	ha, hb := e.ps.urls.hostOf(int(a)), e.ps.urls.hostOf(int(b))
 	ps := e.ps
-	return ps.serverName[a] == ps.serverName[b] && (ps.dial == nil || ps.dial[a] == ps.dial[b])
+	return ha == hb || ps.serverName[ha] == ps.serverName[hb] && (ps.dial == nil || ps.dial[ha] == ps.dial[hb])
 }
 
 func (e *engine) route(t *instState, u int32) route {
-	r := route{addr: t.in.addr(), serverName: e.ps.serverName[u]}
+	h := e.ps.urls.hostOf(int(u))
+	r := route{addr: t.in.addr(), serverName: e.ps.serverName[h]}
 	if e.ps.dial != nil {
-		r.addr = e.ps.dial[u]
+		r.addr = e.ps.dial[h]
 	}
 	return r
+}
+
+// addrOf is the address state of u's route from t.
+func (e *engine) addrOf(t *instState, u int32) *addrState {
+	if e.hostAddr != nil {
+		return e.hostAddr[e.ps.urls.hostOf(int(u))]
+	}
+	return t.addr
 }
 
 // send writes a batch on one connection and reads the answers in order.
 // An answer is paired with its request by position only, so any doubt
 // about the stream (an answer that is not one, bytes nobody accounted
-// for, a broken connection) closes the connection, and the requests not
-// yet answered go again on a new one.
-func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, queue, retry *[]item) {
+// for, a broken connection) ends the connection, and judgeCut says what
+// that means for the requests left without an answer.
+func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, q *queues) {
+	w := t.wireNow()
+	if c.nc != nil && (c.inst != t || w.limit > 0 && c.carried >= w.limit) {
+		c.close() // another instance's, or it carried what this instance allows one connection
+	}
+	a := e.addrOf(t, batch[0].u)
 	kept, err := c.use(ctx, e.route(t, batch[0].u))
 	if err != nil {
-		// Nothing was sent: the attempt is the first request's; the others
-		// wait for the next connection (or the instance is given up).
-		e.connFailed(t, err)
-		e.attemptFailed(ctx, t, &batch[0], err, true, retry)
-		e.requeue(batch[1:], queue)
+		e.dialFailed(ctx, t, a, batch, err, q)
 		return
 	}
-	now := time.Now()
-	for i := range batch {
-		if batch[i].first == 0 {
-			batch[i].first = now.UnixNano()
+	if !kept {
+		if e.hostAddr == nil {
+			// The address answered the dial. (In edge mode its count holds
+			// connections that answered nothing too: only an answer resets it.)
+			a.fails.Store(0)
 		}
+		c.inst, c.served, c.carried, c.window = t, 0, 0, max(1, w.proven)
 	}
-	c.wbuf = c.wbuf[:0]
+	room := min(c.window, w.depth)
+	if w.limit > 0 {
+		room = min(room, w.limit-c.carried)
+	}
+	if len(batch) > room {
+		q.now = append(slices.Clone(batch[room:]), q.now...)
+		batch = batch[:room]
+	}
+	c.wbuf, c.ends = c.wbuf[:0], c.ends[:0]
 	for _, it := range batch {
-		c.wbuf = append(c.wbuf, e.ps.heads[it.u]...)
-		c.wbuf = append(c.wbuf, t.hdr...)
-		c.wbuf = append(c.wbuf, e.ps.common...)
+		c.wbuf = e.appendRequest(c.wbuf, t, it.u)
+		c.ends = append(c.ends, len(c.wbuf))
 	}
 	c.deadlineSet = time.Time{} // a new batch: a whole timeout from now
 	c.deadline()
-	if _, err := c.nc.Write(c.wbuf); err != nil {
+	sent := time.Now()
+	n, werr := c.nc.Write(c.wbuf)
+	written := 0
+	for written < len(batch) && (written == 0 && n > 0 || written > 0 && c.ends[written-1] < n) {
+		written++
+	}
+	for i := range batch[:written] {
+		r := e.row(t, batch[i].u)
+		r.attempts = satInc(r.attempts)
+	}
+	c.carried += written
+	served0 := c.served
+	if werr != nil && written == 0 {
+		// Nothing left: a connection that failed before it carried a byte.
 		c.close()
-		e.broken(ctx, t, batch, 0, kept, err, queue, retry)
+		e.dialFailed(ctx, t, a, batch, werr, q)
+		return
+	}
+	if werr != nil {
+		c.close()
+		q.now = append(q.now, batch[written:]...) // never written: not an attempt
+		e.cut(ctx, t, batch[:written], cutInfo{err: werr, served: c.served, kept: kept, idle: kept && time.Since(c.lastAnswer) > staleAfter, batch: len(batch), addr: a}, sent, q)
 		return
 	}
 	var r response
@@ -302,39 +448,79 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		before := c.read
 		if err := readResponse(c.br, &e.ps.read, &r); err != nil {
 			c.close()
-			e.apply(ctx, t, batch[:k], verdicts, retry)
-			e.broken(ctx, t, batch, k, kept || k > 0, err, queue, retry)
+			c.verdicts = verdicts
+			e.apply(ctx, t, batch[:k], verdicts, sent, q)
+			e.cut(ctx, t, batch[k:], cutInfo{err: err, served: c.served, answered: k, kept: kept, idle: kept && k == 0 && time.Since(c.lastAnswer) > staleAfter, batch: len(batch), addr: a}, sent, q)
 			return
 		}
+		c.served++
+		now := time.Now()
+		c.lastAnswer = now
 		t.fails.Store(0)
-		v := verdict{status: r.status, retryAfter: r.retryAfter}
+		if e.hostAddr != nil {
+			a.fails.Store(0)
+		}
+		v := verdict{status: r.status, retryAfter: r.retryAfter, at: now.UnixNano()}
 		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), &r, c.read-before)
 		verdicts = append(verdicts, v)
 		if r.close {
 			closing = true
 			break
 		}
-		c.deadline()
+		c.deadlineAt(now)
 	}
 	c.verdicts = verdicts
 	answered := len(verdicts)
-	switch {
+	switch state := c.unread(); {
 	case closing:
-		// The instance closes the connection after this answer, as it
-		// said: the requests after it were not answered.
+		// The connection ends with this answer: the instance said so (and
+		// then did not process the requests after it, RFC 9112 9.6), or its
+		// body runs to the connection's end.
 		c.close()
-		e.requeue(batch[answered:], queue)
-	case len(batch) > 1 && c.unread():
+		e.apply(ctx, t, batch[:answered], verdicts, sent, q)
+		if answered < len(batch) {
+			info := cutInfo{announced: r.announced, err: errBodyToEnd, served: c.served, answered: answered, kept: kept, batch: len(batch)}
+			if r.announced {
+				info.err = nil
+			}
+			e.cut(ctx, t, batch[answered:], info, sent, q)
+		} else {
+			t.learn(fate{limit: true}, c.served)
+		}
+		return
+	case state > 0 && len(batch) > 1:
 		// More bytes than answers to the requests sent: which answer
 		// belongs to which request cannot be known. Send each again, alone.
 		c.close()
-		for i := range batch {
-			batch[i].solo = true
-		}
-		e.requeue(batch, queue)
+		e.cut(ctx, t, batch, cutInfo{err: errUnpaired, served: served0, kept: kept, batch: len(batch)}, sent, q)
 		return
+	case state > 0:
+		// One request, one answer, and bytes after it: the answer is this
+		// request's (it came first on a clean connection), but nothing
+		// after it can be paired.
+		c.close()
+		t.learn(fate{oneAtATime: true}, 0)
+	case state < 0:
+		// Closed right after the last answer: a normal end, and the number
+		// of requests this instance lets one connection carry.
+		c.close()
+		t.learn(fate{limit: true}, c.served)
 	}
-	e.apply(ctx, t, batch[:answered], verdicts, retry)
+	t.answered(len(batch))
+	c.window = max(c.window, c.served)
+	e.apply(ctx, t, batch[:answered], verdicts, sent, q)
+}
+
+// appendRequest appends the request for URL u to instance t.
+func (e *engine) appendRequest(b []byte, t *instState, u int32) []byte {
+	ps := e.ps
+	b = append(b, ps.method...)
+	b = append(b, ' ')
+	b = append(b, ps.urls.target(int(u))...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	b = append(b, ps.hostLines[ps.urls.hostOf(int(u))]...)
+	b = append(b, t.hdr...)
+	return append(b, ps.common...)
 }
 
 // verdict is what the judge made of one answer, kept until the whole
@@ -343,114 +529,291 @@ type verdict struct {
 	ok, again  bool
 	err        error
 	status     int
-	retryAfter int // seconds; -1: none
+	retryAfter int   // seconds; -1: none
+	at         int64 // UnixNano when the answer was read
 }
 
 // apply records the verdicts of answered items.
-func (e *engine) apply(ctx context.Context, t *instState, items []item, vs []verdict, retry *[]item) {
+func (e *engine) apply(ctx context.Context, t *instState, items []item, vs []verdict, sent time.Time, q *queues) {
 	for i := range items {
 		it, v := &items[i], vs[i]
 		row := e.row(t, it.u)
 		row.status = uint16(v.status)
-		row.attempts = satInc(row.attempts)
+		row.setDur(time.Duration(v.at - sent.UnixNano()))
+		it.tries++
 		switch {
 		case v.ok:
-			e.complete(it, row, true, 0)
-		case v.again && int(row.attempts) < e.p.Attempts && ctx.Err() == nil:
+			e.complete(row, true, 0)
+		case v.again && int(it.tries) < e.p.Attempts && ctx.Err() == nil:
 			row.err = e.rep.addErr(v.err)
-			it.ready = time.Now().Add(e.backoff(int(row.attempts), v.retryAfter)).UnixNano()
-			*retry = append(*retry, *it)
+			it.ready = time.Now().Add(e.backoff(int(it.tries), v.retryAfter)).UnixNano()
+			q.later = append(q.later, *it)
 		default:
-			e.complete(it, row, false, e.rep.addErr(v.err))
+			e.complete(row, false, e.rep.addErr(v.err))
 		}
 	}
 }
 
-// broken handles a connection that failed before the answer to batch[k]
-// was read: batch[k:] got no answer.
-func (e *engine) broken(ctx context.Context, t *instState, batch []item, k int, reused bool, err error, queue, retry *[]item) {
-	rest := batch[k:]
+// errBodyToEnd is why requests after an answer without a length went
+// unanswered.
+var errBodyToEnd = errors.New("an earlier answer on the connection had no length: its body ran to the connection's end")
+
+// errUnpaired marks answers that could not be paired with their requests.
+var errUnpaired = errors.New("the answers could not be paired with the requests: the instance sent more than one answer per request")
+
+// cutInfo is how a batch ended before every request written had its
+// answer.
+type cutInfo struct {
+	err error // the write or read error; nil for a close the instance announced
+	// announced: the last answer said Connection: close.
+	announced bool
+	served    int  // answers the connection gave before the cut, earlier batches included
+	answered  int  // of them, answers to this batch
+	kept      bool // the connection was kept alive from an earlier batch
+	idle      bool // a kept-alive connection, idle long enough to be closed by a timeout
+	batch     int  // the batch's size
+	addr      *addrState
+}
+
+// fate is what a cut means for the written requests left without an
+// answer, and what it shows of the instance. It is decided by judgeCut
+// alone, apart from acting on it (as net/http's shouldRetryRequest).
+type fate struct {
+	// fault: the instance failed these requests (no answer on a
+	// connection that answered nothing): it counts toward giving it up,
+	// and another try waits a backoff.
+	fault bool
+	// again: they may be sent again (idempotent requests with tries left).
+	again bool
+	// free: sending again costs no try: the instance said it would not
+	// process them. raced: sending again costs no try, once per request:
+	// the kept-alive connection was closed as the batch went out (the race
+	// every HTTP client retries).
+	free, raced bool
+	// solo: send each again alone.
+	solo bool
+	// oneAtATime: the instance does not pipeline: one request in flight
+	// per connection from now on.
+	oneAtATime bool
+	// limit: the instance ends connections after the answers it gave on
+	// this one: no connection carries more from now on.
+	limit bool
+}
+
+// judgeCut decides what a cut means.
+func judgeCut(c cutInfo, idempotent bool) fate {
 	switch {
-	case ctx.Err() != nil:
-		// Stopped: what was written counts as an attempt that got no answer.
-		for i := range rest {
-			e.attemptFailed(ctx, t, &rest[i], err, false, retry)
-		}
-	case k > 0 && !errors.Is(err, errProtocol) && !isTimeout(err):
-		// The instance answered earlier requests, then closed: it ended
-		// the kept-alive connection. Send the rest again on a new one.
-		e.requeue(rest, queue)
-	case reused && isClosed(err) && !rest[0].stale && e.ps.idempotent:
-		// A kept-alive connection the instance closed meanwhile: send again
-		// on a new one, once (as net/http does).
-		for i := range rest {
-			rest[i].stale = true
-		}
-		e.requeue(rest, queue)
-	default:
-		// The instance itself failed on this request: that is an attempt.
-		// Its followers were written but are not at fault: send them again
-		// (only idempotent requests are pipelined).
-		if !errors.Is(err, errProtocol) || k == 0 {
-			e.connFailed(t, err)
-		}
-		e.attemptFailed(ctx, t, &rest[0], err, true, retry)
-		e.requeue(rest[1:], queue)
+	case c.announced:
+		// Connection: close after the last answer: the rest were not
+		// processed, and this is how many the instance takes per connection.
+		return fate{again: true, free: true, limit: true}
+	case errors.Is(c.err, errUnpaired), errors.Is(c.err, errProtocol) && c.served > 0:
+		// Answers that do not pair, or garbage after good answers: the
+		// stream cannot be trusted past one answer.
+		return fate{again: idempotent, solo: true, oneAtATime: true}
+	case errors.Is(c.err, errProtocol):
+		return fate{again: idempotent, oneAtATime: c.batch > 1}
+	case errors.As(c.err, new(*bodyError)):
+		// It answered; its body did not arrive in full.
+		return fate{again: idempotent}
+	case c.served == 0:
+		// Nothing answered on this connection: the instance failed.
+		return fate{fault: true, again: idempotent}
+	case c.kept && c.answered == 0 && isClosed(c.err):
+		// A kept-alive connection found closed by this batch: closed while
+		// idle (a timeout), or after the instance's last answer on it.
+		return fate{again: idempotent, raced: true, limit: !c.idle}
+	case isTimeout(c.err):
+		// Answers, then silence: the instance does not take more on one
+		// connection. One request per connection from now on when it
+		// stalled on a lone request; one at a time otherwise.
+		return fate{again: idempotent, oneAtATime: true, limit: c.batch == 1}
 	}
+	// Answers, then the connection closed: a keep-alive limit.
+	return fate{again: idempotent, limit: true}
 }
 
-func (e *engine) requeue(items []item, queue *[]item) { *queue = append(*queue, items...) }
-
-// connFailed counts a connection failure; BreakerThreshold in a row give
-// the instance up.
-func (e *engine) connFailed(t *instState, err error) {
-	if int(t.fails.Add(1)) < BreakerThreshold || t.dead.Load() != 0 {
+// cut handles the written requests of a batch left without an answer.
+func (e *engine) cut(ctx context.Context, t *instState, items []item, c cutInfo, sent time.Time, q *queues) {
+	if len(items) == 0 {
 		return
 	}
-	cause := fmt.Errorf("%w: %d connection failures in a row (last: %s)", ErrUnreachable, BreakerThreshold, describe(err, e.p.Timeout))
-	ref := e.rep.addErr(&InstanceError{Instance: t.in, Reason: "not sent: " + cause.Error(), Err: cause})
-	t.dead.CompareAndSwap(0, ref)
-}
-
-// attemptFailed records a failed attempt of it (no answer came) and
-// schedules another when allowed.
-func (e *engine) attemptFailed(ctx context.Context, t *instState, it *item, err error, retryable bool, retry *[]item) {
-	row := e.row(t, it.u)
-	row.attempts = satInc(row.attempts)
-	ierr := &InstanceError{Instance: t.in, URL: e.rep.URLs[it.u].String(), Reason: describe(err, e.p.Timeout), Err: err}
 	if ctx.Err() != nil {
-		ierr.Reason, ierr.Err = "stopped before an answer came: "+ctx.Err().Error(), fmt.Errorf("%w: %w", ErrStopped, ctx.Err())
-		retryable = false
-	}
-	ref := e.rep.addErr(ierr)
-	if retryable && int(row.attempts) < e.p.Attempts && (it.first == 0 || e.ps.idempotent) {
-		row.err = ref
-		it.ready = time.Now().Add(e.backoff(int(row.attempts), -1)).UnixNano()
-		*retry = append(*retry, *it)
+		for i := range items {
+			e.stopped(ctx, t, &items[i], sent)
+		}
 		return
 	}
-	e.complete(it, row, false, ref)
+	f := judgeCut(c, e.ps.idempotent)
+	t.learn(f, c.served)
+	if errors.As(c.err, new(*bodyError)) {
+		t.fails.Store(0) // it answered
+	}
+	if f.fault {
+		e.noAnswer(t, c.addr, c.err)
+	}
+	why := c.err
+	if c.announced {
+		why = errAnnouncedClose
+	}
+	for i := range items {
+		it := &items[i]
+		row := e.row(t, it.u)
+		switch {
+		case f.free:
+		case f.raced && !it.raced:
+			it.raced = true
+		default:
+			it.tries++
+		}
+		it.solo = it.solo || f.solo
+		row.setDur(time.Since(sent))
+		var be *bodyError
+		if i == 0 && errors.As(why, &be) {
+			row.status = uint16(be.status)
+		}
+		// Written: until an answer comes, this is why it has none.
+		row.err = e.rep.addErr(e.noAnswerErr(t, it.u, why, c.served))
+		switch {
+		case !f.again || int(it.tries) >= e.p.Attempts:
+			e.complete(row, false, row.err)
+		case f.fault:
+			it.ready = time.Now().Add(e.backoff(int(it.tries), -1)).UnixNano()
+			q.later = append(q.later, *it)
+		default:
+			q.now = append(q.now, *it)
+		}
+	}
+}
+
+// errAnnouncedClose is why requests after a Connection: close went
+// unanswered.
+var errAnnouncedClose = errors.New("the instance closed the connection, as its last answer said")
+
+// noAnswerErr is why a written request got no answer.
+func (e *engine) noAnswerErr(t *instState, u int32, err error, served int) error {
+	var reason string
+	var be *bodyError
+	switch {
+	case errors.As(err, &be), errors.Is(err, errProtocol), errors.Is(err, errUnpaired), errors.Is(err, errAnnouncedClose), errors.Is(err, errBodyToEnd):
+		reason = describe(err, e.p.Timeout)
+	case isClosed(err) && served > 0:
+		reason = fmt.Sprintf("no answer (closed after %d answers)", served)
+	case isClosed(err):
+		reason = "no answer (the connection closed)"
+	case isTimeout(err) && served > 0:
+		reason = fmt.Sprintf("no answer within %s (after %d answers on the connection)", e.p.Timeout, served)
+	case isTimeout(err):
+		reason = fmt.Sprintf("no answer within %s", e.p.Timeout)
+	default:
+		reason = "no answer: " + describe(err, e.p.Timeout)
+	}
+	return &InstanceError{Instance: t.in, URL: e.ps.urls.At(int(u)).String(), Reason: reason, Err: err}
+}
+
+// stopped records a written request whose answer the run stopped waiting
+// for.
+func (e *engine) stopped(ctx context.Context, t *instState, it *item, sent time.Time) {
+	row := e.row(t, it.u)
+	row.setDur(time.Since(sent))
+	why := stopCause(ctx)
+	ierr := &InstanceError{Instance: t.in, URL: e.ps.urls.At(int(it.u)).String(), Reason: "stopped before an answer came: " + why.Error(), Err: fmt.Errorf("%w: %w", ErrStopped, why)}
+	e.complete(row, false, e.rep.addErr(ierr))
+}
+
+// stopCause is why ctx ended, in words: the job's deadline, a signal the
+// caller named (context.WithCancelCause), or the caller's own deadline.
+func stopCause(ctx context.Context) error {
+	if c := context.Cause(ctx); c != nil {
+		return c
+	}
+	return ctx.Err()
+}
+
+// noAnswer counts a request that got no answer on a connection that had
+// answered nothing; BreakerThreshold in a row give the instance up. In
+// edge mode the connection was the edge's, shared by every machine: the
+// address counts it, and is given up for all of them.
+func (e *engine) noAnswer(t *instState, a *addrState, err error) {
+	fails, dead, what := &t.fails, &t.dead, "the instance"
+	if e.hostAddr != nil {
+		fails, dead, what = &a.fails, &a.dead, "the address "+a.addr
+	}
+	if int(fails.Add(1)) < BreakerThreshold || dead.Load() != 0 {
+		return
+	}
+	cause := fmt.Errorf("%w: %d requests in a row to %s got no answer (last: %s)", ErrNotAnswering, BreakerThreshold, what, describe(err, e.p.Timeout))
+	ref := e.rep.addErr(&InstanceError{Instance: t.in, Reason: "not sent: " + cause.Error(), Err: cause})
+	dead.CompareAndSwap(0, ref)
+}
+
+// dialFailed handles a batch whose connection could not be made: nothing
+// was written. Each item has failed a try; the address counts a failure,
+// and BreakerThreshold in a row give it up, for every instance whose
+// route goes there.
+func (e *engine) dialFailed(ctx context.Context, t *instState, a *addrState, batch []item, err error, q *queues) {
+	if ctx.Err() != nil {
+		q.now = append(q.now, batch...) // finish() reports them as not sent
+		return
+	}
+	if int(a.fails.Add(1)) >= BreakerThreshold && a.dead.Load() == 0 {
+		what := "the instance"
+		if e.hostAddr != nil {
+			what = a.addr + ", the address every machine is reached through"
+		}
+		cause := fmt.Errorf("%w: %d connection failures in a row to %s (last: %s)", ErrUnreachable, BreakerThreshold, what, describe(err, e.p.Timeout))
+		ref := e.rep.addErr(&InstanceError{Instance: t.in, Reason: "not sent: " + cause.Error(), Err: cause})
+		a.dead.CompareAndSwap(0, ref)
+	}
+	for i := range batch {
+		it := &batch[i]
+		it.tries++
+		row := e.row(t, it.u)
+		if row.attempts > 0 {
+			// Written before: its failure then says more than this one.
+			if int(it.tries) < e.p.Attempts {
+				it.ready = time.Now().Add(e.backoff(int(it.tries), -1)).UnixNano()
+				q.later = append(q.later, *it)
+			} else {
+				e.complete(row, false, row.err)
+			}
+			continue
+		}
+		ierr := &InstanceError{Instance: t.in, URL: e.ps.urls.At(int(it.u)).String(), Reason: "not sent: " + describe(err, e.p.Timeout), Err: err}
+		row.err = e.rep.addErr(ierr)
+		if int(it.tries) < e.p.Attempts {
+			it.ready = time.Now().Add(e.backoff(int(it.tries), -1)).UnixNano()
+			q.later = append(q.later, *it)
+			continue
+		}
+		e.complete(row, false, row.err)
+	}
 }
 
 // giveUp fails every URL the instance still has, sending nothing more.
 func (e *engine) giveUp(t *instState, ref uint32, lists ...[]item) {
 	for _, l := range lists {
-		for i := range l {
-			row := e.row(t, l[i].u)
-			if row.attempts == 0 || row.err == 0 {
-				row.err = ref
-			}
-			e.complete(&l[i], row, false, row.err)
+		for _, it := range l {
+			e.abandon(t, it, ref)
 		}
 	}
 	start := t.next.Swap(int64(t.n))
 	for i := start; i < int64(t.n); i++ {
-		it := item{u: e.url(t, int(i))}
-		e.complete(&it, e.row(t, it.u), false, ref)
+		e.abandon(t, item{u: e.url(t, int(i))}, ref)
 	}
 }
 
-func (e *engine) complete(it *item, row *row, ok bool, errRef uint32) {
+// abandon finishes an item that will not be sent (again): a request that
+// was written keeps its own failure; one never written says why.
+func (e *engine) abandon(t *instState, it item, ref uint32) {
+	row := e.row(t, it.u)
+	if row.attempts == 0 || row.err == 0 {
+		row.err = ref
+	}
+	e.complete(row, false, row.err)
+}
+
+func (e *engine) complete(row *row, ok bool, errRef uint32) {
 	row.flags |= rowDone
 	if ok {
 		row.flags |= rowOK
@@ -459,9 +822,6 @@ func (e *engine) complete(it *item, row *row, ok bool, errRef uint32) {
 		row.flags &^= rowOK
 		row.err = errRef
 		e.failed.Add(1)
-	}
-	if it.first != 0 {
-		row.setDur(time.Since(time.Unix(0, it.first)))
 	}
 	e.done.Add(1)
 }
@@ -480,12 +840,12 @@ func (e *engine) finish(ctx context.Context) {
 			row.flags &^= rowOK
 			e.failed.Add(1)
 			if row.attempts > 0 && row.err != 0 {
-				continue // its last failure says why
+				continue // written: its last failure says why
 			}
 			if ref == 0 {
 				why := errNotSent
 				if ctx.Err() != nil {
-					why = fmt.Errorf("%w (%w: %w)", errNotSent, ErrStopped, ctx.Err())
+					why = fmt.Errorf("%w (%w: %w)", errNotSent, ErrStopped, stopCause(ctx))
 				}
 				ref = e.rep.addErr(&InstanceError{Instance: t.in, Reason: why.Error(), Err: why})
 			}
@@ -542,13 +902,18 @@ func isClosed(err error) bool {
 // describe says in words what a connection error means.
 func describe(err error, timeout time.Duration) string {
 	var oe *net.OpError
+	var be *bodyError
 	switch {
+	case errors.As(err, &be):
+		return be.Error()
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused (is the cache running and listening on that port?)"
 	case isTimeout(err):
 		return fmt.Sprintf("no answer within %s", timeout)
 	case errors.Is(err, errProtocol):
 		return "answered something that is not a valid HTTP/1.1 response: " + err.Error()
+	case errors.Is(err, errUnpaired), errors.Is(err, errAnnouncedClose), errors.Is(err, errBodyToEnd):
+		return err.Error()
 	case isClosed(err):
 		return "connection closed before an answer came"
 	case errors.As(err, &oe) && oe.Op == "dial":

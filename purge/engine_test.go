@@ -185,8 +185,8 @@ func TestRunConnectionRefused(t *testing.T) {
 	out := run(t, j)
 	res := out.Purge.Result(0)
 	assert.False(t, res.OK)
-	assert.Equal(t, 2, res.Attempts, "connection errors are tried again")
-	assert.Contains(t, errText(res), "connection refused")
+	assert.Equal(t, 0, res.Attempts, "tried twice, never written: nothing was sent")
+	assert.Contains(t, errText(res), "not sent: connection refused")
 	assert.Equal(t, 0, res.Status)
 	assert.Equal(t, addr, instErr(t, res).Instance.String())
 }
@@ -387,8 +387,13 @@ func TestRunGivesUpAnUnreachableInstance(t *testing.T) {
 	assert.LessOrEqual(t, silent.conns.Load(), int64(DefaultPerInstance*DefaultAttempts))
 	last := rep.Result(rep.Index(999, si))
 	assert.Equal(t, 0, last.Attempts)
-	assert.ErrorIs(t, last.Err, ErrUnreachable)
+	assert.ErrorIs(t, last.Err, ErrNotAnswering)
 	assert.Contains(t, errText(last), "not sent")
+	for k := range 1000 {
+		if r := rep.Result(rep.Index(k, si)); r.Attempts > 0 {
+			assert.Contains(t, errText(r), "no answer within 100ms", "a request written is never 'not sent'")
+		}
+	}
 }
 
 // A run stopped before a request was sent reports it as not sent, with 0
@@ -425,7 +430,8 @@ func TestRunPartialFailureReportsEveryInstance(t *testing.T) {
 	for _, r := range results(rep) {
 		assert.Equal(t, r.Instance.String() != bad.addr, r.OK, r.Instance)
 	}
-	assert.Contains(t, rep.Summary(), "FAILED: purged 2 URLs on 2/3 instances")
+	assert.Contains(t, rep.Summary(), "FAILED: purged 4 of 6 (2 URLs x 3 instances)")
+	assert.Contains(t, rep.Summary(), "2/3 instances complete; 2 failed")
 	assert.EqualError(t, out.Err(), "purge: 2 of 6 results failed on 1 of 3 instances")
 }
 
@@ -626,10 +632,9 @@ func TestRunPipelinedBatches(t *testing.T) {
 	out := run(t, j)
 	require.True(t, out.OK(), out.Purge.Summary())
 	for _, r := range results(out.Purge) {
-		if r.Instance.String() == stalls.addr && r.Attempts == 2 {
-			continue // the one stalled answer timed out once
-		}
-		assert.Equal(t, 1, r.Attempts, "%s %s", r.Instance, r.URL)
+		// A request written past a close the instance did not announce, or
+		// past a stall, is written again: at most once more.
+		assert.LessOrEqual(t, r.Attempts, 2, "%s %s", r.Instance, r.URL)
 	}
 	assert.Equal(t, int64(40), closes.reqs.Load(), "each request answered once, none repeated")
 	assert.GreaterOrEqual(t, closes.conns.Load(), int64(40/k))

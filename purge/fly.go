@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cdnpurge/cdnpurge/internal/secret"
 )
 
 // maxAPIBody bounds what is read of a Machines API answer.
@@ -48,11 +51,16 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	req.Header.Set("Authorization", auth)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "cdnpurge/"+Version())
-	resp, err := http.DefaultClient.Do(req)
+	secrets := secret.New(f.Token)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
+		}
+		var re *redirectError
+		if errors.As(err, &re) {
+			return nil, nil, fail(KindAPI, "the Machines API at %s redirected to %s, another scheme, host or port: not followed, as the request carries the Fly.io token; give the API's own address", f.API, re.to)
 		}
 		if isTimeout(err) {
 			return nil, nil, fail(KindTimeout, "the Machines API at %s did not answer within %s", f.API, timeout)
@@ -64,7 +72,7 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	if err != nil {
 		return nil, nil, fail(KindAPI, "read the Machines API's answer: %v", err)
 	}
-	said := apiMessage(body, f.Token)
+	said := apiMessage(body, secrets)
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		return nil, nil, fail(KindAPI, "the Machines API refused the Fly.io token (%d %s%s); give a token that can read the app, e.g. from 'flyctl tokens create readonly'", resp.StatusCode, http.StatusText(resp.StatusCode), said)
@@ -79,7 +87,12 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	}
 	var ins []Instance
 	var skipped []Skipped
+	seen := make(map[string]bool, len(ms))
 	for _, m := range ms {
+		if seen[m.ID] {
+			continue // listed twice: one machine, purged once
+		}
+		seen[m.ID] = true
 		if m.ID == "" {
 			return nil, nil, fail(KindBadAnswer, "the Machines API listed a machine without an id")
 		}
@@ -123,8 +136,9 @@ func machineID(id string) bool {
 }
 
 // apiMessage is the API's own error message, for an error, never showing
-// the token.
-func apiMessage(body []byte, token string) string {
+// the token: the message is decided as it will be shown (folded and cut),
+// and withheld whole when it shows 8 characters of it.
+func apiMessage(body []byte, secrets *secret.Set) string {
 	var e struct {
 		Error string `json:"error"`
 	}
@@ -132,11 +146,32 @@ func apiMessage(body []byte, token string) string {
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		msg = e.Error
 	}
-	if token != "" && strings.Contains(msg, token) {
+	msg = cleanText(msg, 200)
+	switch {
+	case msg == "":
 		return ""
+	case secrets.Shows(msg), secrets.Shows(strconv.Quote(msg)):
+		return ": (its message is withheld: it shows part of the token)"
 	}
-	if msg = cleanText(msg, 200); msg != "" {
-		return ": " + msg
-	}
-	return ""
+	return ": " + msg
 }
+
+// apiClient asks the Machines API. It follows a redirect only to the same
+// scheme, host and port: the request carries the Fly.io token, which must
+// never leave for another address (net/http would keep it across a port
+// change, and across a downgrade from https to http).
+var apiClient = &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	from := via[0].URL
+	if req.URL.Scheme != from.Scheme || req.URL.Host != from.Host || req.URL.Port() != from.Port() {
+		return &redirectError{to: req.URL.Scheme + "://" + req.URL.Host + "/"}
+	}
+	if len(via) >= 5 {
+		return errors.New("more than 5 redirects")
+	}
+	return nil
+}}
+
+// redirectError is a redirect not followed.
+type redirectError struct{ to string }
+
+func (e *redirectError) Error() string { return "redirect to " + e.to + " not followed" }

@@ -110,18 +110,34 @@ func newInstance(s string, a netip.Addr, name string, port int) (Instance, error
 	return Instance{Host: a.Unmap().String(), Port: port, Name: name}, nil
 }
 
-// instanceAddr refuses addresses no single cache can listen on.
+// instanceAddr refuses addresses no single cache can listen on (or that
+// cannot be dialled as given).
 func instanceAddr(a netip.Addr) error {
+	if why := badAddr(a); why != "" {
+		return fmt.Errorf("%s is %s, not an instance's", a.Unmap(), why)
+	}
+	return nil
+}
+
+// badAddr says, as a noun phrase, why a cannot be an instance's address,
+// or "" when it can.
+func badAddr(a netip.Addr) string {
 	a = a.Unmap()
 	switch {
 	case a.IsUnspecified():
-		return fmt.Errorf("%s is the unspecified address, not an instance's", a)
+		return "the unspecified address"
 	case a.Is4() && a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
-		return fmt.Errorf("%s is the broadcast address, not an instance's", a)
+		return "the broadcast address"
 	case a.IsMulticast():
-		return fmt.Errorf("%s is a multicast address, not an instance's", a)
+		return "a multicast address"
+	case a.Is4() && a.As4()[0] == 0:
+		return `in 0.0.0.0/8 ("this network", RFC 1122), which no host has`
+	case a.Is4() && a.As4()[0] >= 240:
+		return "a reserved address (240.0.0.0/4, RFC 1112)"
+	case a.Is6() && a.IsLinkLocalUnicast() && a.Zone() == "":
+		return "a link-local address without a zone (the interface it is on), which cannot be reached as given"
 	}
-	return nil
+	return ""
 }
 
 // validHostname checks the letters-digits-hyphen form of a host name (and
@@ -179,8 +195,8 @@ func expandStatic(ctx context.Context, list []Instance, lookup lookupHost) ([]In
 			return nil, fmt.Errorf("instance %s: %s has no addresses", in, in.Host)
 		}
 		for _, a := range addrs {
-			if err := instanceAddr(a); err != nil {
-				return nil, fmt.Errorf("instance %s: %s lists %w", in, in.Host, err)
+			if why := badAddr(a); why != "" {
+				return nil, fmt.Errorf("instance %s: %s resolves to %s, %s, which cannot be an instance's", in, in.Host, a.Unmap(), why)
 			}
 			out = append(out, Instance{Host: a.Unmap().String(), Port: in.Port, Name: in.Host})
 		}

@@ -15,7 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/cdnpurge/cdnpurge/internal/secret"
 )
 
 // Defaults for Job fields left at their zero value. Every front end takes
@@ -85,6 +88,11 @@ type Job struct {
 
 	// URLs are absolute http(s) URLs as the public sees them.
 	URLs []string
+	// URLList holds URLs already parsed, compactly: a long list read from a
+	// file with ReadURLs (a million URLs take about 40 MB this way), or
+	// built with its Add. Its URLs are sent as they are in it, after those
+	// of URLs. The job only reads it.
+	URLList *URLList
 	// RawURLs sends URLs as written (host case, default port, dot segments
 	// kept) instead of as a browser requests them.
 	RawURLs bool
@@ -173,8 +181,9 @@ type Job struct {
 	Verify []Expect
 	// VerifyOnly skips the purge: the job only runs the Verify steps.
 	VerifyOnly bool
-	// VerifyURLs are the URLs to check; empty means URLs. Required when the
-	// job bans or purges tags, whose URLs only carry the Host.
+	// VerifyURLs are the URLs to check; empty means URLs (and URLList).
+	// Required when the job bans or purges tags, whose URLs only carry the
+	// Host.
 	VerifyURLs []string
 	// VerifyMethod is HEAD or GET; empty means HEAD, or GET with Origin
 	// (to compare bodies when no validator is shared).
@@ -274,8 +283,8 @@ var (
 // plan is a checked job: every default applied, every string parsed.
 type plan struct {
 	Job
-	urls       []URL
-	verifyURLs []URL
+	urls       *URLList
+	verifyURLs *URLList
 	static     []Instance
 	header     []string // extra header lines, "Name: value", canonical names
 	okStatus   [600]bool
@@ -283,6 +292,7 @@ type plan struct {
 	banTarget  string // a ban's request path: its expression's literal prefix
 	origin     *url.URL
 	versions   []originVersion // per verify URL, with Origin
+	secrets    *secret.Set     // the purge token and the Fly.io token: never shown
 }
 
 // check validates the job and applies its defaults.
@@ -338,6 +348,7 @@ func (j Job) check() (*plan, error) {
 	if p.UserAgent == "" {
 		p.UserAgent = "cdnpurge/" + Version()
 	}
+	p.secrets = secret.New(p.Token, p.Fly.Token)
 
 	if err := p.checkInstances(); err != nil {
 		return nil, err
@@ -530,35 +541,47 @@ func (p *plan) checkRequest() error {
 	if p.Insecure && p.Scheme != "https" {
 		return jobErr("skipping certificate checks only applies to https")
 	}
-	if len(p.URLs) == 0 {
+	if len(p.URLs) == 0 && p.URLList.Len() == 0 {
 		if !p.VerifyOnly || len(p.VerifyURLs) == 0 {
 			return jobErr("no URL given: give at least one absolute URL, e.g. https://example.com/feed")
 		}
 	}
 	var err error
-	if p.urls, err = parseURLs(p.URLs, p.RawURLs); err != nil {
+	if p.urls, err = parseURLs(p.URLs, p.URLList, p.RawURLs); err != nil {
 		return err
 	}
 	if p.banTarget != "" {
-		for i := range p.urls {
-			p.urls[i].Target = p.banTarget
+		// The request path is the ban's literal prefix, whatever the URL's.
+		ban := &URLList{}
+		for _, u := range p.urls.All() {
+			u.Target = p.banTarget
+			if err := ban.Append(u); err != nil {
+				return &JobError{err}
+			}
 		}
+		p.urls = ban
 	}
 	return nil
 }
 
-func parseURLs(list []string, raw bool) ([]URL, error) {
-	out := make([]URL, 0, len(list))
-	parse := ParseURL
-	if raw {
-		parse = ParseRawURL
+// parseURLs makes one list of list's strings and more's URLs; more alone
+// is used as it is.
+func parseURLs(list []string, more *URLList, raw bool) (*URLList, error) {
+	if len(list) == 0 && more != nil {
+		return more, nil
 	}
+	out := &URLList{}
 	for _, s := range list {
-		u, err := parse(s)
-		if err != nil {
+		add := out.Add
+		if raw {
+			add = out.AddRaw
+		}
+		if err := add(s); err != nil {
 			return nil, &JobError{err}
 		}
-		out = append(out, u)
+	}
+	if more != nil {
+		out.appendList(more)
 	}
 	return out, nil
 }
@@ -623,7 +646,7 @@ func (p *plan) checkVerify() error {
 		return nil
 	}
 	var err error
-	p.verifyURLs, err = parseURLs(p.VerifyURLs, p.RawURLs)
+	p.verifyURLs, err = parseURLs(p.VerifyURLs, nil, p.RawURLs)
 	return err
 }
 
@@ -658,7 +681,12 @@ type Outcome struct {
 	Verify []*Report
 	// Warnings say what limited the run (the open-file limit, say).
 	Warnings []string
+
+	secrets *secret.Set
 }
+
+// Reveals says whether s shows a secret of the job (see Report.Reveals).
+func (o *Outcome) Reveals(s string) bool { return o.secrets.Shows(s) }
 
 // Skipped is an instance that was not sent anything, and why.
 type Skipped struct {
@@ -780,7 +808,7 @@ func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
 // run sends the job to the targets: the purge (unless VerifyOnly), then
 // each verify step. It refuses (sending nothing) what NoIPv6 forbids.
 func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
-	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped}
+	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped, secrets: p.secrets}
 	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}
@@ -811,7 +839,7 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		rs[0].Warnings = append(warnings, rs[0].Warnings...)
 	}
 	for _, r := range out.Reports() {
-		r.Skipped = out.Skipped
+		r.Skipped, r.secrets = out.Skipped, p.secrets
 		for _, w := range r.Warnings {
 			if !slices.Contains(out.Warnings, w) {
 				out.Warnings = append(out.Warnings, w)
@@ -836,7 +864,7 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 	if err := p.refuseIPv6(ins); err != nil {
 		return nil, err
 	}
-	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify}
+	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify, secrets: p.secrets}
 	pl.Header = append(pl.Header, p.requestHeaders(true)...)
 	if p.VerifyOnly {
 		pl.Method = ""
@@ -853,8 +881,14 @@ func (p *plan) sourceWarnings(ins []Instance) []string {
 	}
 	var w []string
 	name := strings.TrimSuffix(strings.ToLower(p.DNSName), ".")
-	for _, u := range append(p.urls[:len(p.urls):len(p.urls)], p.verifyURLs...) {
-		if strings.EqualFold(u.Hostname, name) {
+	var hosts []urlHost
+	for _, l := range []*URLList{p.urls, p.verifyURLs} {
+		if l != nil {
+			hosts = append(hosts, l.hosts...)
+		}
+	}
+	for _, u := range hosts {
+		if strings.EqualFold(u.hostname, name) {
 			w = append(w, fmt.Sprintf("the DNS name %s is the URLs' public host, which usually reaches one instance, not every one: give the internal name that lists them all (on Fly.io, <app>.internal)", p.DNSName))
 			break
 		}
@@ -868,10 +902,21 @@ func (p *plan) sourceWarnings(ins []Instance) []string {
 // withDeadline bounds ctx by the job's Deadline, when it has one.
 func (p *plan) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	if p.Deadline > 0 {
-		return context.WithTimeout(ctx, p.Deadline)
+		return context.WithTimeoutCause(ctx, p.Deadline, ErrDeadline)
 	}
 	return ctx, func() {}
 }
+
+// ErrDeadline is why a run stopped when the job's Deadline passed
+// (errors.Is also matches context.DeadlineExceeded). A run stopped by its
+// caller says the caller's cause (context.WithCancelCause): a front end
+// can name a signal that way.
+var ErrDeadline error = deadlineError{}
+
+type deadlineError struct{}
+
+func (deadlineError) Error() string        { return "the job's deadline passed" }
+func (deadlineError) Is(target error) bool { return target == context.DeadlineExceeded }
 
 // Plan is what a job would send.
 type Plan struct {
@@ -879,12 +924,17 @@ type Plan struct {
 	Skipped   []Skipped
 	Method    string // empty for a verify-only job
 	Scheme    string
-	URLs      []URL
+	URLs      *URLList
 	// Header lists the request's headers besides Host, the token's value
 	// hidden.
 	Header []string
 	Verify []Expect
+
+	secrets *secret.Set
 }
+
+// Reveals says whether s shows a secret of the job (see Report.Reveals).
+func (p *Plan) Reveals(s string) bool { return p.secrets.Shows(s) }
 
 // find lists the instances from the job's one source.
 func (p *plan) find(ctx context.Context) ([]Instance, []Skipped, error) {
@@ -926,8 +976,8 @@ func (p *plan) refuseIPv6(ins []Instance) error {
 			v6 = append(v6, p.connect)
 		}
 	case p.Fly.App != "":
-		total = len(p.urls)
-		for _, u := range p.urls {
+		total = p.urls.Len()
+		for _, u := range p.urls.All() {
 			if isV6(u.Hostname) {
 				v6 = append(v6, u.Host)
 			}
@@ -962,22 +1012,32 @@ func (p *plan) refuseIPv6(ins []Instance) error {
 }
 
 // lookupHost resolves a static instance's name with the job's resolver
-// when one is set, else the system's (which reads /etc/hosts too).
+// when one is set (its errors then name it), else the system's (which
+// reads /etc/hosts too).
 func (p *plan) lookupHost(ctx context.Context, host string) ([]netip.Addr, error) {
-	r := net.DefaultResolver
-	if p.Resolver != "" {
-		servers, err := resolverAddrs(p.Resolver, "")
-		if err != nil {
-			return nil, err
-		}
-		r = &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, servers[0])
-		}}
+	if p.Resolver == "" {
+		ctx, cancel := context.WithTimeout(ctx, p.DNSTimeout)
+		defer cancel()
+		return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.DNSTimeout)
-	defer cancel()
-	return r.LookupNetIP(ctx, "ip", host)
+	servers, err := resolverAddrs(p.Resolver, "")
+	if err != nil {
+		return nil, err
+	}
+	r := &resolver{servers: servers, timeout: p.DNSTimeout}
+	var found []netip.Addr
+	var lastErr error
+	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		a, err := r.addrs(ctx, host, qt)
+		if err != nil && kindOf(err) != KindNoRecords {
+			lastErr = err
+		}
+		found = append(found, a...)
+	}
+	if len(found) == 0 && lastErr != nil {
+		return nil, fmt.Errorf("%w (resolver %s)", lastErr, p.Resolver)
+	}
+	return found, nil
 }
 
 // requestHeaders lists the header lines every request of the purge step

@@ -73,7 +73,7 @@ func TestNoIPv6InEdgeModeLooksAtWhereItConnects(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, "discover Fly.io app cdn: edge mode would connect to IPv6 addresses ([fdaa::3]:80), and the network this job runs in has no IPv6", err.Error())
 	p.connect = ""
-	p.urls, err = parseURLs([]string{"https://example.com/", "http://[2001:db8::1]/a"}, false)
+	p.urls, err = parseURLs([]string{"https://example.com/", "http://[2001:db8::1]/a"}, nil, false)
 	require.NoError(t, err)
 	assert.ErrorContains(t, p.refuseIPv6(ins), "([2001:db8::1])")
 }

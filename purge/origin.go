@@ -56,11 +56,11 @@ const originReaders = 16
 func (p *plan) readOrigin(ctx context.Context, headers []string) ([]originVersion, error) {
 	cs := &originClients{p: p, m: map[string]*http.Client{}}
 	defer cs.close()
-	out := make([]originVersion, len(p.verifyURLs))
-	errs := make([]error, len(p.verifyURLs))
+	out := make([]originVersion, p.verifyURLs.Len())
+	errs := make([]error, p.verifyURLs.Len())
 	sem := make(chan struct{}, originReaders)
 	var wg sync.WaitGroup
-	for i, u := range p.verifyURLs {
+	for i, u := range p.verifyURLs.All() {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

@@ -2,6 +2,7 @@ package purge
 
 import (
 	"net"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,13 +15,15 @@ func peek(c *net.TCPConn) int {
 		return 0
 	}
 	state := 0
+	var b [1]byte
 	_ = rc.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		// recvfrom(2) itself: unix.Recvfrom allocates the sender's address.
+		n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		switch {
+		case errno != 0:
 		case n > 0:
 			state = 1
-		case n == 0 && err == nil:
+		default:
 			state = -1
 		}
 		return true

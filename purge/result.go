@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cdnpurge/cdnpurge/internal/secret"
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
@@ -32,9 +33,13 @@ type Result struct {
 	// OK says the purge succeeded (a 2xx or an accepted status), or the
 	// check matched.
 	OK bool
-	// Attempts counts the requests sent; 0 when none was (the run stopped
-	// first, or the instance was given up).
+	// Attempts counts the times the request was written to the instance:
+	// what it may have received, answered or not. 0 means it was never
+	// sent (it could not connect, the run stopped first, or the instance
+	// was given up).
 	Attempts int
+	// Duration is the request's own time, from the write of its last
+	// attempt to its answer (or to the end of the wait for one).
 	Duration time.Duration
 	// Err says why the result is not OK; errors.As gives *InstanceError.
 	Err error
@@ -133,9 +138,14 @@ var (
 	// ErrPurgeNotHandled: a PURGE answered as an ordinary cache miss, with
 	// the origin's page (which the instance now caches).
 	ErrPurgeNotHandled = errors.New("the instance answered PURGE with the page itself, fetched from the origin (a cache miss): its VCL does not handle PURGE")
-	// ErrUnreachable: the instance was given up after repeated connection
+	// ErrUnreachable: the instance (or, in edge mode, the address every
+	// machine is reached through) was given up after repeated connection
 	// failures; its remaining URLs were not sent.
 	ErrUnreachable = errors.New("instance unreachable")
+	// ErrNotAnswering: the instance was given up after requests in a row
+	// got no answer on connections that had answered nothing; its
+	// remaining URLs were not sent.
+	ErrNotAnswering = errors.New("instance not answering")
 	// ErrStopped: the run's context ended (the deadline passed, say).
 	ErrStopped = errors.New("the run was stopped")
 	// ErrNotMatched: a verify check's answer did not match the expectation.
@@ -156,16 +166,17 @@ var (
 
 // Report is the outcome of one step: one result per (URL, instance),
 // URL-major, instances in the order found. Results are kept compactly
-// (about 16 bytes each, plus 48 in a verify step) and rendered when read.
+// (12 bytes each, plus 48 in a verify step) and rendered when read.
 type Report struct {
 	Step   Step
 	Method string
 	// Expect is what a verify step checked.
 	Expect Expect
 	// Rounds is how many times a verify step asked (more than 1 with Wait).
-	Rounds    int
-	Duration  time.Duration
-	URLs      []URL
+	Rounds   int
+	Duration time.Duration
+	// URLs are the step's URLs, as sent.
+	URLs      *URLList
 	Instances []Instance
 	// Skipped are instances the job found but sent nothing to.
 	Skipped []Skipped
@@ -196,6 +207,8 @@ type Report struct {
 	errs []error
 	strs []string
 	ids  map[string]uint32
+
+	secrets *secret.Set // the job's: what no writer may show
 }
 
 // row is one result, compactly.
@@ -278,9 +291,9 @@ func classOf(b uint8) cachestatus.Class {
 	return cachestatus.Unknown
 }
 
-func newReport(step Step, method string, urls []URL, instances []Instance) *Report {
+func newReport(step Step, method string, urls *URLList, instances []Instance) *Report {
 	r := &Report{Step: step, Method: method, URLs: urls, Instances: instances, Rounds: 1,
-		rows: make([]row, len(urls)*len(instances))}
+		rows: make([]row, urls.Len()*len(instances))}
 	if step == StepVerify {
 		r.vrows = make([]vrow, len(r.rows))
 		for i := range r.vrows {
@@ -300,7 +313,7 @@ func (r *Report) Index(u, i int) int { return u*len(r.Instances) + i }
 func (r *Report) Result(k int) Result {
 	w := r.rows[k]
 	res := Result{
-		URL: r.URLs[k/len(r.Instances)], Instance: r.Instances[k%len(r.Instances)],
+		URL: r.URLs.At(k / len(r.Instances)), Instance: r.Instances[k%len(r.Instances)],
 		Status: int(w.status), OK: w.flags&rowOK != 0, Attempts: int(w.attempts),
 		Duration: time.Duration(w.dur) * time.Microsecond, Age: -1,
 	}
@@ -538,7 +551,7 @@ type InstanceStats struct {
 func (r *Report) Stats() []InstanceStats {
 	n := len(r.Instances)
 	out := make([]InstanceStats, n)
-	durs := make([]uint32, 0, len(r.URLs))
+	durs := make([]uint32, 0, r.URLs.Len())
 	for i := range n {
 		s := &out[i]
 		s.Instance = r.Instances[i]
@@ -571,15 +584,40 @@ func (r *Report) Stats() []InstanceStats {
 	return out
 }
 
-// InstancesOK counts the instances on which every result is OK.
-func (r *Report) InstancesOK() int {
+// notSent counts the results never sent (Attempts 0) that are not OK.
+func (r *Report) notSent() int {
 	n := 0
-	for _, s := range r.Stats() {
-		if s.OK == s.Total {
+	for i := range r.rows {
+		if r.rows[i].attempts == 0 && r.rows[i].flags&rowOK == 0 {
 			n++
 		}
 	}
 	return n
+}
+
+// Reveals says whether s shows a secret of the job (the purge token, the
+// Fly.io token): 8 consecutive characters of one, or a short one as a
+// word. Results never hold one; a writer asks about the text it writes,
+// exactly as it will be shown (after its own escaping), and withholds what
+// does.
+func (r *Report) Reveals(s string) bool { return r.secrets.Shows(s) }
+
+// InstancesOK counts the instances on which every result is OK.
+func (r *Report) InstancesOK() int {
+	n := len(r.Instances)
+	failed := make([]bool, n)
+	for k := range r.rows {
+		if r.rows[k].flags&rowOK == 0 {
+			failed[k%n] = true
+		}
+	}
+	ok := 0
+	for _, f := range failed {
+		if !f {
+			ok++
+		}
+	}
+	return ok
 }
 
 // Summary is one line, e.g. "purged 3 URLs on 12/12 instances in 41.2ms"
@@ -592,19 +630,36 @@ func (r *Report) Summary() string {
 		if r.Rounds > 1 {
 			polled = fmt.Sprintf(", %d rounds", r.Rounds)
 		}
-		s = fmt.Sprintf("verified %s on %d/%d instances: expected %s (%s%s)", plural(len(r.URLs), "URL"), ok, len(r.Instances), r.Expect, FormatDuration(r.Duration), polled)
+		s = fmt.Sprintf("verified %s on %d/%d instances: expected %s (%s%s)", plural(r.URLs.Len(), "URL"), ok, len(r.Instances), r.Expect, FormatDuration(r.Duration), polled)
 		if n := r.Refilled(); n > 0 {
 			s += fmt.Sprintf("; %d refilled by traffic after the purge", n)
 		}
 		if r.waited && r.OK() {
 			s += "; every instance matched after " + FormatDuration(r.ConsistentAfter)
 		}
+	} else if f := r.Failed(); f > 0 {
+		// Counts that add up: what was purged of what was asked, per
+		// (URL, instance) pair, and what became of the rest.
+		verb := "purged"
+		if r.Method != DefaultMethod {
+			verb = r.Method + " ok for"
+		}
+		s = fmt.Sprintf("FAILED: %s %d of %d (%s x %s) in %s: %d/%d instances complete; %d failed",
+			verb, len(r.rows)-f, len(r.rows), plural(r.URLs.Len(), "URL"), plural(len(r.Instances), "instance"),
+			FormatDuration(r.Duration), ok, len(r.Instances), f)
+		if ns := r.notSent(); ns > 0 {
+			s += fmt.Sprintf(", %d of them not sent", ns)
+		}
+		if len(r.Skipped) > 0 {
+			s += fmt.Sprintf("; %d skipped (not started)", len(r.Skipped))
+		}
+		return s
 	} else {
 		verb := "purged"
 		if r.Method != DefaultMethod {
 			verb = "sent " + r.Method + " for"
 		}
-		s = fmt.Sprintf("%s %s on %d/%d instances in %s", verb, plural(len(r.URLs), "URL"), ok, len(r.Instances), FormatDuration(r.Duration))
+		s = fmt.Sprintf("%s %s on %d/%d instances in %s", verb, plural(r.URLs.Len(), "URL"), ok, len(r.Instances), FormatDuration(r.Duration))
 	}
 	if len(r.Skipped) > 0 {
 		s += fmt.Sprintf("; %d skipped (not started)", len(r.Skipped))

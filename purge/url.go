@@ -1,15 +1,15 @@
 package purge
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
+	werrors "github.com/nlnwa/whatwg-url/errors"
 	whatwg "github.com/nlnwa/whatwg-url/url"
 )
 
@@ -36,19 +36,21 @@ func (u URL) String() string { return u.Scheme + "://" + u.Host + u.Target }
 // ParseURL reads an absolute http or https URL and returns it as a browser
 // would request it (the WHATWG URL standard): host lower-cased (and
 // internationalised names in their ASCII form), no default port, no
-// trailing dot, dot segments removed, backslashes read as slashes, and
-// what a browser percent-encodes encoded. A cache keys its objects on the
-// request a browser sends, so that is the request a purge must send.
+// trailing dot, dot segments removed, backslashes read as slashes, what a
+// browser percent-encodes encoded, and a '%' that starts no escape kept as
+// written. A cache keys its objects on the request a browser sends, so
+// that is the request a purge must send.
 func ParseURL(s string) (URL, error) {
-	if u, ok := canonicalAlready(strings.TrimSpace(s)); ok {
-		return u, nil // and checkURL would pass it: see FuzzCanonicalAlready
+	in := strings.TrimSpace(s)
+	if u, ok := canonicalAlready(in); ok {
+		return u, nil // and the parser would agree: see FuzzCanonicalAlready
 	}
-	if _, err := checkURL(s); err != nil {
+	if err := checkScheme(s, in); err != nil {
 		return URL{}, err
 	}
-	w, err := whatwg.Parse(strings.TrimSpace(s))
+	w, err := whatwg.Parse(in)
 	if err != nil {
-		return URL{}, fmt.Errorf("url %q: %v", safeURL(s), err)
+		return URL{}, fmt.Errorf("url %q: %s", safeURL(s), whatwgReason(err))
 	}
 	if w.Username() != "" || w.Password() != "" {
 		return URL{}, fmt.Errorf("url %q: credentials in a URL are not sent to caches; remove the user:password@ part", safeURL(s))
@@ -60,6 +62,9 @@ func ParseURL(s string) (URL, error) {
 	}
 	host := name
 	if p := w.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 {
+			return URL{}, fmt.Errorf("url %q: port %q is out of range 1-65535", safeURL(s), p)
+		}
 		host += ":" + p
 	}
 	href := w.Href(true)
@@ -68,6 +73,60 @@ func ParseURL(s string) (URL, error) {
 		target = "/" + target
 	}
 	return URL{Scheme: scheme, Host: host, Hostname: strings.Trim(name, "[]"), Port: w.Port(), Target: target}, nil
+}
+
+// checkScheme gives the errors a person can act on before the parser
+// runs: empty, not text, not absolute, another scheme, no host.
+func checkScheme(s, in string) error {
+	if in == "" {
+		return fmt.Errorf("url %q: empty; give an absolute URL such as https://example.com/path", s)
+	}
+	if !utf8.ValidString(in) {
+		return fmt.Errorf("url %q: not valid UTF-8; percent-encode bytes that are not text", safeURL(s))
+	}
+	scheme, rest, ok := strings.Cut(in, ":")
+	if !ok || !validScheme(scheme) {
+		return fmt.Errorf("url %q: not absolute; give the full public URL, e.g. https://example.com%s", safeURL(s), prefixSlash(in))
+	}
+	switch strings.ToLower(scheme) {
+	case "http", "https":
+	default:
+		return fmt.Errorf("url %q: scheme %q is not http or https", safeURL(s), scheme)
+	}
+	if strings.HasPrefix(rest, "///") || strings.HasPrefix(rest, "//?") || strings.HasPrefix(rest, "//#") || rest == "//" || rest == "" {
+		return fmt.Errorf("url %q: no host; give the public host the cache serves, e.g. https://example.com/path", safeURL(s))
+	}
+	return nil
+}
+
+// validScheme is RFC 3986's scheme: a letter, then letters, digits, '+',
+// '-' or '.'.
+func validScheme(s string) bool {
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+		case i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
+// whatwgReason is the parser's reason without the URL it repeats (which
+// may hold credentials).
+func whatwgReason(err error) string {
+	why := string(werrors.Type(err))
+	if strings.Contains(strings.ToLower(why), "port") {
+		return "the port is not a number from 1 to 65535 (out of range)"
+	}
+	if d := werrors.Description(err); d != "" {
+		why += " (" + d + ")"
+	}
+	if why == "" {
+		return "not a URL"
+	}
+	return strings.ToLower(why[:1]) + strings.TrimSuffix(why[1:], ".")
 }
 
 // canonicalAlready recognises, cheaply, a URL that the WHATWG parser would
@@ -146,12 +205,16 @@ func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' ||
 // Only what cannot go on a request line (controls, space, non-ASCII, '#',
 // '"', '<', '>', '`', '{', '}' in the path) is percent-encoded.
 func ParseRawURL(s string) (URL, error) {
+	in := strings.TrimSpace(s)
+	if !utf8.ValidString(in) {
+		return URL{}, fmt.Errorf("url %q: not valid UTF-8; percent-encode bytes that are not text", safeURL(s))
+	}
 	u, err := checkURL(s)
 	if err != nil {
 		return URL{}, err
 	}
 	path := u.EscapedPath()
-	if raw := rawPath(strings.TrimSpace(s)); raw != "" {
+	if raw := rawPath(in); raw != "" {
 		path = escapeSet(raw, "\"#<>?`{}")
 	}
 	if path == "" {
@@ -159,7 +222,7 @@ func ParseRawURL(s string) (URL, error) {
 	}
 	target := path
 	if u.RawQuery != "" || u.ForceQuery {
-		target += "?" + escapeSet(u.RawQuery, "\"#<>'")
+		target += "?" + escapeSet(rawQuery(in), "\"#<>'")
 	}
 	return URL{Scheme: u.Scheme, Host: u.Host, Hostname: u.Hostname(), Port: u.Port(), Target: target}, nil
 }
@@ -171,7 +234,9 @@ func checkURL(s string) (*url.URL, error) {
 	if in == "" {
 		return nil, fmt.Errorf("url %q: empty; give an absolute URL such as https://example.com/path", s)
 	}
-	u, err := url.Parse(in)
+	// A '%' that starts no escape is kept as written (browsers do): only
+	// Go's parser minds it.
+	u, err := url.Parse(escapeLonePercent(in))
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -262,30 +327,26 @@ func safeURL(s string) string {
 	return s
 }
 
-// ReadURLs reads one URL a line from r. Blank lines and lines whose first
-// non-blank character is '#' are skipped. Every URL is checked (as
-// ParseRawURL does, which a canonical URL passes too); the error names the
-// source and the line of the first bad one.
-func ReadURLs(r io.Reader, source string) ([]string, error) {
-	var urls []string
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	line := 0
-	for sc.Scan() {
-		line++
-		t := strings.TrimSpace(sc.Text())
-		if t == "" || strings.HasPrefix(t, "#") {
+// escapeLonePercent writes a '%' that starts no escape as "%25".
+func escapeLonePercent(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && (i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2])) {
+			b.WriteString("%25")
 			continue
 		}
-		if _, ok := canonicalAlready(t); !ok {
-			if _, err := checkURL(t); err != nil {
-				return nil, fmt.Errorf("%s line %d: %w", source, line, err)
-			}
-		}
-		urls = append(urls, t)
+		b.WriteByte(s[i])
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", source, err)
-	}
-	return urls, nil
+	return b.String()
+}
+
+// rawQuery returns the query of an absolute URL as written, without '?'
+// and fragment.
+func rawQuery(s string) string {
+	s, _, _ = strings.Cut(s, "#")
+	_, q, _ := strings.Cut(s, "?")
+	return q
 }

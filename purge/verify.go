@@ -232,7 +232,7 @@ func (v *verifier) finish() {
 	rep := v.rep
 	for k := range v.state {
 		if s := &v.state[k]; s.pending && rep.rows[k].flags&rowOK == 0 {
-			in, u := rep.Instances[k%len(rep.Instances)], rep.URLs[k/len(rep.Instances)]
+			in, u := rep.Instances[k%len(rep.Instances)], rep.URLs.At(k/len(rep.Instances))
 			rep.rows[k].err = rep.addErr(&InstanceError{Instance: in, URL: u.String(), Status: int(rep.rows[k].status),
 				Reason: fmt.Sprintf("served the old copy stale after the soft purge, and still did after %s: the fetch of a fresh copy did not finish", FormatDuration(rep.Duration)),
 				Err:    errors.Join(ErrNotMatched, ErrOldCopy)})
@@ -277,7 +277,7 @@ func (v *verifier) finish() {
 func (v *verifier) judge(k int, r *response, n int64) (bool, error) {
 	rep, p := v.rep, v.p
 	ui, ii := k/len(rep.Instances), k%len(rep.Instances)
-	in, u := rep.Instances[ii], rep.URLs[ui]
+	in, u := rep.Instances[ii], rep.URLs.At(ui)
 	now := v.clk.now()
 	st := cachestatus.Read(r.header, v.opts)
 	fetched := parseStamp(r.header.Get(FetchTimeHeader))
@@ -632,7 +632,7 @@ func (r *Report) objectsWarnings(what string) []string {
 	var out []string
 	more := 0
 	n := len(r.Instances)
-	for ui := range r.URLs {
+	for ui := range r.URLs.Len() {
 		said, removed := 0, int64(0)
 		for ii := range n {
 			if _, objs := r.purgeStamp(r.Index(ui, ii)); objs >= 0 && r.rows[r.Index(ui, ii)].flags&rowOK != 0 {
@@ -647,7 +647,7 @@ func (r *Report) objectsWarnings(what string) []string {
 			more++
 			continue
 		}
-		out = append(out, fmt.Sprintf("0 objects purged on any instance for %s: was anything cached under %s?", r.URLs[ui].String(), what))
+		out = append(out, fmt.Sprintf("0 objects purged on any instance for %s: was anything cached under %s?", r.URLs.At(ui).String(), what))
 	}
 	if more > 0 {
 		out = append(out, fmt.Sprintf("... and on %s more: 0 objects purged on any instance", plural(more, "URL")))
@@ -665,19 +665,22 @@ func (p *plan) objectsWhat() string {
 
 // link says which purge URLs each verify URL's copies should have been
 // removed by: the same URL, index for index, or the purges of its Host.
-func (w *purgeWindow) link(purged, verified []URL) {
-	w.same = len(purged) == len(verified)
-	for i := range purged {
-		if !w.same || purged[i] != verified[i] {
-			w.same = false
-			break
+func (w *purgeWindow) link(purged, verified *URLList) {
+	w.same = purged == verified
+	if !w.same && purged.Len() == verified.Len() {
+		w.same = true
+		for i := range purged.Len() {
+			if purged.At(i) != verified.At(i) {
+				w.same = false
+				break
+			}
 		}
 	}
 	if w.same {
 		return
 	}
 	w.byHost = map[string][]int{}
-	for i, u := range purged {
+	for i, u := range purged.All() {
 		w.byHost[u.Host] = append(w.byHost[u.Host], i)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
@@ -49,8 +50,10 @@ func protocolErr(format string, a ...any) error {
 type response struct {
 	status int
 	reason []byte // the reason phrase (reused from answer to answer)
-	// close says the connection cannot carry another request.
-	close bool
+	// close says the connection cannot carry another request; announced,
+	// that the instance said so (Connection: close, or HTTP/1.0 without
+	// keep-alive), rather than sending a body that ends with the connection.
+	close, announced bool
 	// header holds only the headers the reader asked for.
 	header http.Header
 	// retryAfter is the Retry-After header, in seconds; -1 when absent.
@@ -85,6 +88,11 @@ type readOpts struct {
 	skipBody bool
 	// keepBody: keep the start of the body (up to keepBody bytes).
 	keepBody bool
+	// wantBody, when set, says whether the body of an answer with this
+	// status is wanted at all: an answer without a length whose body is not
+	// wanted ends at its head (the connection is then closed), so that a
+	// body that never ends costs nothing.
+	wantBody func(status int) bool
 	// keep says which headers to keep: the canonical name, or "" to drop.
 	keep func(name []byte) string
 	// hash: read the whole body (up to maxHashBody) into response.sum.
@@ -143,7 +151,7 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 		r.reason = append(r.reason, clip(line[13:], 200)...)
 	}
 	http10 := line[7] == '0'
-	r.close = http10
+	r.close, r.announced = http10, http10
 	cl, chunked, te := int64(-1), false, false
 	for {
 		line, err := readLine(br, budget)
@@ -176,7 +184,7 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 				r.retryAfter = n
 			}
 		case bytes.EqualFold(name, []byte("X-Varnish")):
-			r.varnishIDs = cachestatus.VarnishIDs(value)
+			r.varnishIDs = cachestatus.VarnishIDs(value) // the one rule: two decimal ids is a hit
 		case bytes.EqualFold(name, []byte(ObjectsHeader)):
 			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
 				r.objects = n
@@ -192,9 +200,9 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 				t = bytes.TrimSpace(t)
 				switch {
 				case bytes.EqualFold(t, []byte("close")):
-					r.close = true
+					r.close, r.announced = true, true
 				case bytes.EqualFold(t, []byte("keep-alive")) && http10:
-					r.close = false
+					r.close, r.announced = false, false
 				}
 			}
 		}
@@ -216,8 +224,11 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 	return cl, chunked, nil
 }
 
-// readBody consumes the body of the answer whose head was just read.
+// readBody consumes the body of the answer whose head was just read. An
+// answer's status is known once its head is read: an error in its body is
+// a *bodyError that says so.
 func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool) error {
+	var err error
 	switch {
 	case o.head || r.status == http.StatusNoContent || r.status == http.StatusNotModified:
 		return nil
@@ -225,7 +236,7 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 		r.close = true
 		return nil
 	case chunked:
-		return readChunked(br, o, r)
+		err = readChunked(br, o, r)
 	case cl == 0:
 		return nil
 	case cl > 0:
@@ -233,10 +244,27 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 			r.close, r.cut = true, true
 			cl = keepBody
 		}
-		return consume(br, o, r, cl, false)
+		err = consume(br, o, r, cl, false)
+	default:
+		// No length: the body ends when the connection does, which may be
+		// never. A body not wanted is not waited for; one wanted (to
+		// explain a failure) is what came with the head.
+		r.close = true
+		if o.hash {
+			// To compare it, the whole body: until the connection ends
+			// (within the attempt's timeout), up to maxHashBody.
+			err = consume(br, o, r, maxHashBody, true)
+			break
+		}
+		if o.wantBody != nil && !o.wantBody(r.status) {
+			return nil
+		}
+		err = consume(br, o, r, int64(br.Buffered()), true)
 	}
-	r.close = true // no length: the body ends when the connection does
-	return consume(br, o, r, bodyLimit(o), true)
+	if err != nil && !errors.Is(err, errProtocol) {
+		return &bodyError{status: r.status, err: err}
+	}
+	return err
 }
 
 // bodyLimit is how much of a body is read: enough to keep the connection,
@@ -247,6 +275,23 @@ func bodyLimit(o *readOpts) int64 {
 	}
 	return maxDrain
 }
+
+// bodyError is an answer whose head was read and whose body was not, in
+// full: the instance did answer, with that status.
+type bodyError struct {
+	status int
+	err    error
+}
+
+func (e *bodyError) Error() string {
+	what := "was cut short (the connection closed)"
+	if isTimeout(e.err) {
+		what = "never ended (it did not arrive in full within the timeout)"
+	}
+	return strings.TrimSpace(fmt.Sprintf("answered %d %s", e.status, http.StatusText(e.status))) + ", but its body " + what
+}
+
+func (e *bodyError) Unwrap() error { return e.err }
 
 // consume reads n body bytes (or up to n, until EOF, when eofOK), keeping
 // the start when asked.

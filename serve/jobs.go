@@ -229,7 +229,7 @@ func (s *Server) settle(rec *jobRecord, out *purge.Outcome) []delivery {
 		r := out.Purge
 		var retry []int32
 		refused := 0
-		for u := range len(r.URLs) {
+		for u := range r.URLs.Len() {
 			err := r.Err(r.Index(u, i))
 			if err == nil {
 				continue

@@ -29,6 +29,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/cdnpurge/cdnpurge/internal/proc"
 	"github.com/cdnpurge/cdnpurge/internal/syncbuf"
 )
 
@@ -200,6 +201,11 @@ func Lookup(path string) (string, error) {
 	return p, nil
 }
 
+// PidFile, in an instance's directory, records its varnishd (the leader
+// of its own process group) as "PID START": pid and start time (see package
+// internal/proc).
+const PidFile = "varnishd.pid"
+
 // Process is a running varnishd.
 type Process struct {
 	Addr string // the address it serves on
@@ -258,6 +264,12 @@ func Start(ctx context.Context, cfg Config) (*Process, error) {
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("varnish: start %s: %w", bin, err)
+	}
+	// Recorded at once, pid and start time: a sweep after this process's
+	// owner was killed stops exactly this varnishd and its group (it leads
+	// one: Setpgid), and nothing that gets its pid later.
+	if id, err := proc.Of(cmd.Process.Pid); err == nil {
+		_ = os.WriteFile(filepath.Join(dir, PidFile), []byte(id.String()+"\n"), 0o644)
 	}
 	p := &Process{Addr: cfg.Listen, Name: cfg.Name, Pid: cmd.Process.Pid, cmd: cmd, dir: dir, out: out, exited: make(chan struct{})}
 	go func() {

@@ -4,28 +4,34 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
 // The JSON field names are stable; fields are only ever added.
 
-// reportHead is a report's JSON without its results.
+// reportHead is a report's JSON without its results: the fields before
+// "urls", which is streamed (a million URLs are never held as strings),
+// and reportTail, those after it.
 type reportHead struct {
-	OK         bool          `json:"ok"`
-	Summary    string        `json:"summary"`
-	Step       string        `json:"step"`
-	Expect     string        `json:"expect,omitempty"`
-	Method     string        `json:"method"`
-	Rounds     int           `json:"rounds,omitempty"`
-	DurationMS float64       `json:"duration_ms"`
-	URLs       []string      `json:"urls"`
-	Instances  []string      `json:"instances"`
-	Skipped    []skippedJSON `json:"skipped,omitempty"`
-	Warnings   []string      `json:"warnings,omitempty"`
+	OK         bool    `json:"ok"`
+	Summary    string  `json:"summary"`
+	Step       string  `json:"step"`
+	Expect     string  `json:"expect,omitempty"`
+	Method     string  `json:"method"`
+	Rounds     int     `json:"rounds,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+}
+
+type reportTail struct {
+	Instances []string      `json:"instances"`
+	Skipped   []skippedJSON `json:"skipped,omitempty"`
+	Warnings  []string      `json:"warnings,omitempty"`
 	// Verify steps: the headers sent with every request, the origin
 	// compared with, and (with a wait) the time until every check matched.
 	RequestHeaders    []string `json:"request_headers,omitempty"`
@@ -155,28 +161,49 @@ func writeOutcome(w *bufio.Writer, out *purge.Outcome, reps []*purge.Report) err
 	return err
 }
 
-// writeReportJSON writes one report, its results one at a time.
+// writeReportJSON writes one report, its URLs and results one at a time.
+// Every string is checked as written (and as read back) against the job's
+// secrets, and withheld whole when it shows one.
 func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
-	h := reportHead{OK: r.OK(), Summary: r.Summary(), Step: string(r.Step), Method: r.Method, DurationMS: ms(r.Duration),
-		URLs: make([]string, len(r.URLs)), Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
+	g := guard{r.Reveals}
+	h := reportHead{OK: r.OK(), Summary: r.Summary(), Step: string(r.Step), Method: r.Method, DurationMS: ms(r.Duration)}
+	tail := reportTail{Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
 	if r.Step == purge.StepVerify {
 		h.Expect, h.Rounds = string(r.Expect), r.Rounds
-		h.RequestHeaders, h.Origin, h.ConsistentAfterMS = r.RequestHeaders, r.Origin, ms(r.ConsistentAfter)
-	}
-	for i, u := range r.URLs {
-		h.URLs[i] = u.String()
+		for _, l := range r.RequestHeaders {
+			tail.RequestHeaders = append(tail.RequestHeaders, g.json(l))
+		}
+		tail.Origin, tail.ConsistentAfterMS = g.json(r.Origin), ms(r.ConsistentAfter)
 	}
 	for i, in := range r.Instances {
-		h.Instances[i] = in.String()
+		tail.Instances[i] = g.json(in.String())
 	}
 	for _, s := range r.Skipped {
-		h.Skipped = append(h.Skipped, skippedJSON{s.Instance.String(), s.Instance.Region, s.Instance.MachineID, s.State})
+		tail.Skipped = append(tail.Skipped, skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)})
 	}
 	b, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
 	_, _ = w.Write(b[:len(b)-1])
+	_, _ = w.WriteString(`,"urls":[`)
+	buf := make([]byte, 0, 512)
+	var scratch []byte
+	for i, u := range r.URLs.All() {
+		buf = buf[:0]
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = g.appendURL(buf, u, &scratch)
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+	}
+	if b, err = json.Marshal(tail); err != nil {
+		return err
+	}
+	_, _ = w.WriteString("],")
+	_, _ = w.Write(b[1 : len(b)-1])
 	key := `,"results":[`
 	if r.Step == purge.StepVerify {
 		key = `,"checks":[`
@@ -186,15 +213,32 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 	// time of a large report (1.1 µs a row; see BenchmarkWrite30k). The
 	// field names and order are those of purgeRow and checkRow, which
 	// TestRowsAreTheStructs holds to it.
-	urls, labels := h.URLs, h.Instances
-	buf := make([]byte, 0, 512)
+	// Each instance's fields, and each URL's, are escaped once.
+	insts := make([][]byte, len(r.Instances))
+	for i, in := range r.Instances {
+		insts[i] = appendInstance(nil, g, tail.Instances[i], in)
+	}
+	var url []byte
+	urlOf := -1
+	var lastErr error
+	var lastText string
 	for k := range r.Len() {
 		res := r.Result(k)
+		if u := k / len(insts); u != urlOf {
+			url, urlOf = g.appendURL(url[:0], res.URL, &scratch), u
+		}
+		e := ""
+		if !res.OK && res.Err != nil {
+			if res.Err != lastErr {
+				lastErr, lastText = res.Err, g.json(reason(res))
+			}
+			e = lastText
+		}
 		buf = buf[:0]
 		if k > 0 {
 			buf = append(buf, ',')
 		}
-		buf = appendRow(buf, res, urls[k/len(labels)], labels[k%len(labels)], r.Step == purge.StepVerify)
+		buf = appendRow(buf, g, res, url, insts[k%len(insts)], e, r.Step == purge.StepVerify)
 		if _, err := w.Write(buf); err != nil {
 			return err
 		}
@@ -203,21 +247,30 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 	return err
 }
 
-// appendRow appends one result as JSON: a purgeRow, or a checkRow in a
-// verify step, field for field.
-func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byte {
-	b = append(b, `{"url":`...)
-	b = appendString(b, url)
-	b = append(b, `,"instance":`...)
+// appendInstance appends an instance's fields of a row: its label
+// (checked), then its region and machine id when it has them.
+func appendInstance(b []byte, g guard, label string, in purge.Instance) []byte {
 	b = appendString(b, label)
-	if res.Instance.Region != "" {
+	if in.Region != "" {
 		b = append(b, `,"region":`...)
-		b = appendString(b, res.Instance.Region)
+		b = appendString(b, g.json(in.Region))
 	}
-	if res.Instance.MachineID != "" {
+	if in.MachineID != "" {
 		b = append(b, `,"machine_id":`...)
-		b = appendString(b, res.Instance.MachineID)
+		b = appendString(b, g.json(in.MachineID))
 	}
+	return b
+}
+
+// appendRow appends one result as JSON: a purgeRow, or a checkRow in a
+// verify step, field for field. url is the URL as a JSON string and inst
+// the instance's fields (appendInstance), both checked, and errMsg is
+// checked; the rest of what an instance sent is checked here.
+func appendRow(b []byte, g guard, res purge.Result, url, inst []byte, errMsg string, verify bool) []byte {
+	b = append(b, `{"url":`...)
+	b = append(b, url...)
+	b = append(b, `,"instance":`...)
+	b = append(b, inst...)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(res.Status), 10)
 	if !verify {
@@ -228,11 +281,11 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 		b = appendString(b, string(res.Class))
 		if res.CacheStatus != "" {
 			b = append(b, `,"cache_status":`...)
-			b = appendString(b, res.CacheStatus)
+			b = appendString(b, g.json(res.CacheStatus))
 		}
 		if res.Source != "" {
 			b = append(b, `,"source":`...)
-			b = appendString(b, res.Source)
+			b = appendString(b, g.json(res.Source))
 		}
 		if res.TTL != nil {
 			b = append(b, `,"ttl":`...)
@@ -250,7 +303,7 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 		}
 		if res.Note != "" {
 			b = append(b, `,"note":`...)
-			b = appendString(b, res.Note)
+			b = appendString(b, g.json(res.Note))
 		}
 	}
 	b = append(b, `,"attempts":`...)
@@ -260,10 +313,10 @@ func appendRow(b []byte, res purge.Result, url, label string, verify bool) []byt
 		b = strconv.AppendInt(b, res.BytesRead, 10)
 	}
 	b = append(b, `,"duration_ms":`...)
-	b = strconv.AppendFloat(b, ms(res.Duration), 'g', -1, 64)
-	if e := errText(res); e != "" {
+	b = appendMS(b, res.Duration.Microseconds())
+	if errMsg != "" {
 		b = append(b, `,"error":`...)
-		b = appendString(b, e)
+		b = appendString(b, errMsg)
 	}
 	if !verify {
 		if res.Objects >= 0 {
@@ -397,6 +450,28 @@ func checkRowOf(res purge.Result) checkRow {
 
 func ms(d interface{ Microseconds() int64 }) float64 { return float64(d.Microseconds()) / 1000 }
 
+// appendMS appends us microseconds as milliseconds, the number ms gives
+// and encoding/json writes (1234 -> 1.234, 1200 -> 1.2, 2000 -> 2), without
+// its float formatting's cost.
+func appendMS(b []byte, us int64) []byte {
+	if us < 0 {
+		b = append(b, '-')
+		us = -us
+	}
+	b = strconv.AppendInt(b, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return b
+	}
+	digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	n := 3
+	for digits[n-1] == '0' {
+		n--
+	}
+	b = append(b, '.')
+	return append(b, digits[:n]...)
+}
+
 func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
 	type request struct {
 		Method string `json:"method"`
@@ -411,17 +486,21 @@ func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
 		Requests  []request     `json:"requests"`
 		Headers   []string      `json:"headers"`
 		Verify    []string      `json:"verify,omitempty"`
-	}{DryRun: true, Scheme: p.Scheme, Headers: p.Header}
+	}{DryRun: true, Scheme: p.Scheme, Headers: slices.Clone(p.Header)}
+	g := guard{p.Reveals}
 	for _, in := range p.Instances {
-		v.Instances = append(v.Instances, in.String())
+		v.Instances = append(v.Instances, g.json(in.String()))
 	}
 	for _, s := range p.Skipped {
-		v.Skipped = append(v.Skipped, skippedJSON{s.Instance.String(), s.Instance.Region, s.Instance.MachineID, s.State})
+		v.Skipped = append(v.Skipped, skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)})
 	}
 	if p.Method != "" {
-		for _, u := range p.URLs {
-			v.Requests = append(v.Requests, request{p.Method, u.Target, u.Host})
+		for _, u := range p.URLs.All() {
+			v.Requests = append(v.Requests, request{p.Method, g.json(u.Target), g.json(u.Host)})
 		}
+	}
+	for i, h := range v.Headers {
+		v.Headers[i] = g.json(h)
 	}
 	for _, e := range p.Verify {
 		v.Verify = append(v.Verify, string(e))
@@ -432,4 +511,58 @@ func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
 	}
 	_, err = w.Write(append(b, '\n'))
 	return err
+}
+
+// withheld replaces a text that shows a secret of the job.
+const withheld = "(withheld: it shows part of a secret)"
+
+// guard withholds what shows a secret, deciding on the text exactly as it
+// is written.
+type guard struct{ reveals func(string) bool }
+
+// json is s as JSON shows it: withheld when s, or s as escaped in JSON,
+// shows a secret.
+func (g guard) json(s string) string {
+	if g.reveals == nil || s == "" {
+		return s
+	}
+	if g.reveals(s) {
+		return withheld
+	}
+	if needsEscape(s) && g.reveals(string(appendString(nil, s))) {
+		return withheld
+	}
+	return s
+}
+
+// appendURL appends u as a JSON string, withheld when it shows a secret,
+// building it in scratch rather than as a string of its own (a report may
+// hold a million).
+func (g guard) appendURL(b []byte, u purge.URL, scratch *[]byte) []byte {
+	s := append((*scratch)[:0], u.Scheme...)
+	s = append(s, "://"...)
+	s = append(s, u.Host...)
+	s = append(s, u.Target...)
+	*scratch = s
+	// A view of scratch, read only while it is not written.
+	return appendString(b, g.json(unsafe.String(unsafe.SliceData(s), len(s))))
+}
+
+// needsEscape says whether appendString changes s beyond quoting it.
+func needsEscape(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
+}
+
+// shown is s as a writer shows it, after its own escaping: withheld when
+// it shows a secret.
+func (g guard) shown(s string) string {
+	if g.reveals != nil && g.reveals(s) {
+		return withheld
+	}
+	return s
 }

@@ -90,9 +90,9 @@ func Write(w io.Writer, f Format, out *purge.Outcome, o Options) error {
 	case JSON:
 		err = writeJSON(bw, out, o.Compact)
 	case Markdown:
-		err = writeTables(bw, out, o, markdown{})
+		err = writeTables(bw, out, o, markdown{guard{out.Reveals}})
 	case Text, "":
-		err = writeTables(bw, out, o, text{})
+		err = writeTables(bw, out, o, text{guard{out.Reveals}})
 	default:
 		err = fmt.Errorf("format %q: use text, json or markdown", f)
 	}
@@ -108,13 +108,14 @@ func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
 		}
 		return bw.Flush()
 	}
-	st := style(text{})
+	g := guard{p.Reveals}
+	st := style(text{g})
 	if f == Markdown {
-		st = markdown{}
+		st = markdown{g}
 	}
-	what := fmt.Sprintf("%s to %d instances x %d URLs", p.Method, len(p.Instances), len(p.URLs))
+	what := fmt.Sprintf("%s to %d instances x %d URLs", p.Method, len(p.Instances), p.URLs.Len())
 	if p.Method == "" {
-		what = fmt.Sprintf("verify %d URLs on %d instances", len(p.URLs), len(p.Instances))
+		what = fmt.Sprintf("verify %d URLs on %d instances", p.URLs.Len(), len(p.Instances))
 	}
 	st.title(bw, "cdnpurge dry run")
 	st.line(bw, fmt.Sprintf("would send %s over %s; nothing was sent", what, p.Scheme))
@@ -127,7 +128,7 @@ func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
 	}
 	if p.Method != "" {
 		st.line(bw, "requests per instance:")
-		for _, u := range p.URLs {
+		for _, u := range p.URLs.All() {
 			st.item(bw, fmt.Sprintf("%s %s  Host: %s", p.Method, u.Target, u.Host))
 		}
 		st.line(bw, "headers:")

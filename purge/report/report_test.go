@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/cdnpurge/cdnpurge/internal/hostile"
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
@@ -106,7 +109,7 @@ func TestFormats(t *testing.T) {
 	assert.True(t, strings.HasPrefix(lines[0], "URL"))
 	assert.Equal(t, strings.Index(lines[0], "INSTANCE"), strings.Index(lines[1], "127.0.0.1:"), "columns are aligned")
 	assert.True(t, strings.HasPrefix(lines[3], "[1] 404 Not Found: "), "the long reason follows the table: %s", txt)
-	assert.True(t, strings.HasPrefix(lines[4], "FAILED: purged 1 URL on 1/2 instances"))
+	assert.True(t, strings.HasPrefix(lines[4], "FAILED: purged 1 of 2 (1 URL x 2 instances)"), lines[4])
 	assert.Contains(t, md, "`FAILED: 404 Not Found: ", "Markdown keeps the reason in its cell (a browser wraps it)")
 }
 
@@ -156,7 +159,7 @@ func TestLongReasonsFollowTheTable(t *testing.T) {
 	assert.True(t, strings.HasPrefix(notes[0], "[1] 403 Forbidden: "), notes[0])
 	assert.Contains(t, notes[0], "no no no", "the reason is there in full")
 	assert.Equal(t, 5, strings.Count(txt, "FAILED [1]"), txt)
-	assert.Contains(t, txt, "FAILED: connection closed before an answer came\n", "a short reason stays in its cell: %s", txt)
+	assert.Contains(t, txt, "FAILED: no answer (closed after 5 answers)\n", "a short reason stays in its cell: %s", txt)
 }
 
 func TestVerifyJSONKeepsItsFieldNames(t *testing.T) {
@@ -252,7 +255,7 @@ func TestLargeRunsAreSummarised(t *testing.T) {
 	assert.Contains(t, txt, "600/600")
 	assert.Contains(t, txt, "599/600")
 	assert.Contains(t, txt, "/p/7", "every failed row is listed")
-	assert.Regexp(t, regexp.QuoteMeta(dead)+`: 5\d\d URLs not sent: not sent: instance unreachable`, txt)
+	assert.Regexp(t, regexp.QuoteMeta(dead)+`: \d+ URLs not sent: instance unreachable`, txt)
 	assert.Contains(t, txt, "connection refused")
 
 	verbose := write(t, Text, out, Options{Verbose: true})
@@ -383,7 +386,8 @@ func TestRowsAreTheStructs(t *testing.T) {
 		for k := range r.Len() {
 			res := r.Result(k)
 			verify := r.Step == purge.StepVerify
-			got := appendRow(nil, res, res.URL.String(), res.Instance.String(), verify)
+			gd := guard{r.Reveals}
+			got := appendRow(nil, gd, res, appendString(nil, res.URL.String()), appendInstance(nil, gd, res.Instance.String(), res.Instance), errText(res), verify)
 			var want []byte
 			var err error
 			if verify {
@@ -491,4 +495,78 @@ func TestProofInEveryFormat(t *testing.T) {
 		assert.Regexp(t, `(?i)objects`, s, f)
 		assert.Regexp(t, `(?i)current`, s, f)
 	}
+}
+
+// showsRun says whether text shows 8 consecutive characters of secret,
+// letters compared without case.
+func showsRun(text, secret string) (string, bool) {
+	lt := strings.ToLower(text)
+	for i := 0; i+8 <= len(secret); i++ {
+		if strings.Contains(lt, strings.ToLower(secret[i:i+8])) {
+			return secret[i : i+8], true
+		}
+	}
+	return "", false
+}
+
+// An instance echoes the request's headers in its reason phrase and body:
+// no 8 consecutive characters of the token reach any format, whatever the
+// cut (a long JWT-like token; a short one after a padding header that
+// puts the 120-byte cut inside it).
+func TestTokenPiecesNeverShownInAnyFormat(t *testing.T) {
+	jwt := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9." + strings.Repeat("eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6", 3) + ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV"
+	for _, tc := range []struct {
+		token  string
+		header []string
+	}{
+		{jwt, nil},
+		{"0123456789abcdefghijklmnopqrstuv", []string{"X-Pad: " + strings.Repeat("p", 90)}},
+		{"0123456789abcdefghijklmnopqrstuv", []string{"X-Pad: " + strings.Repeat("p", 70)}},
+	} {
+		echo := hostile.Start(t, hostile.Each(func(c *hostile.Conn, r *hostile.Request) {
+			var line []string
+			for k, v := range r.Header {
+				line = append(line, k+": "+strings.Join(v, ","))
+			}
+			sort.Strings(line)
+			reason := strings.Join(line, " ")
+			body := "<pre>" + strings.Join(line, "\n") + "\n" + strings.ToUpper(tc.token[3:20]) + "</pre>"
+			c.Write(fmt.Sprintf("HTTP/1.1 500 %s\r\nContent-Length: %d\r\nX-Varnish: 1\r\n\r\n%s", reason, len(body), body))
+		}))
+		var urls []string
+		for i := range 60 { // more than DefaultRows: the summary form too
+			urls = append(urls, fmt.Sprintf("http://example.com/%d", i))
+		}
+		for _, u := range [][]string{urls[:1], urls} {
+			out := run(t, purge.Job{Instances: []string{echo.Addr}, URLs: u, Token: tc.token, Headers: tc.header, Attempts: 1})
+			require.False(t, out.OK())
+			for _, f := range []Format{Text, JSON, Markdown} {
+				for _, verbose := range []bool{false, true} {
+					got := write(t, f, out, Options{Verbose: verbose})
+					assert.Contains(t, got, "500")
+					if run, shows := showsRun(got, tc.token); shows {
+						t.Errorf("%s (verbose %v, %d URLs): shows %q of the token:\n%s", f, verbose, len(u), run, got)
+					}
+				}
+			}
+		}
+	}
+}
+
+func FuzzAppendMS(f *testing.F) {
+	for _, us := range []int64{0, 1, 999, 1000, 1001, 1200, 1234, 123456789, -1500} {
+		f.Add(us)
+	}
+	f.Fuzz(func(t *testing.T, us int64) {
+		if us == math.MinInt64 {
+			return
+		}
+		var got float64
+		if err := json.Unmarshal(appendMS(nil, us), &got); err != nil {
+			t.Fatalf("%d: %q: %v", us, appendMS(nil, us), err)
+		}
+		if want := ms(time.Duration(us) * time.Microsecond); got != want && us < math.MaxInt64/1000 {
+			t.Fatalf("%d: %q reads as %v, want %v", us, appendMS(nil, us), got, want)
+		}
+	})
 }

@@ -131,7 +131,7 @@ func writeReport(w *bufio.Writer, r *purge.Report, o Options, st style) error {
 	}
 	for i, s := range r.Stats() {
 		if why, ok := notSent[i]; ok {
-			st.note(w, fmt.Sprintf("%s: %d URLs not sent: ", s.Instance, s.NotSent), why)
+			st.note(w, fmt.Sprintf("%s: %d URLs not sent: ", s.Instance, s.NotSent), strings.TrimPrefix(why, "not sent: "))
 		}
 	}
 	return err
@@ -308,24 +308,32 @@ func reason(res purge.Result) string {
 }
 
 // text is aligned columns for a terminal, with control characters escaped.
-type text struct{}
+// Each line and cell is checked, as escaped, against the job's secrets.
+type text struct{ g guard }
 
 func (text) title(*bufio.Writer, string) {}
-func (text) line(w *bufio.Writer, s string) {
+
+// line writes this program's own words (a summary, a warning): they show
+// no secret.
+func (t text) line(w *bufio.Writer, s string) {
 	_, _ = w.WriteString(inert(s))
 	_ = w.WriteByte('\n')
 }
-func (text) item(w *bufio.Writer, s string)              { _, _ = w.WriteString("  " + inert(s) + "\n") }
-func (t text) note(w *bufio.Writer, ours, theirs string) { t.line(w, ours+theirs) }
-func (text) table(w *bufio.Writer, header []string) tableWriter {
-	t := &textTable{w: w, tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), result: -1}
+func (t text) item(w *bufio.Writer, s string) {
+	_, _ = w.WriteString("  " + t.g.shown(inert(s)) + "\n")
+}
+func (t text) note(w *bufio.Writer, ours, theirs string) {
+	_, _ = w.WriteString(inert(ours) + t.g.shown(inert(theirs)) + "\n")
+}
+func (t text) table(w *bufio.Writer, header []string) tableWriter {
+	tt := &textTable{w: w, tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0), result: -1, g: t.g}
 	for i, h := range header {
 		if h == "RESULT" {
-			t.result = i
+			tt.result = i
 		}
 	}
-	t.row(header)
-	return t
+	tt.row(header)
+	return tt
 }
 
 // resultWidth is the widest RESULT cell a text table shows in full. A
@@ -340,6 +348,7 @@ type textTable struct {
 	tw     *tabwriter.Writer
 	result int      // the RESULT column; -1 when there is none
 	notes  []string // the long results, by reference - 1
+	g      guard
 }
 
 func (t *textTable) row(cells []string) {
@@ -347,7 +356,7 @@ func (t *textTable) row(cells []string) {
 		if i > 0 {
 			_, _ = t.tw.Write([]byte{'\t'})
 		}
-		c = strings.ReplaceAll(inert(c), "\t", " ")
+		c = t.g.shown(strings.ReplaceAll(inert(c), "\t", " "))
 		if i == t.result && utf8.RuneCountInString(c) > resultWidth {
 			c = t.note(c)
 		}
@@ -376,7 +385,7 @@ func (t *textTable) end() error {
 		return err
 	}
 	for i, n := range t.notes {
-		fmt.Fprintf(t.w, "[%d] %s\n", i+1, n)
+		fmt.Fprintf(t.w, "%s\n", t.g.shown(fmt.Sprintf("[%d] %s", i+1, n)))
 	}
 	return nil
 }
@@ -405,23 +414,26 @@ func unsafeRune(r rune) bool {
 
 // markdown is GitHub-flavoured Markdown: every table cell is a code span,
 // where nothing is markup (no link, image, HTML or autolink), and other
-// text is escaped.
-type markdown struct{}
+// text is escaped. Each piece is checked, as escaped, against the job's
+// secrets.
+type markdown struct{ g guard }
 
-func (markdown) title(w *bufio.Writer, s string) { _, _ = w.WriteString("### " + mdText(s) + "\n\n") }
-func (markdown) line(w *bufio.Writer, s string) {
+func (m markdown) title(w *bufio.Writer, s string) {
+	_, _ = w.WriteString("### " + mdText(s) + "\n\n")
+}
+func (m markdown) line(w *bufio.Writer, s string) {
 	if s == "" {
 		_ = w.WriteByte('\n')
 		return
 	}
 	_, _ = w.WriteString(mdText(s) + "\n\n")
 }
-func (markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + mdCode(s) + "\n") }
-func (markdown) note(w *bufio.Writer, ours, theirs string) {
-	_, _ = w.WriteString(mdText(ours) + mdCode(theirs) + "\n\n")
+func (m markdown) item(w *bufio.Writer, s string) { _, _ = w.WriteString("- " + m.g.code(s) + "\n") }
+func (m markdown) note(w *bufio.Writer, ours, theirs string) {
+	_, _ = w.WriteString(mdText(ours) + m.g.code(theirs) + "\n\n")
 }
-func (markdown) table(w *bufio.Writer, header []string) tableWriter {
-	t := &mdTable{w: w}
+func (m markdown) table(w *bufio.Writer, header []string) tableWriter {
+	t := &mdTable{w: w, g: m.g}
 	_, _ = w.WriteString("|")
 	for _, h := range header {
 		_, _ = w.WriteString(" " + strings.ToUpper(h[:1]) + strings.ToLower(h[1:]) + " |")
@@ -430,18 +442,30 @@ func (markdown) table(w *bufio.Writer, header []string) tableWriter {
 	return t
 }
 
-type mdTable struct{ w *bufio.Writer }
+type mdTable struct {
+	w *bufio.Writer
+	g guard
+}
 
 func (t *mdTable) row(cells []string) {
 	_, _ = t.w.WriteString("|")
 	for _, c := range cells {
-		_, _ = t.w.WriteString(" " + mdCode(c) + " |")
+		_, _ = t.w.WriteString(" " + t.g.code(c) + " |")
 	}
 	_, _ = t.w.WriteString("\n")
 }
 func (t *mdTable) end() error {
 	_, err := t.w.WriteString("\n")
 	return err
+}
+
+// code is s as a Markdown code span, or the withheld mark when the span
+// shows a secret.
+func (g guard) code(s string) string {
+	if c := mdCode(s); g.reveals == nil || !g.reveals(c) {
+		return c
+	}
+	return mdCode(withheld)
 }
 
 // mdCode makes s a code span: its fence is longer than any run of

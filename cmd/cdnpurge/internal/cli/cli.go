@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 
+	"github.com/cdnpurge/cdnpurge/internal/secret"
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
@@ -32,6 +34,9 @@ type App struct {
 	Getenv         func(string) string
 	Version        string
 
+	// secrets are the tokens read for this run: nothing written on stderr
+	// shows one (the reports check their own text).
+	secrets secret.Set
 	// inspect, when set (by tests), sees each command's flag set before
 	// it parses.
 	inspect func(*flag.FlagSet)
@@ -41,6 +46,44 @@ type App struct {
 	// parsed is the running command's flags, once parsed: exit words
 	// remedies with the flags that were given.
 	parsed *flags
+}
+
+// Interrupted is why a run stopped on a signal: the cause of the context
+// SignalContext cancels, which the library's stop errors carry, so that
+// the hint names the signal.
+type Interrupted struct{ Signal os.Signal }
+
+func (e *Interrupted) Error() string {
+	switch e.Signal {
+	case os.Interrupt:
+		return "interrupted by SIGINT (Ctrl-C)"
+	case syscall.SIGTERM:
+		return "terminated by SIGTERM"
+	}
+	return "stopped by the signal " + e.Signal.String()
+}
+
+// SignalContext returns a context cancelled, with an *Interrupted cause,
+// on SIGINT or SIGTERM. After the first signal the next one acts as it
+// would without cdnpurge (Ctrl-C twice quits at once).
+func SignalContext(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-ch:
+			signal.Stop(ch)
+			cancel(&Interrupted{Signal: sig})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
 }
 
 // Main runs the CLI with the process's own streams and environment.
@@ -278,12 +321,23 @@ func (a *App) exit(cmd string, err error) int {
 		oe *purge.OriginError
 		fe *failedError
 	)
+	// A line that carries an error is decided as it is printed: one that
+	// shows a secret is withheld whole. Hints and usage lines are this
+	// program's own words.
+	say := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		if a.secrets.Shows(line) {
+			line = cmd + ": (the message is withheld: it shows part of a secret)\n"
+		}
+		_, _ = io.WriteString(a.Stderr, line)
+	}
+	own := func(format string, args ...any) { fmt.Fprintf(a.Stderr, format, args...) }
 	usage := func(msg, hint string) int {
-		fmt.Fprintf(a.Stderr, "%s: %s\n", cmd, msg)
+		say("%s: %s\n", cmd, msg)
 		if hint != "" {
-			fmt.Fprintf(a.Stderr, "hint: %s\n", hint)
+			own("hint: %s\n", hint)
 		} else {
-			fmt.Fprintf(a.Stderr, "Run '%s --help' for usage.\n", cmd)
+			own("Run '%s --help' for usage.\n", cmd)
 		}
 		return ExitUsage
 	}
@@ -291,9 +345,9 @@ func (a *App) exit(cmd string, err error) int {
 	case err == nil, errors.Is(err, errHelp):
 		return ExitOK
 	case errors.As(err, &fe):
-		fmt.Fprintf(a.Stderr, "%s: FAILED: %v\n", cmd, fe.err)
+		say("%s: FAILED: %v\n", cmd, fe.err)
 		for _, h := range fe.hints {
-			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
+			own("hint: %s\n", h)
 		}
 		return ExitFailed
 	case errors.As(err, &ue):
@@ -301,16 +355,16 @@ func (a *App) exit(cmd string, err error) int {
 	case errors.As(err, &je):
 		return usage(je.Error(), a.jobHint(je))
 	case errors.As(err, &de):
-		fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
+		say("%s: %v\n", cmd, err)
 		if h := discoveryHint(de); h != "" {
-			fmt.Fprintf(a.Stderr, "hint: %s\n", h)
+			own("hint: %s\n", h)
 		}
 		return ExitUsage
 	case errors.As(err, &oe):
 		fmt.Fprintf(a.Stderr, "%s: %v\nhint: check --origin: it must serve the URLs' current versions; nothing was sent to the instances\n", cmd, err)
 		return ExitUsage
 	}
-	fmt.Fprintf(a.Stderr, "%s: %v\n", cmd, err)
+	say("%s: %v\n", cmd, err)
 	return ExitUsage
 }
 
@@ -386,9 +440,9 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 		{purge.ErrNoToken, "the instances want a purge token: set PURGE_TOKEN or --token-file FILE"},
 		{purge.ErrTokenRejected, "the purge token was refused: check PURGE_TOKEN or --token-file, and --token-header"},
 		{purge.ErrNotFound, "if the VCL answers 404 when nothing was cached, add --ok-status 404"},
-		{purge.ErrServedFromCache, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
-		{purge.ErrPurgeNotHandled, "the VCL answers PURGE as an ordinary request: add PURGE handling (see the README's 'Works with')"},
-		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
+		{purge.ErrServedFromCache, "the VCL answers METHOD as an ordinary request (a cache hit): add METHOD handling (see the README's 'Works with')"},
+		{purge.ErrPurgeNotHandled, "the VCL answers METHOD as an ordinary request (passed on to the backend): add METHOD handling (see the README's 'Works with')"},
+		{purge.ErrStopped, ""}, // worded by its cause, below
 		{syscall.ECONNREFUSED, refused},
 		{purge.ErrOldCopy, "purge again: an instance still serves a copy made before the purge (a fetch in flight during the purge survives it)"},
 		{purge.ErrUncertain, "--origin URL compares content and settles it; --accept-uncertain passes copies Age cannot order"},
@@ -396,6 +450,7 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 	}
 	var hints []string
 	seen := make([]bool, len(causes))
+	var stopped error
 	for _, r := range out.Reports() {
 		if r.Failed() == 0 {
 			continue
@@ -408,19 +463,43 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			for i, c := range causes {
 				if !seen[i] && errors.Is(err, c.err) {
 					seen[i] = true
+					if c.err == purge.ErrStopped {
+						stopped = err
+					}
 				}
 			}
 		}
 	}
 	for i, c := range causes {
-		if seen[i] {
-			hints = append(hints, c.hint)
+		if !seen[i] {
+			continue
 		}
+		if c.err == purge.ErrStopped {
+			hints = append(hints, stopHint(stopped))
+			continue
+		}
+		method := "PURGE"
+		if out.Purge != nil {
+			method = out.Purge.Method
+		}
+		hints = append(hints, strings.ReplaceAll(c.hint, "METHOD", method))
 	}
 	if out.Purge == nil && j.Wait == 0 && missedHit(out) {
 		hints = append(hints, "a miss can mean the URL was not cached yet: this check's own request has now filled each cache, so the next run finds hits; --wait 2m keeps asking until every instance matches")
 	}
 	return hints
+}
+
+// stopHint says what stopped a run: --deadline, a signal, or else.
+func stopHint(err error) string {
+	var sig *Interrupted
+	switch {
+	case errors.Is(err, purge.ErrDeadline):
+		return "the run was stopped by --deadline before every request was answered"
+	case errors.As(err, &sig):
+		return fmt.Sprintf("the run was %s before every request was answered; the report shows what was done", sig)
+	}
+	return "the run was stopped before every request was answered"
 }
 
 // missedHit says whether a check that expected a hit found a miss: the

@@ -278,6 +278,7 @@ func TestPurgeDeadlineStopsPendingRequests(t *testing.T) {
 	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/slow", "--deadline", "200ms"}, f.args()...)...)
 	assert.Equal(t, ExitFailed, r.code, r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, "stopped")
-	assert.Contains(t, r.stdout, "purged 1 URL on 0/2 instances")
+	assert.Contains(t, r.stdout, "purged 0 of 2 (1 URL x 2 instances)")
+	assert.Contains(t, r.stdout, "stopped before an answer came: the job's deadline passed")
 	assert.Contains(t, r.stderr, "hint: the run was stopped by --deadline")
 }

@@ -377,11 +377,11 @@ func (t *target) finish(a *App) error {
 		}
 	}
 	if t.urlsFile != "" {
-		urls, err := a.readURLs(t.urlsFile)
+		urls, err := a.readURLs(t.urlsFile, t.job.RawURLs)
 		if err != nil {
 			return err
 		}
-		t.job.URLs = append(t.job.URLs, urls...)
+		t.job.URLList = urls
 	}
 	if t.job.Fly.App != "" {
 		tok, err := a.secret(t.flyToken, "FLY_API_TOKEN", "--fly-token-file")
@@ -389,6 +389,7 @@ func (t *target) finish(a *App) error {
 			return err
 		}
 		t.job.Fly.Token = tok
+		a.secrets.Add(tok)
 	}
 	if _, err := report.ParseFormat(t.format); err != nil {
 		return &usageError{err: err}
@@ -427,8 +428,9 @@ func (t *target) reportFormat() report.Format {
 	return f
 }
 
-// readURLs reads --urls-file; every URL is checked before anything is sent.
-func (a *App) readURLs(name string) ([]string, error) {
+// readURLs reads --urls-file into a compact list, one line at a time;
+// every URL is checked before anything is sent.
+func (a *App) readURLs(name string, raw bool) (*purge.URLList, error) {
 	r, source := a.Stdin, "stdin"
 	if name != "-" {
 		f, err := os.Open(name)
@@ -438,11 +440,11 @@ func (a *App) readURLs(name string) ([]string, error) {
 		defer f.Close()
 		r, source = f, name
 	}
-	urls, err := purge.ReadURLs(r, source)
+	urls, err := purge.ReadURLs(r, source, raw)
 	if err != nil {
 		return nil, usagef("--urls-file: %v", err)
 	}
-	if len(urls) == 0 {
+	if urls.Len() == 0 {
 		return nil, usagef("--urls-file %s: no URLs in it", source)
 	}
 	return urls, nil

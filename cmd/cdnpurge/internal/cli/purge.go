@@ -21,14 +21,19 @@ dot segments; --raw-url sends it as written), 'Host: <the URL's host>',
 set.
 
 "ok" means the instance itself answered 2xx (or an --ok-status) to this very
-request. A PURGE answered as an ordinary cache hit (X-Varnish with two ids)
-is a failure: that VCL does not handle PURGE. Redirects are not followed.
-An instance that fails to connect 3 times in a row is given up: its remaining
-URLs are reported as not sent at once.
+request. A purge answered as an ordinary cache hit (X-Varnish with two ids),
+or passed on to the application (one id and an Age), is a failure: that VCL
+does not handle the method. Redirects are not followed.
+ATTEMPTS counts the times a request was written: what the instance may have
+received. "not sent" is said only of what was never written; a request
+written without an answer is "no answer". An instance that fails to connect,
+or answers nothing, 3 times in a row is given up: its remaining URLs are
+reported as not sent at once. How deep requests are pipelined is learned per
+instance (a close after k answers, a stall, answers that do not pair).
 
 The token is read from the PURGE_TOKEN environment variable or --token-file
-(never from a flag, which other users could see in the process list); it is
-never printed, whole or in part.
+(never from a flag, which other users could see in the process list); no 8
+consecutive characters of it (or of the Fly.io token) are ever printed.
 
 --verify then asks every instance for each URL, as a browser would: no
 instance may still serve a copy older than the purge (a miss passes, and so
@@ -84,6 +89,7 @@ func (s *sendFlags) finish(a *App) error {
 		return err
 	}
 	s.job.Token = tok
+	a.secrets.Add(tok)
 	s.job.Verify, s.job.VerifyURLs = s.steps.expects, s.verifyURLs
 	return nil
 }

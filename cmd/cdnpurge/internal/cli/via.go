@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cdnpurge/cdnpurge/serve/api"
 )
@@ -67,7 +68,7 @@ func (v *viaFlags) client(a *App) *api.Client {
 // runVia sends a purge or ban job to the serve and writes its report.
 func (a *App) runVia(ctx context.Context, t *target) error {
 	j := t.job
-	req := api.Request{URLs: j.URLs, Tags: j.Tags, Soft: j.Soft, Method: j.Method, Headers: j.Headers, RawURLs: j.RawURLs,
+	req := api.Request{URLs: slices.Concat(j.URLs, j.URLList.Strings()), Tags: j.Tags, Soft: j.Soft, Method: j.Method, Headers: j.Headers, RawURLs: j.RawURLs,
 		Verify: j.Verify, VerifyURLs: j.VerifyURLs}
 	if j.Ban != "" {
 		req.Ban = &api.Ban{Regex: j.Ban, ContentType: j.BanContentType}
@@ -81,7 +82,7 @@ func (a *App) runVia(ctx context.Context, t *target) error {
 // verifyVia sends a verify job to the serve and writes its report.
 func (a *App) verifyVia(ctx context.Context, t *target) error {
 	j := t.job
-	req := api.VerifyRequest{URLs: j.URLs, Method: j.VerifyMethod, Headers: j.Headers, RawURLs: j.RawURLs}
+	req := api.VerifyRequest{URLs: slices.Concat(j.URLs, j.URLList.Strings()), Method: j.VerifyMethod, Headers: j.Headers, RawURLs: j.RawURLs}
 	if len(j.Verify) > 0 {
 		req.Expect = j.Verify[0]
 	}
