@@ -27,9 +27,11 @@ import (
 // styles()); these need a fleet of their own or none.
 
 // finding1BanHandedToTheApp: WordPress's VCL hands a BAN to WordPress,
-// which answers 200 and bans nothing. The copies were stored just before:
-// Age says 0 or 1, which a refill after the ban could say too. That is not
-// proof: the check fails ("cannot tell"), and never says "refilled".
+// which answers 200 and bans nothing (the BAN step says so now: the answer
+// is the page, fetched from the backend). The copies were stored just
+// before: Age says 0 or 1, which a refill after the ban could say too.
+// That is not proof: the check fails ("cannot tell"), and never says
+// "refilled" (it used to pass them as refilled).
 func finding1BanHandedToTheApp(t *testing.T, s style, f *fleet.Fleet) {
 	u := styleURL(s, "/f1/page")
 	require.NoError(t, visit(f, u))
@@ -37,7 +39,10 @@ func finding1BanHandedToTheApp(t *testing.T, s style, f *fleet.Fleet) {
 	require.Equal(t, 1, r.code, r)
 	var o outcomeJSON
 	decodeJSON(t, r.stdout, &o)
-	assert.True(t, o.Purge.OK, "WordPress answered 200 to every BAN")
+	for _, res := range o.Purge.Results {
+		assert.Equal(t, 200, res.Status, "WordPress answered 200 to every BAN")
+	}
+	require.Len(t, o.Verify, 1)
 	for _, c := range o.Verify[0].Checks {
 		assert.False(t, c.Matched, "%+v", c)
 		assert.False(t, c.Refilled, "never 'refilled': %+v", c)
@@ -47,11 +52,17 @@ func finding1BanHandedToTheApp(t *testing.T, s style, f *fleet.Fleet) {
 	assert.Equal(t, len(f.Members), originHits(t, f, u), "nothing was banned")
 
 	// With the origin's content, the same copies are what the origin
-	// serves: the ban changed nothing there, and a purge by content passes
-	// them (they are current), which is the truth about them.
+	// serves: the ban changed nothing there, and the check by content
+	// passes them (they are current), which is the truth about them.
 	r = runCLI(t, s.token, append([]string{"ban", "--url", styleURL(s, "/"), "--regex", "^/f1/", "--verify", "--verify-url", u,
 		"--origin", "http://" + f.Origin.Addr, "--format", "json"}, f.Args()...)...)
-	require.Equal(t, 0, r.code, r)
+	require.Equal(t, 1, r.code, "the BAN step failed: %s", r)
+	decodeJSON(t, r.stdout, &o)
+	assert.True(t, o.Verify[0].OK, o.Verify[0].Summary)
+	for _, c := range o.Verify[0].Checks {
+		require.NotNil(t, c.Current, "%+v", c)
+		assert.True(t, *c.Current)
+	}
 }
 
 // finding1Hostile: an instance answers 200 to PURGE, purges nothing, and
