@@ -265,7 +265,7 @@ func TestVerifyWarmCheckDoesNotCountItsOwnCopy(t *testing.T) {
 		w.Header().Set("Age", "0")
 	})
 	j := check([]string{"https://example.com/"}, ExpectHit, stamped.addr, aged.addr)
-	j.Wait, j.Interval = 350*time.Millisecond, MinInterval
+	j.Wait, j.Interval = 2*time.Second, MinInterval
 	out := run(t, j)
 	rep := out.Verify[0]
 	assert.False(t, out.OK())
