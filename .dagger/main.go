@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -517,15 +518,31 @@ func remedy(err error, j purge.Job) string {
 			if de.Suggest != "" {
 				return "pass --record " + string(de.Suggest)
 			}
+			if len(de.Regions) > 0 {
+				return "pass --region with the app's regions, or leave it out to purge them all"
+			}
 		case purge.KindTimeout:
+			if de.Record == "" {
+				return "raise --timeout: it limits the Machines API's answer too"
+			}
 			return "check --resolver (it must be reachable over IPv4 from the engine), or raise --dns-timeout"
+		case purge.KindStopped:
+			if errors.Is(de, purge.ErrDeadline) {
+				return "raise --deadline: it limits the whole run, finding the instances included"
+			}
+			return ""
 		case purge.KindUnreachable:
 			if de.Record != "" {
 				return "check --resolver (it must be reachable over IPv4 from the engine)"
 			}
 			return "check --fly-api and the engine's network"
 		case purge.KindAPI:
-			return "check --fly-token (e.g. env://FLY_API_TOKEN)"
+			switch de.Status {
+			case http.StatusUnauthorized, http.StatusForbidden:
+				return "check --fly-token (e.g. env://FLY_API_TOKEN)"
+			case 0: // not followed to another address
+				return "check --fly-api"
+			}
 		}
 		return de.Hint()
 	}
