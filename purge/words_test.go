@@ -107,3 +107,20 @@ func doubled(s string) bool {
 	}
 	return false
 }
+
+// An error page fails a check in words that fit what was asked: a plain
+// verify had no purge to prove.
+func TestVerifyErrorPageSaysWhatItCannotShow(t *testing.T) {
+	in := startInstance(t, "127.0.0.1", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "PURGE" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	for _, verifyOnly := range []bool{true, false} {
+		j := job([]string{"https://e.com/x"}, in.addr)
+		j.VerifyOnly, j.Verify, j.Attempts = verifyOnly, []Expect{ExpectHit}, 1
+		out := run(t, j)
+		require.Len(t, out.Verify, 1)
+		assert.Equal(t, in.addr+": the instance answered 503 Service Unavailable: an error page does not show what its cache holds", errText(out.Verify[0].Result(0)))
+	}
+}
