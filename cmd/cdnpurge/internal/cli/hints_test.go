@@ -139,3 +139,14 @@ func TestDNSStoppedHintNamesTheDeadline(t *testing.T) {
 	assert.Equal(t, ExitUsage, code)
 	assert.Equal(t, "cdnpurge purge: discover AAAA cdn.test via "+addr+": stopped waiting for resolver "+addr+": interrupted by SIGINT (Ctrl-C)\n", errb.String())
 }
+
+// A dry run counts in words: one instance is "1 instance".
+func TestDryRunCountsInWords(t *testing.T) {
+	f := startFleet(t, 1, nil)
+	r := run(t, nil, "", append([]string{"purge", "--url", "https://e.com/x", "--dry-run"}, f.args()...)...)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "would send PURGE to 1 instance x 1 URL over http; nothing was sent\n")
+	r = run(t, nil, "", append([]string{"purge", "--url", "https://e.com/x", "--url", "https://e.com/y", "--dry-run"}, f.args()...)...)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "would send PURGE to 1 instance x 2 URLs over http; nothing was sent\n")
+}
