@@ -28,6 +28,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -563,11 +564,15 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
 	}
 	seen := make([]bool, len(causes))
+	var badCert *tls.CertificateVerificationError
 	for _, r := range out.Reports() {
 		for k := range r.Len() {
 			if err := r.Err(k); err != nil {
 				for i, c := range causes {
 					seen[i] = seen[i] || errors.Is(err, c.err)
+				}
+				if badCert == nil {
+					errors.As(err, &badCert)
 				}
 			}
 		}
@@ -577,6 +582,9 @@ func failureHints(out *purge.Outcome) []string {
 		if seen[i] && !slices.Contains(hints, c.hint) {
 			hints = append(hints, c.hint)
 		}
+	}
+	if badCert != nil {
+		hints = append(hints, "the certificate did not verify for the URL's host: pass --scheme http to reach the instances without TLS, or --insecure to skip the check")
 	}
 	return hints
 }

@@ -77,3 +77,14 @@ func waitFor(release chan struct{}) func(w http.ResponseWriter, r *http.Request)
 func machines(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(`[{"id":"148e1111","state":"started","region":"iad"},{"id":"148e2222","state":"started","region":"sjc"}]`))
 }
+
+// A certificate that does not verify names the arguments that get past it.
+func TestBadCertificateRemedy(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	_, err := call(t, map[string]any{"instance": []string{srv.Listener.Addr().String()}, "scheme": "https"}, "Purge",
+		map[string]any{"url": []string{"https://not-in-cert.test/x"}})
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "sent, and FAILED: purge: 1 of 1"), err.Error())
+	assert.Contains(t, err.Error(), "\nhint: the certificate did not verify for the URL's host: pass --scheme http to reach the instances without TLS, or --insecure to skip the check\n")
+}

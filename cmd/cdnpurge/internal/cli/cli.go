@@ -6,6 +6,7 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -481,6 +482,7 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 	var hints []string
 	seen := make([]bool, len(causes))
 	var stopped error
+	var badCert *tls.CertificateVerificationError
 	for _, r := range out.Reports() {
 		if r.Failed() == 0 {
 			continue
@@ -489,6 +491,9 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			err := r.Err(k)
 			if err == nil {
 				continue
+			}
+			if badCert == nil {
+				errors.As(err, &badCert)
 			}
 			for i, c := range causes {
 				if !seen[i] && errors.Is(err, c.err) {
@@ -513,6 +518,13 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			method = out.Purge.Method
 		}
 		hints = append(hints, strings.ReplaceAll(c.hint, "METHOD", method))
+	}
+	if badCert != nil {
+		if j.Fly.App != "" {
+			hints = append(hints, "the edge's certificate did not verify for the URL's host (TLS names it, also with --connect): check the URL's host, or --insecure skips the check")
+		} else {
+			hints = append(hints, "the instance's certificate did not verify for the URL's host: --scheme http reaches the instances without TLS, or --insecure skips the check")
+		}
 	}
 	if out.Purge == nil && j.Wait == 0 && missedHit(out) {
 		hints = append(hints, "a miss can mean the URL was not cached yet: this check's own request has now filled each cache, so the next run finds hits; --wait 2m keeps asking until every instance matches")

@@ -150,3 +150,15 @@ func TestDryRunCountsInWords(t *testing.T) {
 	assert.Equal(t, ExitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "would send PURGE to 1 instance x 2 URLs over http; nothing was sent\n")
 }
+
+// A certificate that does not verify names the flags that get past it;
+// the row shows the time the handshake took, not 0s.
+func TestBadCertificateHintNamesTheFlags(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	r := run(t, nil, "", "purge", "--url", "https://not-in-cert.test/x", "--instance", srv.Listener.Addr().String(), "--scheme", "https", "--retries", "0")
+	assert.Equal(t, ExitFailed, r.code)
+	assert.Contains(t, r.stdout, "not sent: tls: failed to verify certificate")
+	assert.NotContains(t, r.stdout, " 0s ", "the row shows the time the handshake took")
+	assert.Contains(t, r.stderr, "\nhint: the instance's certificate did not verify for the URL's host: --scheme http reaches the instances without TLS, or --insecure skips the check\n")
+}
