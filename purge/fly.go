@@ -101,7 +101,7 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	case code == http.StatusNotFound:
 		return nil, nil, fail(KindNXDomain, "the Machines API knows no app %q (404%s); check the app's name", f.App, said)
 	case code/100 != 2:
-		meaning := statusMeaning(code, retryAfter(resp.Header.Get("Retry-After")))
+		meaning := statusMeaning(code)
 		return nil, nil, apiErr("the Machines API answered %d %s%s%s", code, http.StatusText(code), meaning, said)
 	}
 	var ms []machine
@@ -200,23 +200,18 @@ func joinList(w []string, conj string) string {
 }
 
 // statusMeaning says, in parentheses, what a Machines API status that is
-// neither a success nor a refusal of the token means.
-func statusMeaning(code int, wait time.Duration) string {
-	var m string
+// neither a success nor a refusal of the token means (how long it asks to
+// wait is the hint's: DiscoveryError.RetryAfter).
+func statusMeaning(code int) string {
 	switch {
 	case code == http.StatusTooManyRequests:
-		m = "rate limited"
+		return " (rate limited)"
 	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
-		m = "unavailable for now, on Fly.io's side"
+		return " (unavailable for now, on Fly.io's side)"
 	case code >= 500:
-		m = "a failure on Fly.io's side"
-	default:
-		return ""
+		return " (a failure on Fly.io's side)"
 	}
-	if wait > 0 {
-		m += fmt.Sprintf(": it asks to wait %s", wait)
-	}
-	return " (" + m + ")"
+	return ""
 }
 
 // retryAfter reads a Retry-After header in seconds (its date form is

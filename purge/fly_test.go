@@ -399,7 +399,7 @@ func TestFlyAPIStatusesSayWhatTheyMean(t *testing.T) {
 		retryAfter time.Duration
 	}{
 		{http.StatusTooManyRequests, "30", `{"error":"rate limit exceeded"}`,
-			"the Machines API answered 429 Too Many Requests (rate limited: it asks to wait 30s): rate limit exceeded",
+			"the Machines API answered 429 Too Many Requests (rate limited): rate limit exceeded",
 			"try again in 30s, as the API asks", 30 * time.Second},
 		{http.StatusTooManyRequests, "", "",
 			"the Machines API answered 429 Too Many Requests (rate limited)", "try again in a minute", 0},
@@ -410,7 +410,7 @@ func TestFlyAPIStatusesSayWhatTheyMean(t *testing.T) {
 			"the Machines API answered 502 Bad Gateway (unavailable for now, on Fly.io's side): bad gateway",
 			"try again later; https://status.flyio.net shows Fly.io's incidents", 0},
 		{http.StatusServiceUnavailable, "120", `{"error":"service unavailable"}`,
-			"the Machines API answered 503 Service Unavailable (unavailable for now, on Fly.io's side: it asks to wait 2m0s): service unavailable",
+			"the Machines API answered 503 Service Unavailable (unavailable for now, on Fly.io's side): service unavailable",
 			"try again in 2m0s, as the API asks; https://status.flyio.net shows Fly.io's incidents", 2 * time.Minute},
 		{http.StatusBadRequest, "", `{"error":"bad request"}`,
 			"the Machines API answered 400 Bad Request: bad request", "", 0},

@@ -73,7 +73,7 @@ func TestFlyDiscoveryHintsSayWhatEachAnswerMeans(t *testing.T) {
 			"the Machines API refused the Fly.io token (401 Unauthorized: unauthorized); give a token that can read the app, e.g. from 'flyctl tokens create readonly'",
 			"check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"},
 		{"429", status(429, "30", `{"error":"rate limit exceeded"}`), nil,
-			"the Machines API answered 429 Too Many Requests (rate limited: it asks to wait 30s): rate limit exceeded",
+			"the Machines API answered 429 Too Many Requests (rate limited): rate limit exceeded",
 			"try again in 30s, as the API asks"},
 		{"500", status(500, "", `{"error":"internal server error"}`), nil,
 			"the Machines API answered 500 Internal Server Error (a failure on Fly.io's side): internal server error",
