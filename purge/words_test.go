@@ -124,3 +124,28 @@ func TestVerifyErrorPageSaysWhatItCannotShow(t *testing.T) {
 		assert.Equal(t, in.addr+": the instance answered 503 Service Unavailable: an error page does not show what its cache holds", errText(out.Verify[0].Result(0)))
 	}
 }
+
+// An instance given up says so once: "given up after 3 ... in a row",
+// with the last failure's reason unless it is the same no answer.
+func TestRunGivenUpSaysWhyOnce(t *testing.T) {
+	urls := []string{"http://e.com/1", "http://e.com/2", "http://e.com/3", "http://e.com/4"}
+	s := startRaw(t, func(s *rawServer, c net.Conn, br *bufio.Reader) { _, _ = io.Copy(io.Discard, br) })
+	j := job(urls, s.addr)
+	j.Timeout, j.Attempts, j.PerInstance, j.Pipeline = 100*time.Millisecond, 1, 1, 1
+	rs := results(run(t, j).Purge)
+	assert.Equal(t, s.addr+": not sent: instance not answering: given up after 3 requests in a row to the instance got no answer within 100ms", errText(rs[3]))
+	assert.ErrorIs(t, rs[3].Err, ErrNotAnswering)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	j = job(urls, addr)
+	j.Attempts, j.PerInstance, j.Pipeline = 1, 1, 1
+	rs = results(run(t, j).Purge)
+	assert.Equal(t, addr+": not sent: instance unreachable: given up after 3 connection failures in a row to the instance; the last: connection refused (is the cache running and listening on that port?)", errText(rs[3]))
+	assert.ErrorIs(t, rs[3].Err, ErrUnreachable)
+	for _, r := range rs {
+		assert.False(t, doubled(errText(r)), "said twice: %s", errText(r))
+	}
+}
