@@ -297,7 +297,7 @@ func (v *verifier) judge(k int, r *response, n int64) (bool, error) {
 		return true, nil
 	}
 	if r.status >= 500 {
-		return fail(nil, fmt.Sprintf("the instance answered %s: an error page proves nothing about the purge", p.answer(r)))
+		return fail(nil, fmt.Sprintf("the instance answered %s: an error page does not show what its cache holds", p.answer(r)))
 	}
 	v.noteVary(r.header.Get("Vary"))
 
