@@ -253,20 +253,20 @@ func headerSafe(s string) string {
 
 // jobView is GET /v1/jobs/ID.
 type jobView struct {
-	Job         string          `json:"job"`
-	State       string          `json:"state"`
-	Kind        string          `json:"kind"`
-	Who         string          `json:"who"`
-	Source      string          `json:"source"`
-	Created     time.Time       `json:"created"`
-	Finished    *time.Time      `json:"finished,omitempty"`
-	Method      string          `json:"method"`
-	URLs        []string        `json:"urls"`
-	Instances   []string        `json:"instances"`
-	OK          *bool           `json:"ok,omitempty"`
-	Summary     string          `json:"summary,omitempty"`
-	Interrupted bool            `json:"interrupted,omitempty"`
-	Progress    *progressView   `json:"progress,omitempty"`
+	Job         string        `json:"job"`
+	State       string        `json:"state"`
+	Kind        string        `json:"kind"`
+	Who         string        `json:"who"`
+	Source      string        `json:"source"`
+	Created     time.Time     `json:"created"`
+	Finished    *time.Time    `json:"finished,omitempty"`
+	Method      string        `json:"method"`
+	URLs        []string      `json:"urls"`
+	Instances   []string      `json:"instances"`
+	OK          *bool         `json:"ok,omitempty"`
+	Summary     string        `json:"summary,omitempty"`
+	Interrupted bool          `json:"interrupted,omitempty"`
+	Progress    *progressView `json:"progress,omitempty"`
 	// Pending lists the instances still owed some of the job's URLs.
 	Pending    []deliveryView `json:"pending"`
 	Deliveries []deliveryView `json:"deliveries"`

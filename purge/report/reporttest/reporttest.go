@@ -58,7 +58,7 @@ func Validate(b []byte) error {
 
 // Require fails the test unless b (a []byte or string) is a report the
 // schema accepts, and returns it decoded.
-func Require[T []byte | string](t testing.TB, b T) *Report {
+func Require[T ~[]byte | ~string](t testing.TB, b T) *Report {
 	t.Helper()
 	if err := Validate([]byte(b)); err != nil {
 		t.Fatalf("%v\n%.4000s", err, b)
