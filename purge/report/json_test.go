@@ -79,7 +79,7 @@ func TestOneShapeForEveryCommand(t *testing.T) {
 			assert.False(t, rep.DryRun)
 			var steps []string
 			for _, s := range rep.Steps {
-				steps = append(steps, s.Step+" "+s.Method)
+				steps = append(steps, s.Name+" "+s.Method)
 				assert.Len(t, s.Results, len(s.URLs)*len(rep.Instances), "a result per URL and instance")
 				assert.NotEmpty(t, s.RequestHeaders, "what every request carried")
 			}
@@ -95,7 +95,7 @@ func TestOneShapeForEveryCommand(t *testing.T) {
 			require.Len(t, plan.Steps, len(rep.Steps), "the same steps")
 			for i, s := range plan.Steps {
 				r := rep.Steps[i]
-				assert.Equal(t, []string{r.Step, r.Method, r.Expect}, []string{s.Step, s.Method, s.Expect})
+				assert.Equal(t, []string{r.Name, r.Method, r.Expect}, []string{s.Name, s.Method, s.Expect})
 				assert.Equal(t, r.URLs, s.URLs, "the URLs it would send")
 				assert.Equal(t, r.RequestHeaders, s.RequestHeaders, "the headers it would send")
 				assert.Equal(t, r.Origin, s.Origin, "the origin it would compare with")

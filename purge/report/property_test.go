@@ -195,7 +195,7 @@ func checkRandomReport(t *testing.T, data []byte) {
 	assert.Len(t, rep.Skipped, len(targets.Skipped))
 	assert.Len(t, rep.Steps, len(out.Reports()))
 	for _, s := range rep.Steps {
-		assert.Len(t, s.Results, len(s.URLs)*n, "%s: a result per URL and instance", s.Step)
+		assert.Len(t, s.Results, len(s.URLs)*n, "%s: a result per URL and instance", s.Name)
 	}
 	secrets := []string{token}
 	if edge {

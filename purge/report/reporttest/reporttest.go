@@ -94,7 +94,7 @@ type Skipped struct {
 
 // Step is one step: a purge or a verify.
 type Step struct {
-	Step              string   `json:"step"`
+	Name              string   `json:"step"` // purge or verify
 	Method            string   `json:"method"`
 	Expect            string   `json:"expect"`
 	OK                bool     `json:"ok"`
@@ -145,7 +145,7 @@ type Result struct {
 // Purge is the purge step, nil when the run had none (verify).
 func (r *Report) Purge() *Step {
 	for i := range r.Steps {
-		if r.Steps[i].Step == "purge" {
+		if r.Steps[i].Name == "purge" {
 			return &r.Steps[i]
 		}
 	}
@@ -156,7 +156,7 @@ func (r *Report) Purge() *Step {
 func (r *Report) Verify() []Step {
 	var out []Step
 	for _, s := range r.Steps {
-		if s.Step == "verify" {
+		if s.Name == "verify" {
 			out = append(out, s)
 		}
 	}
