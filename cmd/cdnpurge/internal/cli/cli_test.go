@@ -179,7 +179,7 @@ func TestPurgeDryRunSendsNothing(t *testing.T) {
 	assert.True(t, rep.DryRun)
 	assert.Len(t, rep.Instances, 2)
 	require.Len(t, rep.Steps, 2)
-	assert.Equal(t, []string{"purge", "PURGE", "verify", "HEAD"}, []string{rep.Steps[0].Step, rep.Steps[0].Method, rep.Steps[1].Step, rep.Steps[1].Method})
+	assert.Equal(t, []string{"purge", "PURGE", "verify", "HEAD"}, []string{rep.Steps[0].Name, rep.Steps[0].Method, rep.Steps[1].Name, rep.Steps[1].Method})
 	assert.Equal(t, []string{"https://example.com/a?b=1"}, rep.Steps[0].URLs)
 	assert.Contains(t, rep.Steps[0].RequestHeaders, "Purge-Token: (hidden)")
 	for _, a := range f.addrs {
