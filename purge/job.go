@@ -192,6 +192,11 @@ type Job struct {
 	// in flight, and once when each step ends.
 	Progress func(Progress)
 
+	// Transport, when set, keeps connections to the instances open, and
+	// what they showed of their wire, for later runs (see Transport); nil
+	// gives the run a private one, closed when it ends.
+	Transport *Transport
+
 	clock *clock // nil: the real one
 	given bool   // RunOn: the instances are given, no source is needed
 }
@@ -260,6 +265,7 @@ type plan struct {
 	okStatus   [600]bool
 	connect    string
 	secrets    *secret.Set // the purge token and the Fly.io token: never shown
+	tr         *Transport  // the job's, or the run's own
 }
 
 // check validates the job and applies its defaults.
@@ -735,11 +741,15 @@ func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
 // each verify step. It refuses (sending nothing) what NoIPv6 forbids.
 func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped, secrets: p.secrets}
+	if p.tr = p.Transport; p.tr == nil {
+		p.tr = &Transport{}
+		defer p.tr.Close()
+	}
 	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}
 	warnings := p.sourceWarnings(out.Instances)
-	budget := connectionBudget()
+	budget := p.tr.budget()
 	start := time.Now()
 	if !p.VerifyOnly {
 		out.Purge = p.purge(ctx, out.Instances, budget)
