@@ -33,7 +33,11 @@ type conn struct {
 	route route
 	br    *bufio.Reader
 	wbuf  []byte
-	stop  func() bool // unregisters the context's AfterFunc
+	resp  response    // the answer being read
+	stop  func() bool // unregisters the context's AfterFunc; nil once called
+	// fired: the AfterFunc ran (or may still run), so this conn is not
+	// given to another run.
+	fired bool
 	// deadlineSet is when the connection's deadline was last moved;
 	// stopAt, once the run is stopped, the deadline that then holds.
 	deadlineSet time.Time
@@ -52,8 +56,16 @@ type conn struct {
 	lastAnswer time.Time // when the last answer was read
 }
 
+// newConn returns a worker's conn, with the buffers of one that an earlier
+// run of tr gave back when there is one.
 func newConn(tr *Transport, tlsConf *tls.Config, timeout time.Duration, readBuf int) *conn {
-	return &conn{tr: tr, tls: tlsConf, tlsKey: tlsKeyOf(tlsConf), timeout: timeout, readBuf: readBuf}
+	c, _ := tr.spares(readBuf).Get().(*conn)
+	if c == nil {
+		c = &conn{}
+	}
+	*c = conn{tr: tr, tls: tlsConf, tlsKey: tlsKeyOf(tlsConf), timeout: timeout, readBuf: readBuf,
+		br: c.br, wbuf: c.wbuf[:0], resp: c.resp, verdicts: c.verdicts[:0], ends: c.ends[:0]}
+	return c
 }
 
 // countingConn counts the bytes read from the wire.
@@ -126,7 +138,7 @@ func (c *conn) use(ctx context.Context, t *instState, r route) (kept bool, err e
 func (c *conn) attach(ctx context.Context, pc *pconn) {
 	c.pc, c.nc, c.tcp, c.route, c.deadlineSet = pc, pc.nc, pc.tcp, pc.route, time.Time{}
 	if c.br == nil {
-		c.br = c.tr.reader(pc.nc, c.readBuf)
+		c.br = bufio.NewReaderSize(pc.nc, c.readBuf)
 	} else {
 		c.br.Reset(pc.nc)
 	}
@@ -160,7 +172,7 @@ func (c *conn) close() {
 	if c.nc == nil {
 		return
 	}
-	c.stop()
+	c.unhook()
 	_ = c.nc.Close()
 	c.pc, c.nc, c.tcp = nil, nil, nil
 }
@@ -174,7 +186,7 @@ func (c *conn) release() {
 	if c.nc == nil {
 		return
 	}
-	if !c.stop() { // the run was stopped
+	if !c.unhook() { // the run was stopped
 		c.close()
 		return
 	}
@@ -193,14 +205,29 @@ func (c *conn) release() {
 	c.tr.put(pc)
 }
 
+// unhook unregisters the run's AfterFunc, and says whether it had not run.
+func (c *conn) unhook() bool {
+	if c.stop == nil {
+		return true
+	}
+	ok := c.stop()
+	c.stop = nil
+	c.fired = c.fired || !ok
+	return ok
+}
+
 // done ends the worker's use of the connection: it is released, and the
-// read buffer given back for another run.
+// conn's buffers are given back for another run's worker.
 func (c *conn) done() {
 	c.release()
-	if c.br != nil {
-		c.tr.putReader(c.br)
-		c.br = nil
+	if c.fired {
+		return // its AfterFunc may yet write to it
 	}
+	if c.br != nil {
+		c.br.Reset(nil)
+	}
+	c.inst = nil
+	c.tr.spares(c.readBuf).Put(c)
 }
 
 // deadline gives the next step (a write, or one answer) the attempt's time.

@@ -454,13 +454,13 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		e.cut(ctx, t, batch[:written], cutInfo{err: werr, served: c.served, kept: kept, idle: kept && time.Since(c.lastAnswer) > staleAfter, batch: len(batch), addr: a}, sent, q)
 		return
 	}
-	var r response
+	r := &c.resp
 	verdicts := c.verdicts[:0]
 	closing := false
 	for k := range batch {
 		pc := c.pc
 		before := pc.read
-		if err := readResponse(c.br, &e.ps.read, &r); err != nil {
+		if err := readResponse(c.br, &e.ps.read, r); err != nil {
 			c.close()
 			c.verdicts = verdicts
 			e.apply(ctx, t, batch[:k], verdicts, sent, q)
@@ -475,7 +475,7 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 			a.fails.Store(0)
 		}
 		v := verdict{status: r.status, retryAfter: r.retryAfter, at: now.UnixNano()}
-		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), &r, pc.read-before)
+		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), r, pc.read-before)
 		verdicts = append(verdicts, v)
 		if r.close {
 			closing = true

@@ -1,7 +1,6 @@
 package purge
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"net"
@@ -71,7 +70,9 @@ type Transport struct {
 	timer   *time.Timer // sweeps what expired; nil when nothing is held
 	due     time.Time   // when timer fires
 	closed  bool
-	readers sync.Map // read buffer size -> *sync.Pool of *bufio.Reader
+	// spare holds per read buffer size a sync.Pool of workers' conns
+	// (their buffers) that finished runs gave back.
+	spare sync.Map
 	// fds is the open-file budget, counted at fdsAt.
 	fds   fdBudget
 	fdsAt time.Time
@@ -376,23 +377,14 @@ func (t *Transport) Close() error {
 	return nil
 }
 
-// reader returns a read buffer of size bytes over nc, from those runs gave
-// back.
-func (t *Transport) reader(nc net.Conn, size int) *bufio.Reader {
-	if p, ok := t.readers.Load(size); ok {
-		if br, _ := p.(*sync.Pool).Get().(*bufio.Reader); br != nil {
-			br.Reset(nc)
-			return br
-		}
+// spares are the conns finished runs gave back with a read buffer of
+// size bytes.
+func (t *Transport) spares(size int) *sync.Pool {
+	if p, ok := t.spare.Load(size); ok {
+		return p.(*sync.Pool)
 	}
-	return bufio.NewReaderSize(nc, size)
-}
-
-// putReader gives a read buffer back for another connection.
-func (t *Transport) putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	p, _ := t.readers.LoadOrStore(br.Size(), &sync.Pool{})
-	p.(*sync.Pool).Put(br)
+	p, _ := t.spare.LoadOrStore(size, &sync.Pool{})
+	return p.(*sync.Pool)
 }
 
 // budget is how many connections the open-file limit leaves a run. It is
