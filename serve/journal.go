@@ -382,6 +382,9 @@ func (j *journal) accept(rec *jobRecord) error {
 // finish records a job's end: its record, each instance's delivery (those
 // still to replay go in pending), and its report.
 func (j *journal) finish(rec *jobRecord, ds []delivery, report []byte) error {
+	if report != nil {
+		report = j.pack(report) // here, not in the transaction every change waits for
+	}
 	return j.update("record a job's outcome", func(tx *bolt.Tx) error {
 		if err := putJSON(tx.Bucket(bucketJobs), jobKey(rec.ID), rec); err != nil {
 			return err
@@ -399,7 +402,7 @@ func (j *journal) finish(rec *jobRecord, ds []delivery, report []byte) error {
 			}
 		}
 		if report != nil {
-			return tx.Bucket(bucketReports).Put(jobKey(rec.ID), j.pack(report))
+			return tx.Bucket(bucketReports).Put(jobKey(rec.ID), report)
 		}
 		return nil
 	})
