@@ -65,11 +65,11 @@ type Transport struct {
 	// after it was last seen; zero means DefaultRememberFor.
 	RememberFor time.Duration
 
-	mu      sync.Mutex
-	hosts   map[hostKey]*hostState
-	timer   *time.Timer // sweeps what expired; nil when nothing is held
-	due     time.Time   // when timer fires
-	closed  bool
+	mu     sync.Mutex
+	hosts  map[hostKey]*hostState
+	timer  *time.Timer // sweeps what expired; nil when nothing is held
+	due    time.Time   // when timer fires
+	closed bool
 	// spare holds per read buffer size a sync.Pool of workers' conns
 	// (their buffers) that finished runs gave back.
 	spare sync.Map
