@@ -173,7 +173,8 @@ func (s *Server) run(lj *liveJob) {
 	} else {
 		s.met.fanout.Observe(elapsed.Seconds())
 		var b bytes.Buffer
-		b.Grow(256 * len(rec.Spec.URLs) * max(1, len(rec.Instances)) * (1 + len(rec.Spec.Verify)))
+		// About 140 bytes a purge row, more for a check's evidence.
+		b.Grow(len(rec.Spec.URLs) * max(1, len(rec.Instances)) * (160 + 256*len(rec.Spec.Verify)))
 		if werr := report.Write(&b, report.JSON, out, report.Options{Compact: true}); werr == nil {
 			rep = b.Bytes()
 		}
