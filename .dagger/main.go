@@ -28,8 +28,10 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -517,15 +519,31 @@ func remedy(err error, j purge.Job) string {
 			if de.Suggest != "" {
 				return "pass --record " + string(de.Suggest)
 			}
+			if len(de.Regions) > 0 {
+				return "pass --region with the app's regions, or leave it out to purge them all"
+			}
 		case purge.KindTimeout:
+			if de.Record == "" {
+				return "raise --timeout: it limits the Machines API's answer too"
+			}
 			return "check --resolver (it must be reachable over IPv4 from the engine), or raise --dns-timeout"
+		case purge.KindStopped:
+			if errors.Is(de, purge.ErrDeadline) {
+				return "raise --deadline: it limits the whole run, finding the instances included"
+			}
+			return ""
 		case purge.KindUnreachable:
 			if de.Record != "" {
 				return "check --resolver (it must be reachable over IPv4 from the engine)"
 			}
 			return "check --fly-api and the engine's network"
 		case purge.KindAPI:
-			return "check --fly-token (e.g. env://FLY_API_TOKEN)"
+			switch de.Status {
+			case http.StatusUnauthorized, http.StatusForbidden:
+				return "check --fly-token (e.g. env://FLY_API_TOKEN)"
+			case 0: // not followed to another address
+				return "check --fly-api"
+			}
 		}
 		return de.Hint()
 	}
@@ -546,11 +564,15 @@ func failureHints(out *purge.Outcome) []string {
 		{purge.ErrStopped, "the run was stopped by --deadline before every request was answered"},
 	}
 	seen := make([]bool, len(causes))
+	var badCert *tls.CertificateVerificationError
 	for _, r := range out.Reports() {
 		for k := range r.Len() {
 			if err := r.Err(k); err != nil {
 				for i, c := range causes {
 					seen[i] = seen[i] || errors.Is(err, c.err)
+				}
+				if badCert == nil {
+					errors.As(err, &badCert)
 				}
 			}
 		}
@@ -560,6 +582,9 @@ func failureHints(out *purge.Outcome) []string {
 		if seen[i] && !slices.Contains(hints, c.hint) {
 			hints = append(hints, c.hint)
 		}
+	}
+	if badCert != nil {
+		hints = append(hints, "the certificate did not verify for the URL's host: pass --scheme http to reach the instances without TLS, or --insecure to skip the check")
 	}
 	return hints
 }

@@ -189,7 +189,7 @@ func TestConstructorSettingsReachTheFunctions(t *testing.T) {
 	f := startFleet(t)
 	out, err := call(t, fleetArgs(f), "Purge", map[string]any{"url": []string{"https://changelog.com/dry"}, "dryRun": true})
 	require.NoError(t, err)
-	assert.Contains(t, out, "would send PURGE to 3 instances x 1 URLs over http; nothing was sent")
+	assert.Contains(t, out, "would send PURGE to 3 instances x 1 URL over http; nothing was sent")
 	out, err = call(t, with(fleetArgs(f), "perInstance", 1, "pipeline", 1, "deadline", "30s", "rawUrl", true, "header", []string{"X-Debug: 1"}),
 		"Purge", map[string]any{"url": []string{"https://changelog.com/a", "https://changelog.com/b"}})
 	require.NoError(t, err)

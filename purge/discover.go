@@ -78,6 +78,7 @@ const (
 	KindUnreachable ErrorKind = "unreachable" // the resolver could not be reached at all
 	KindBadAnswer   ErrorKind = "bad-answer"  // the answer cannot be used (CNAME loop, SRV port 0, ...)
 	KindAPI         ErrorKind = "api"         // a platform API (Fly Machines) failed or refused
+	KindStopped     ErrorKind = "stopped"     // the run was stopped (its deadline, its caller) before an answer came
 )
 
 // DiscoveryError is the error finding the instances returns. Kind says what
@@ -90,6 +91,15 @@ type DiscoveryError struct {
 	Resolver string     // the resolvers asked (DNS only)
 	// Suggest, with KindNoRecords, is a record type the name does have.
 	Suggest RecordType
+	// Status, with KindAPI, is the HTTP status the platform API answered:
+	// 401 and 403 refuse the token, 429 is a rate limit, 5xx a failure on
+	// the platform's side. RetryAfter is how long it asked to wait, if it
+	// said.
+	Status     int
+	RetryAfter time.Duration
+	// Regions, with KindNoRecords from a platform API asked for machines
+	// in some regions only, are the regions its machines are in.
+	Regions []string
 	Err     error
 }
 
@@ -110,9 +120,12 @@ func (e *DiscoveryError) Error() string {
 }
 
 // Hint says what to check, in terms of the job's settings; empty when the
-// error says it already. DNS advice only for DNS lookups (a platform API's
-// errors say their own).
+// error says it already. DNS advice only for DNS lookups; a platform API's
+// rate limit and failures say when to try again.
 func (e *DiscoveryError) Hint() string {
+	if e.Kind == KindAPI {
+		return e.apiHint()
+	}
 	if e.Record == "" {
 		return ""
 	}
@@ -130,6 +143,25 @@ func (e *DiscoveryError) Hint() string {
 		return "check the resolver address, or give DNS more time"
 	case KindUnreachable:
 		return "check the resolver address and that a DNS server listens there"
+	}
+	return ""
+}
+
+// apiHint says when to ask a platform API again after a rate limit or a
+// failure on its side (nothing for what a new try would not change).
+func (e *DiscoveryError) apiHint() string {
+	again := "try again later"
+	switch {
+	case e.RetryAfter > 0:
+		again = fmt.Sprintf("try again in %s, as the API asks", e.RetryAfter)
+	case e.Status == 429:
+		again = "try again in a minute"
+	}
+	switch {
+	case e.Status == 429:
+		return again
+	case e.Status >= 500:
+		return again + "; https://status.flyio.net shows Fly.io's incidents"
 	}
 	return ""
 }
@@ -335,13 +367,28 @@ func isRefused(err error) bool {
 func classifyNetErr(ctx context.Context, err error, server string, timeout time.Duration) error {
 	var ne net.Error
 	switch {
-	case ctx.Err() != nil:
-		return &dnsError{KindTimeout, fmt.Errorf("stopped waiting for resolver %s: %w", server, ctx.Err())}
+	case stoppedBy(ctx):
+		// The run was stopped (its deadline, its caller): say by what.
+		return &dnsError{KindStopped, fmt.Errorf("stopped waiting for resolver %s: %w", server, context.Cause(ctx))}
 	case errors.As(err, &ne) && ne.Timeout():
 		return &dnsError{KindTimeout, fmt.Errorf("resolver %s did not answer within %s", server, timeout)}
 	default:
 		return &dnsError{KindUnreachable, fmt.Errorf("resolver %s unreachable: %w", server, err)}
 	}
+}
+
+// stoppedBy says whether ctx ended the exchange: it is done, or its
+// deadline has passed (the DNS client reads until ctx's deadline, and its
+// timeout can come a moment before ctx says it is done).
+func stoppedBy(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		<-ctx.Done() // due now: its cause is set with it
+		return true
+	}
+	return false
 }
 
 func rcodeErr(resp *dns.Msg, name string, qtype uint16) error {

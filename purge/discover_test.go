@@ -91,7 +91,7 @@ func TestDiscoverRefusesAddressesThatAreNotAnInstances(t *testing.T) {
 		"cdn.internal. IN A 0.0.0.0":         "0.0.0.0, the unspecified address,",
 		"cdn.internal. IN A 255.255.255.255": "255.255.255.255, the broadcast address,",
 		"cdn.internal. IN A 224.0.0.1":       "224.0.0.1, a multicast address,",
-		"cdn.internal. IN A 0.1.2.3":         `0.1.2.3, in 0.0.0.0/8 ("this network", RFC 1122)`,
+		"cdn.internal. IN A 0.1.2.3":         `0.1.2.3, an address in 0.0.0.0/8 ("this network", RFC 1122: no host has one),`,
 		"cdn.internal. IN A 240.0.0.1":       "240.0.0.1, a reserved address (240.0.0.0/4",
 		"cdn.internal. IN AAAA ::":           "::, the unspecified address,",
 		"cdn.internal. IN AAAA ff02::1":      "ff02::1, a multicast address,",
@@ -106,13 +106,19 @@ func TestDiscoverRefusesAddressesThatAreNotAnInstances(t *testing.T) {
 		assert.Equal(t, KindBadAnswer, de.Kind, rr)
 		assert.Contains(t, de.Error(), "the name lists "+why, rr)
 		assert.Contains(t, de.Error(), "which cannot be an instance's", rr)
+		assert.Equal(t, 1, strings.Count(de.Error(), "which"), "one sentence, one clause: %s", de.Error())
 	}
+	s := startDNS(t, "cdn.internal. IN A 224.0.0.1")
+	de := discoverErr(t, Discovery{Name: "cdn.internal", Record: RecordA, Resolver: s.Addr})
+	assert.Equal(t, "discover A cdn.internal via "+s.Addr+": the name lists 224.0.0.1, a multicast address, which cannot be an instance's", de.Error())
 	// A static link-local address with its zone can be dialled; without
 	// one it cannot.
 	_, err := ParseInstance("[fe80::1%lo]:80", 80)
 	assert.NoError(t, err)
 	_, err = ParseInstance("[fe80::1]:80", 80)
-	assert.ErrorContains(t, err, "without a zone")
+	assert.EqualError(t, err, `instance "[fe80::1]:80": fe80::1 is a link-local address without a zone (the interface it is on): give the interface to reach it through, e.g. [fe80::1%eth0]`)
+	_, err = ParseInstance("0.1.2.3", 80)
+	assert.EqualError(t, err, `instance "0.1.2.3": 0.1.2.3 is an address in 0.0.0.0/8 ("this network", RFC 1122: no host has one), not an instance's`)
 }
 
 // 2,000 SRV targets that do not resolve: one line, with the count and the
@@ -244,15 +250,44 @@ func TestDiscoverSlowResolver(t *testing.T) {
 	assert.Contains(t, de.Error(), "did not answer")
 }
 
-func TestDiscoverContextDeadline(t *testing.T) {
+// A lookup the run stopped says what stopped it (the job's deadline, the
+// caller's cause), not that the resolver was slow: the limit that cut it
+// is the one to change.
+func TestDiscoverStoppedSaysWhy(t *testing.T) {
 	s := startDNS(t, "cdn.internal. IN AAAA fdaa::1")
 	s.SetDelay(time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := Discover(ctx, Discovery{Name: "cdn.internal", Resolver: s.Addr})
+	j := Job{URLs: []string{"https://e.com/"}, DNSName: "cdn.internal", Resolver: s.Addr, DNSTimeout: 5 * time.Second, Deadline: 50 * time.Millisecond}
+	_, err := j.Run(context.Background())
 	var de *DiscoveryError
 	require.ErrorAs(t, err, &de)
-	assert.Equal(t, KindTimeout, de.Kind)
+	assert.Equal(t, KindStopped, de.Kind)
+	assert.Contains(t, de.Error(), "stopped waiting for resolver "+s.Addr+": the job's deadline passed")
+	assert.ErrorIs(t, de, ErrDeadline)
+	assert.Empty(t, de.Hint(), "no resolver advice: the resolver was not at fault")
+
+	// Stopped by the caller (a signal) as the query waits for an answer
+	// that never comes: said when the wait ends.
+	silent, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Close() })
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		_, _, _ = silent.ReadFrom(make([]byte, 512))
+		cancel(errors.New("interrupted by SIGINT (Ctrl-C)"))
+	}()
+	_, err = Discover(ctx, Discovery{Name: "cdn.internal", Resolver: silent.LocalAddr().String(), Timeout: 500 * time.Millisecond})
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, KindStopped, de.Kind)
+	assert.Contains(t, de.Error(), "stopped waiting for resolver "+silent.LocalAddr().String()+": interrupted by SIGINT (Ctrl-C)")
+	assert.NotErrorIs(t, de, ErrDeadline)
+
+	// A caller's own deadline, without a cause.
+	tctx, tcancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer tcancel()
+	_, err = Discover(tctx, Discovery{Name: "cdn.internal", Resolver: s.Addr})
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, KindStopped, de.Kind)
+	assert.ErrorIs(t, de, context.DeadlineExceeded)
 }
 
 func TestDiscoverUnreachableResolver(t *testing.T) {

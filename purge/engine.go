@@ -396,9 +396,10 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		c.release() // another instance's (kept for it), or it carried what this instance allows one connection
 	}
 	a := e.addrOf(t, batch[0].u)
+	dialed := time.Now()
 	kept, err := c.use(ctx, t, e.route(t, batch[0].u))
 	if err != nil {
-		e.dialFailed(ctx, t, a, batch, err, q)
+		e.dialFailed(ctx, t, a, batch, err, time.Since(dialed), q)
 		return
 	}
 	if !kept {
@@ -445,7 +446,7 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 			q.now = append(slices.Clone(batch), q.now...)
 			return
 		}
-		e.dialFailed(ctx, t, a, batch, werr, q)
+		e.dialFailed(ctx, t, a, batch, werr, time.Since(dialed), q)
 		return
 	}
 	if werr != nil {
@@ -756,16 +757,25 @@ func (e *engine) noAnswer(t *instState, a *addrState, err error) {
 	if int(fails.Add(1)) < BreakerThreshold || dead.Load() != 0 {
 		return
 	}
-	cause := fmt.Errorf("%w: %d requests in a row to %s got no answer (last: %s)", ErrNotAnswering, BreakerThreshold, what, describe(err, e.p.Timeout))
+	last := "; the last: " + describe(err, e.p.Timeout)
+	if isTimeout(err) {
+		last = " within " + e.p.Timeout.String()
+	}
+	cause := fmt.Errorf("%w: given up after %d requests in a row to %s got no answer%s", ErrNotAnswering, BreakerThreshold, what, last)
 	ref := e.rep.addErr(&InstanceError{Instance: t.in, Reason: "not sent: " + cause.Error(), Err: cause})
 	dead.CompareAndSwap(0, ref)
 }
 
-// dialFailed handles a batch whose connection could not be made: nothing
-// was written. Each item has failed a try; the address counts a failure,
-// and BreakerThreshold in a row give it up, for every instance whose
-// route goes there.
-func (e *engine) dialFailed(ctx context.Context, t *instState, a *addrState, batch []item, err error, q *queues) {
+// dialFailed handles a batch whose connection could not be made (in
+// took): nothing was written. Each item has failed a try; the address
+// counts a failure, and BreakerThreshold in a row give it up, for every
+// instance whose route goes there.
+func (e *engine) dialFailed(ctx context.Context, t *instState, a *addrState, batch []item, err error, took time.Duration, q *queues) {
+	for _, it := range batch {
+		if row := e.row(t, it.u); row.attempts == 0 {
+			row.setDur(took) // the time it waited to connect, not 0s
+		}
+	}
 	if ctx.Err() != nil {
 		q.now = append(q.now, batch...) // finish() reports them as not sent
 		return
@@ -775,7 +785,7 @@ func (e *engine) dialFailed(ctx context.Context, t *instState, a *addrState, bat
 		if e.hostAddr != nil {
 			what = a.addr + ", the address every machine is reached through"
 		}
-		cause := fmt.Errorf("%w: %d connection failures in a row to %s (last: %s)", ErrUnreachable, BreakerThreshold, what, describe(err, e.p.Timeout))
+		cause := fmt.Errorf("%w: given up after %d connection failures in a row to %s; the last: %s", ErrUnreachable, BreakerThreshold, what, describeConnect(err, e.p.Timeout))
 		ref := e.rep.addErr(&InstanceError{Instance: t.in, Reason: "not sent: " + cause.Error(), Err: cause})
 		a.dead.CompareAndSwap(0, ref)
 	}
@@ -793,7 +803,7 @@ func (e *engine) dialFailed(ctx context.Context, t *instState, a *addrState, bat
 			}
 			continue
 		}
-		ierr := &InstanceError{Instance: t.in, URL: e.ps.urls.At(int(it.u)).String(), Reason: "not sent: " + describe(err, e.p.Timeout), Err: err}
+		ierr := &InstanceError{Instance: t.in, URL: e.ps.urls.At(int(it.u)).String(), Reason: "not sent: " + describeConnect(err, e.p.Timeout), Err: err}
 		row.err = e.rep.addErr(ierr)
 		if int(it.tries) < e.p.Attempts {
 			it.ready = time.Now().Add(e.backoff(int(it.tries), -1)).UnixNano()
@@ -859,7 +869,7 @@ func (e *engine) finish(ctx context.Context) {
 			if ref == 0 {
 				why := errNotSent
 				if ctx.Err() != nil {
-					why = fmt.Errorf("%w (%w: %w)", errNotSent, ErrStopped, stopCause(ctx))
+					why = &stoppedFirst{stopCause(ctx)}
 				}
 				ref = e.rep.addErr(&InstanceError{Instance: t.in, Reason: why.Error(), Err: why})
 			}
@@ -867,6 +877,14 @@ func (e *engine) finish(ctx context.Context) {
 		}
 	}
 }
+
+// stoppedFirst is why a request was never sent when the run was stopped:
+// "not sent: the run was stopped first: <cause>", each said once.
+// errors.Is finds ErrStopped and the cause.
+type stoppedFirst struct{ cause error }
+
+func (e *stoppedFirst) Error() string   { return errNotSent.Error() + ": " + e.cause.Error() }
+func (e *stoppedFirst) Unwrap() []error { return []error{errNotSent, ErrStopped, e.cause} }
 
 func satInc(n uint8) uint8 {
 	if n == 255 {
@@ -934,6 +952,21 @@ func describe(err error, timeout time.Duration) string {
 		return "cannot connect: " + oe.Err.Error()
 	}
 	return err.Error()
+}
+
+// describeConnect says in words why a connection could not be made:
+// nothing was written on it, so a timeout is no "no answer".
+func describeConnect(err error, timeout time.Duration) string {
+	var oe *net.OpError
+	switch {
+	case !isTimeout(err):
+		return describe(err, timeout)
+	case !errors.As(err, &oe):
+		return fmt.Sprintf("the TLS handshake did not finish within %s", timeout) // its context's deadline
+	case oe.Op == "dial":
+		return fmt.Sprintf("could not connect within %s", timeout)
+	}
+	return fmt.Sprintf("could not write the request within %s", timeout)
 }
 
 // retryable says whether an answer's status is worth another attempt: 429

@@ -36,6 +36,7 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 		return &DiscoveryError{Kind: kind, Name: "Fly.io app " + f.App, Err: fmt.Errorf(format, a...)}
 	}
 	endpoint := strings.TrimSuffix(f.API, "/") + "/v1/apps/" + url.PathEscape(f.App) + "/machines"
+	run := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, endpoint, nil)
@@ -62,24 +63,46 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 		if errors.As(err, &re) {
 			return nil, nil, fail(KindAPI, "the Machines API at %s redirected to %s, another scheme, host or port: not followed, as the request carries the Fly.io token; give the API's own address", f.API, re.to)
 		}
-		if isTimeout(err) {
+		switch {
+		case run.Err() != nil:
+			// The run was stopped (its deadline, its caller): that is the
+			// limit that cut the answer short, not the API's timeout.
+			return nil, nil, fail(KindStopped, "stopped before the Machines API at %s answered: %w", f.API, context.Cause(run))
+		case isTimeout(err):
 			return nil, nil, fail(KindTimeout, "the Machines API at %s did not answer within %s", f.API, timeout)
 		}
 		return nil, nil, fail(KindUnreachable, "the Machines API at %s is unreachable: %v", f.API, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
+	apiErr := func(format string, a ...any) error {
+		err := fail(KindAPI, format, a...).(*DiscoveryError)
+		err.Status, err.RetryAfter = resp.StatusCode, retryAfter(resp.Header.Get("Retry-After"))
+		return err
+	}
+	// One byte more than the limit tells a list that is larger from one
+	// that fits exactly.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody+1))
 	if err != nil {
-		return nil, nil, fail(KindAPI, "read the Machines API's answer: %v", err)
+		if run.Err() != nil {
+			return nil, nil, fail(KindStopped, "stopped while the Machines API at %s answered: %w", f.API, context.Cause(run))
+		}
+		return nil, nil, apiErr("read the Machines API's answer: %v", err)
+	}
+	if len(body) > maxAPIBody {
+		if resp.StatusCode/100 == 2 {
+			return nil, nil, fail(KindBadAnswer, "the Machines API's answer is larger than %d MiB, the most read of it: its list of machines cannot be read whole", maxAPIBody>>20)
+		}
+		body = body[:maxAPIBody]
 	}
 	said := apiMessage(body, secrets)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, nil, fail(KindAPI, "the Machines API refused the Fly.io token (%d %s%s); give a token that can read the app, e.g. from 'flyctl tokens create readonly'", resp.StatusCode, http.StatusText(resp.StatusCode), said)
-	case resp.StatusCode == http.StatusNotFound:
+	switch code := resp.StatusCode; {
+	case code == http.StatusUnauthorized || code == http.StatusForbidden:
+		return nil, nil, apiErr("the Machines API refused the Fly.io token (%d %s%s); give a token that can read the app, e.g. from 'flyctl tokens create readonly'", code, http.StatusText(code), said)
+	case code == http.StatusNotFound:
 		return nil, nil, fail(KindNXDomain, "the Machines API knows no app %q (404%s); check the app's name", f.App, said)
-	case resp.StatusCode/100 != 2:
-		return nil, nil, fail(KindAPI, "the Machines API answered %d %s%s", resp.StatusCode, http.StatusText(resp.StatusCode), said)
+	case code/100 != 2:
+		meaning := statusMeaning(code)
+		return nil, nil, apiErr("the Machines API answered %d %s%s%s", code, http.StatusText(code), meaning, said)
 	}
 	var ms []machine
 	if err := json.Unmarshal(body, &ms); err != nil {
@@ -87,6 +110,7 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 	}
 	var ins []Instance
 	var skipped []Skipped
+	var regions []string // of every machine listed
 	seen := make(map[string]bool, len(ms))
 	for _, m := range ms {
 		if seen[m.ID] {
@@ -100,6 +124,9 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 			return nil, nil, fail(KindBadAnswer, "the Machines API listed a machine whose id %q is not one (letters and digits)", cleanText(m.ID, 40))
 		}
 		m.Region = cleanText(m.Region, 20)
+		if !slices.Contains(regions, m.Region) {
+			regions = append(regions, m.Region)
+		}
 		if len(f.Regions) > 0 && !slices.Contains(f.Regions, m.Region) {
 			continue
 		}
@@ -111,14 +138,90 @@ func listMachines(ctx context.Context, f Fly, timeout time.Duration) ([]Instance
 		ins = append(ins, in)
 	}
 	if len(ins) == 0 {
-		where := ""
-		if len(f.Regions) > 0 {
-			where = " in " + strings.Join(f.Regions, ", ")
-		}
-		return nil, nil, fail(KindNoRecords, "the app has no started machine%s (%d listed, none started)", where, len(skipped))
+		return nil, nil, noStartedMachine(f, len(seen), regions, skipped)
 	}
 	slices.SortFunc(ins, func(a, b Instance) int { return strings.Compare(a.String(), b.String()) })
 	return ins, skipped, nil
+}
+
+// noStartedMachine says why an app has no machine to purge: it has none,
+// none in the regions asked for (naming the regions it has), or none of
+// those listed is started (with their states).
+func noStartedMachine(f Fly, listed int, regions []string, skipped []Skipped) error {
+	de := &DiscoveryError{Kind: KindNoRecords, Name: "Fly.io app " + f.App}
+	where := ""
+	if len(f.Regions) > 0 {
+		where = " in " + orList(f.Regions)
+	}
+	switch {
+	case listed == 0:
+		de.Err = errors.New("the app has no machines (the Machines API listed none)")
+	case len(skipped) == 0:
+		slices.Sort(regions)
+		de.Regions = regions
+		de.Err = fmt.Errorf("the app has no machine%s: its %s %s in %s", where, plural(listed, "machine"), isAre(listed), andList(regions))
+	default:
+		var states []string
+		count := map[string]int{}
+		for _, s := range skipped {
+			if count[s.State]++; count[s.State] == 1 {
+				states = append(states, s.State)
+			}
+		}
+		for i, st := range states {
+			states[i] = fmt.Sprintf("%d %s", count[st], st)
+		}
+		there := ""
+		if where != "" {
+			there = " there"
+		}
+		de.Err = fmt.Errorf("the app has no started machine%s (%d listed%s: %s)", where, len(skipped), there, strings.Join(states, ", "))
+	}
+	return de
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
+}
+
+// andList and orList join words as a sentence does: "a", "a and b",
+// "a, b and c".
+func andList(w []string) string { return joinList(w, "and") }
+func orList(w []string) string  { return joinList(w, "or") }
+
+func joinList(w []string, conj string) string {
+	if len(w) < 2 {
+		return strings.Join(w, "")
+	}
+	return strings.Join(w[:len(w)-1], ", ") + " " + conj + " " + w[len(w)-1]
+}
+
+// statusMeaning says, in parentheses, what a Machines API status that is
+// neither a success nor a refusal of the token means (how long it asks to
+// wait is the hint's: DiscoveryError.RetryAfter).
+func statusMeaning(code int) string {
+	switch {
+	case code == http.StatusTooManyRequests:
+		return " (rate limited)"
+	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable || code == http.StatusGatewayTimeout:
+		return " (unavailable for now, on Fly.io's side)"
+	case code >= 500:
+		return " (a failure on Fly.io's side)"
+	}
+	return ""
+}
+
+// retryAfter reads a Retry-After header in seconds (its date form is
+// not used by the Machines API); 0 when absent or not a number.
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 || n > 24*3600 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
 }
 
 // machineID says whether id can be a machine's id: it goes in a header,

@@ -386,13 +386,77 @@ func TestFlyBadAnswers(t *testing.T) {
 	}
 }
 
-func TestFlyAPIServerError(t *testing.T) {
+// Each status of the Machines API says what it means: the token refused
+// (401, 403), rate limited (429), a failure on Fly.io's side (5xx); the
+// hint, in no flag's name, says what to do about it, and only a refusal
+// speaks of the token.
+func TestFlyAPIStatusesSayWhatTheyMean(t *testing.T) {
+	for _, tc := range []struct {
+		status     int
+		header     string
+		body       string
+		err, hint  string
+		retryAfter time.Duration
+	}{
+		{http.StatusTooManyRequests, "30", `{"error":"rate limit exceeded"}`,
+			"the Machines API answered 429 Too Many Requests (rate limited): rate limit exceeded",
+			"try again in 30s, as the API asks", 30 * time.Second},
+		{http.StatusTooManyRequests, "", "",
+			"the Machines API answered 429 Too Many Requests (rate limited)", "try again in a minute", 0},
+		{http.StatusInternalServerError, "", `{"error":"internal"}`,
+			"the Machines API answered 500 Internal Server Error (a failure on Fly.io's side): internal",
+			"try again later; https://status.flyio.net shows Fly.io's incidents", 0},
+		{http.StatusBadGateway, "", "bad gateway",
+			"the Machines API answered 502 Bad Gateway (unavailable for now, on Fly.io's side): bad gateway",
+			"try again later; https://status.flyio.net shows Fly.io's incidents", 0},
+		{http.StatusServiceUnavailable, "120", `{"error":"service unavailable"}`,
+			"the Machines API answered 503 Service Unavailable (unavailable for now, on Fly.io's side): service unavailable",
+			"try again in 2m0s, as the API asks; https://status.flyio.net shows Fly.io's incidents", 2 * time.Minute},
+		{http.StatusBadRequest, "", `{"error":"bad request"}`,
+			"the Machines API answered 400 Bad Request: bad request", "", 0},
+	} {
+		api := startFlyAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
+			if tc.header != "" {
+				w.Header().Set("Retry-After", tc.header)
+			}
+			w.WriteHeader(tc.status)
+			_, _ = w.Write([]byte(tc.body))
+		})
+		de := flyDiscoveryErr(t, flyJob(api, nil, "https://cdn.example/feed"), nil)
+		assert.Equal(t, purge.KindAPI, de.Kind)
+		assert.Equal(t, tc.status, de.Status)
+		assert.Equal(t, tc.retryAfter, de.RetryAfter)
+		assert.Equal(t, "discover Fly.io app "+flyTestApp+": "+tc.err, de.Error())
+		assert.Equal(t, tc.hint, de.Hint())
+		assert.NotContains(t, de.Error()+de.Hint(), "token", "only a refusal speaks of the token")
+	}
+}
+
+// The list is read up to 16 MiB: a larger answer is said to be larger,
+// not cut and then misread.
+func TestFlyAPIAnswerLargerThanTheLimit(t *testing.T) {
+	one := `{"id":"148ed193b95e89","name":"cdn-iad","state":"started","region":"iad","private_ip":"fdaa:0:1::2"},`
 	api := startFlyAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, `{"error":"internal"}`, http.StatusInternalServerError)
+		_, _ = w.Write([]byte("["))
+		chunk := []byte(strings.Repeat(one, 1000))
+		for n := 0; n <= 16<<20; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		_, _ = w.Write([]byte(`{"id":"3d8d413b29d089","state":"started","region":"ams"}]`))
 	})
 	de := flyDiscoveryErr(t, flyJob(api, nil, "https://cdn.example/feed"), nil)
-	assert.Equal(t, purge.KindAPI, de.Kind)
-	assert.Contains(t, de.Error(), "the Machines API answered 500 Internal Server Error: internal")
+	assert.Equal(t, purge.KindBadAnswer, de.Kind)
+	assert.Contains(t, de.Error(), "the Machines API's answer is larger than 16 MiB, the most read of it: its list of machines cannot be read whole")
+	assert.NotContains(t, de.Error(), "JSON")
+
+	// Exactly at the limit is read (and here is not JSON, said as such).
+	api = startFlyAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(bytes.Repeat([]byte(" "), 16<<20))
+	})
+	de = flyDiscoveryErr(t, flyJob(api, nil, "https://cdn.example/feed"), nil)
+	assert.Contains(t, de.Error(), "is not a list of machines")
 }
 
 func TestFlyNoStartedMachine(t *testing.T) {
@@ -400,14 +464,29 @@ func TestFlyNoStartedMachine(t *testing.T) {
 	edge := startFlyEdge(t, false, nil)
 	de := flyDiscoveryErr(t, flyJob(api, edge, "https://cdn.example/feed"), edge)
 	assert.Equal(t, purge.KindNoRecords, de.Kind)
-	assert.Contains(t, de.Error(), "the app has no started machine (2 listed, none started)")
+	assert.Contains(t, de.Error(), "the app has no started machine (2 listed: 1 stopped, 1 suspended)")
 
 	api = startFlyAPI(t, flyFleet, nil)
 	j := flyJob(api, edge, "https://cdn.example/feed")
 	j.Fly.Regions = []string{"lhr", "cdg"}
 	de = flyDiscoveryErr(t, j, edge)
 	assert.Equal(t, purge.KindNoRecords, de.Kind)
-	assert.Contains(t, de.Error(), "no started machine in lhr, cdg")
+	assert.Contains(t, de.Error(), "the app has no started machine in lhr or cdg (1 listed there: 1 stopped)")
+
+	de = flyDiscoveryErr(t, flyJob(startFlyAPI(t, nil, nil), edge, "https://cdn.example/feed"), edge)
+	assert.Contains(t, de.Error(), "the app has no machines (the Machines API listed none)")
+}
+
+// A region no machine is in names the regions there are (the front end
+// words the did-you-mean).
+func TestFlyRegionWithoutMachinesNamesTheRegions(t *testing.T) {
+	api := startFlyAPI(t, flyFleet, nil)
+	j := flyJob(api, nil, "https://cdn.example/feed")
+	j.Fly.Regions = []string{"iadd"}
+	de := flyDiscoveryErr(t, j, nil)
+	assert.Equal(t, purge.KindNoRecords, de.Kind)
+	assert.Contains(t, de.Error(), "the app has no machine in iadd: its 5 machines are in ams, iad, lhr, nrt and sjc")
+	assert.Equal(t, []string{"ams", "iad", "lhr", "nrt", "sjc"}, de.Regions)
 }
 
 func TestFlyAPIUnreachable(t *testing.T) {
@@ -435,6 +514,41 @@ func TestFlyAPITimeout(t *testing.T) {
 	de := flyDiscoveryErr(t, j, nil)
 	assert.Equal(t, purge.KindTimeout, de.Kind)
 	assert.Contains(t, de.Error(), "did not answer within 100ms")
+}
+
+// A run stopped while the Machines API is asked (the job's deadline, or
+// its caller, with a cause) says what stopped it, not that the API was
+// slow: the limit that cut it is the one to change.
+func TestFlyAPIStoppedSaysWhy(t *testing.T) {
+	asked := make(chan struct{}, 4)
+	release := make(chan struct{})
+	defer close(release)
+	api := startFlyAPI(t, nil, func(w http.ResponseWriter, r *http.Request) {
+		asked <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	j := flyJob(api, nil, "https://cdn.example/feed")
+	j.Deadline = 100 * time.Millisecond // Timeout stays 5s
+	de := flyDiscoveryErr(t, j, nil)
+	assert.Equal(t, purge.KindStopped, de.Kind)
+	assert.Contains(t, de.Error(), "stopped before the Machines API at "+api.URL+" answered: the job's deadline passed")
+	assert.ErrorIs(t, de, purge.ErrDeadline)
+	assert.NotContains(t, de.Error(), "5s")
+	<-asked
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	go func() {
+		<-asked
+		cancel(errors.New("interrupted by SIGINT (Ctrl-C)"))
+	}()
+	_, err := flyJob(api, nil, "https://cdn.example/feed").Run(ctx)
+	require.ErrorAs(t, err, &de)
+	assert.Equal(t, purge.KindStopped, de.Kind)
+	assert.Contains(t, de.Error(), "stopped before the Machines API at "+api.URL+" answered: interrupted by SIGINT (Ctrl-C)")
+	assert.NotErrorIs(t, de, purge.ErrDeadline)
 }
 
 // The edge answering for a machine that is not running (Fly's proxy has

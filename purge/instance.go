@@ -113,7 +113,11 @@ func newInstance(s string, a netip.Addr, name string, port int) (Instance, error
 // instanceAddr refuses addresses no single cache can listen on (or that
 // cannot be dialled as given).
 func instanceAddr(a netip.Addr) error {
-	if why := badAddr(a); why != "" {
+	switch why := badAddr(a); {
+	case why == "":
+	case a.Is6() && a.IsLinkLocalUnicast():
+		return fmt.Errorf("%s is %s: give the interface to reach it through, e.g. [%s%%eth0]", a, why, a)
+	default:
 		return fmt.Errorf("%s is %s, not an instance's", a.Unmap(), why)
 	}
 	return nil
@@ -131,11 +135,11 @@ func badAddr(a netip.Addr) string {
 	case a.IsMulticast():
 		return "a multicast address"
 	case a.Is4() && a.As4()[0] == 0:
-		return `in 0.0.0.0/8 ("this network", RFC 1122), which no host has`
+		return `an address in 0.0.0.0/8 ("this network", RFC 1122: no host has one)`
 	case a.Is4() && a.As4()[0] >= 240:
 		return "a reserved address (240.0.0.0/4, RFC 1112)"
 	case a.Is6() && a.IsLinkLocalUnicast() && a.Zone() == "":
-		return "a link-local address without a zone (the interface it is on), which cannot be reached as given"
+		return "a link-local address without a zone (the interface it is on)"
 	}
 	return ""
 }

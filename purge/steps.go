@@ -262,7 +262,7 @@ func (p *plan) judgeCheck(rep *Report, k int, r *response, n int64, expect Expec
 		return false, &InstanceError{Instance: in, URL: u.String(), Status: r.status, Reason: reason, Err: ErrNotMatched}
 	}
 	if r.status >= 500 {
-		return fail(fmt.Sprintf("the instance answered %s: an error page proves nothing about the purge", p.answer(r)))
+		return fail(fmt.Sprintf("the instance answered %s: an error page does not show what its cache holds", p.answer(r)))
 	}
 	matched, refilled := expect.match(st, time.Since(purgeStart))
 	if refilled {

@@ -3,10 +3,12 @@ package purge
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	werrors "github.com/nlnwa/whatwg-url/errors"
@@ -85,8 +87,8 @@ func checkScheme(s, in string) error {
 		return fmt.Errorf("url %q: not valid UTF-8; percent-encode bytes that are not text", safeURL(s))
 	}
 	scheme, rest, ok := strings.Cut(in, ":")
-	if !ok || !validScheme(scheme) {
-		return fmt.Errorf("url %q: not absolute; give the full public URL, e.g. https://example.com%s", safeURL(s), prefixSlash(in))
+	if !ok || !validScheme(scheme) || hostFirst(in) {
+		return notAbsolute(s, in)
 	}
 	switch strings.ToLower(scheme) {
 	case "http", "https":
@@ -234,6 +236,9 @@ func checkURL(s string) (*url.URL, error) {
 	if in == "" {
 		return nil, fmt.Errorf("url %q: empty; give an absolute URL such as https://example.com/path", s)
 	}
+	if scheme, _, ok := strings.Cut(in, ":"); !ok || !validScheme(scheme) || hostFirst(in) {
+		return nil, notAbsolute(s, in)
+	}
 	// A '%' that starts no escape is kept as written (browsers do): only
 	// Go's parser minds it.
 	u, err := url.Parse(escapeLonePercent(in))
@@ -251,7 +256,7 @@ func checkURL(s string) (*url.URL, error) {
 	case "http", "https":
 		u.Scheme = strings.ToLower(u.Scheme)
 	case "":
-		return nil, fmt.Errorf("url %q: not absolute; give the full public URL, e.g. https://example.com%s", safeURL(s), prefixSlash(in))
+		return nil, notAbsolute(s, in)
 	default:
 		return nil, fmt.Errorf("url %q: scheme %q is not http or https", safeURL(s), u.Scheme)
 	}
@@ -304,11 +309,101 @@ func rawPath(s string) string {
 	return rest
 }
 
-func prefixSlash(s string) string {
-	if strings.HasPrefix(s, "/") {
-		return s
+// notAbsolute is the error for a URL without its scheme, with the URL it
+// most likely stands for as the example (see meantURL).
+func notAbsolute(s, in string) error {
+	return fmt.Errorf("url %q: not absolute; give the full public URL, e.g. %s", safeURL(s), meantURL(in))
+}
+
+// meantURL is the absolute URL a URL written without its scheme most
+// likely stands for: https:// and the host it starts with
+// (cdn.example/x is https://cdn.example/x), or, when it does not start
+// with a host (/feed, podcast/1, feed.xml), a path on example.com.
+func meantURL(in string) string {
+	rest := strings.TrimPrefix(in, "//")
+	end := strings.IndexAny(rest, "/?#")
+	first, path := rest, ""
+	if end >= 0 {
+		first, path = rest[:end], rest[end:]
 	}
-	return "/" + s
+	if !hostLike(first, strings.HasPrefix(path, "/")) {
+		return "https://example.com/" + strings.TrimLeft(in, "/")
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	return "https://" + first + path
+}
+
+// hostFirst says whether in starts with a host and a port (cdn.example:8080/x,
+// localhost:8080), which a URL parser reads as a scheme and what follows it.
+func hostFirst(in string) bool {
+	first := in
+	if end := strings.IndexAny(in, "/?#"); end >= 0 {
+		first = in[:end]
+	}
+	return strings.Contains(first, ":") && hostLike(first, true)
+}
+
+// hostLike says whether s, the start of a URL written without its scheme,
+// is a host name or address (with a port, or not): localhost, an IP
+// address, or a dotted name whose last label is a top-level domain's
+// (letters, or xn-- and its ASCII form). A lone name that ends like a file
+// (feed.xml, index.html) is a path, unless a path follows it.
+func hostLike(s string, pathFollows bool) bool {
+	host := s
+	if strings.HasPrefix(s, "[") {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return false
+		}
+		a, err := netip.ParseAddr(s[1:end])
+		rest := s[end+1:]
+		return err == nil && a.Is6() && (rest == "" || strings.HasPrefix(rest, ":") && portLike(rest[1:]))
+	}
+	if h, port, ok := strings.Cut(s, ":"); ok {
+		if !portLike(port) {
+			return false
+		}
+		host, pathFollows = h, true
+	}
+	host = strings.TrimSuffix(host, ".")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Is4()
+	}
+	labels := strings.Split(host, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || l[0] == '-' || l[len(l)-1] == '-' || strings.ContainsFunc(l, func(r rune) bool {
+			return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-'
+		}) {
+			return false
+		}
+	}
+	tld := strings.ToLower(labels[len(labels)-1])
+	if !strings.HasPrefix(tld, "xn--") && (len(tld) < 2 || strings.ContainsFunc(tld, func(r rune) bool { return !unicode.IsLetter(r) })) {
+		return false
+	}
+	return pathFollows || !fileExtensions[tld]
+}
+
+// portLike says whether s can be a port: one to five digits.
+func portLike(s string) bool {
+	return s != "" && len(s) <= 5 && strings.Trim(s, "0123456789") == ""
+}
+
+// fileExtensions end names that are files more often than hosts.
+var fileExtensions = map[string]bool{
+	"html": true, "htm": true, "xml": true, "rss": true, "atom": true, "json": true, "txt": true,
+	"css": true, "js": true, "mjs": true, "map": true, "png": true, "jpg": true, "jpeg": true,
+	"gif": true, "svg": true, "webp": true, "avif": true, "ico": true, "pdf": true, "mp3": true,
+	"mp4": true, "m4a": true, "ogg": true, "webm": true, "woff": true, "woff2": true, "php": true,
+	"asp": true, "aspx": true, "md": true, "csv": true, "zip": true, "gz": true,
 }
 
 // safeURL is s with any user:password@ part masked, for error messages.

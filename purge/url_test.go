@@ -112,6 +112,44 @@ func TestParseURLErrors(t *testing.T) {
 	}
 }
 
+// A URL without its scheme is most often a host and a path: the example
+// is that URL with https://, not a path on someone else's host. Only what
+// cannot be a host (a file name, a single word) is read as a path.
+func TestParseURLNotAbsoluteSuggestsTheURLMeant(t *testing.T) {
+	for in, want := range map[string]string{
+		"cdn.example/x":           "https://cdn.example/x",
+		"CDN.Example.com/a/b?q=1": "https://CDN.Example.com/a/b?q=1",
+		"cdn.example":             "https://cdn.example/",
+		"cdn.example?x=1":         "https://cdn.example/?x=1",
+		"cdn.example:8080/x":      "https://cdn.example:8080/x",
+		"localhost:8080":          "https://localhost:8080/",
+		"localhost/feed":          "https://localhost/feed",
+		"10.0.0.7/feed":           "https://10.0.0.7/feed",
+		"[2001:db8::1]:8080/feed": "https://[2001:db8::1]:8080/feed",
+		"//cdn.example/x":         "https://cdn.example/x",
+		"bücher.example/x":        "https://bücher.example/x",
+		"www.example.xn--p1ai/x":  "https://www.example.xn--p1ai/x",
+		"/podcast/1":              "https://example.com/podcast/1",
+		"podcast/1":               "https://example.com/podcast/1",
+		"feed.xml":                "https://example.com/feed.xml",
+		"index.html":              "https://example.com/index.html",
+		"episode.mp3":             "https://example.com/episode.mp3",
+		"v1.2/notes":              "https://example.com/v1.2/notes",
+		"cdn:x/y":                 "", // a scheme of its own: said apart
+	} {
+		for _, parse := range []func(string) (URL, error){ParseURL, ParseRawURL} {
+			_, err := parse(in)
+			require.Error(t, err, in)
+			if want == "" {
+				assert.NotContains(t, err.Error(), "not absolute", in)
+				continue
+			}
+			assert.Contains(t, err.Error(), "not absolute; give the full public URL, e.g. "+want, in)
+			assert.NotContains(t, err.Error(), want+"/", in) // nothing appended
+		}
+	}
+}
+
 func TestReadURLs(t *testing.T) {
 	in := "# changed pages\nhttps://a.example/1\n\n   \n  https://a.example/2?x=1  \n# done\n"
 	urls, err := ReadURLs(strings.NewReader(in), "changed.txt", false)

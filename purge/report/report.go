@@ -99,6 +99,14 @@ func Write(w io.Writer, f Format, out *purge.Outcome, o Options) error {
 	return errors.Join(err, bw.Flush())
 }
 
+// count is "1 URL", "2 URLs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // WritePlan writes what a job would send (a dry run).
 func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
 	bw := bufio.NewWriter(w)
@@ -113,9 +121,9 @@ func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
 	if f == Markdown {
 		st = markdown{g}
 	}
-	what := fmt.Sprintf("%s to %d instances x %d URLs", p.Method, len(p.Instances), p.URLs.Len())
+	what := fmt.Sprintf("%s to %s x %s", p.Method, count(len(p.Instances), "instance"), count(p.URLs.Len(), "URL"))
 	if p.Method == "" {
-		what = fmt.Sprintf("verify %d URLs on %d instances", p.URLs.Len(), len(p.Instances))
+		what = fmt.Sprintf("verify %s on %s", count(p.URLs.Len(), "URL"), count(len(p.Instances), "instance"))
 	}
 	st.title(bw, "cdnpurge dry run")
 	st.line(bw, fmt.Sprintf("would send %s over %s; nothing was sent", what, p.Scheme))

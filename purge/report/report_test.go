@@ -341,7 +341,7 @@ func TestPlan(t *testing.T) {
 	require.NoError(t, err)
 	var b bytes.Buffer
 	require.NoError(t, WritePlan(&b, Text, p))
-	assert.Contains(t, b.String(), "would send PURGEKEYS to 1 instances x 1 URLs over http; nothing was sent")
+	assert.Contains(t, b.String(), "would send PURGEKEYS to 1 instance x 1 URL over http; nothing was sent")
 	assert.Contains(t, b.String(), "xkey-purge: t1")
 	assert.Contains(t, b.String(), "Purge-Token: (hidden)")
 	assert.NotContains(t, b.String(), "secret-xyz")

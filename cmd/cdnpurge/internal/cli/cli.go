@@ -6,12 +6,15 @@ package cli
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -355,7 +358,7 @@ func (a *App) exit(cmd string, err error) int {
 		return usage(je.Error(), a.jobHint(je))
 	case errors.As(err, &de):
 		say("%s: %v\n", cmd, err)
-		if h := discoveryHint(de); h != "" {
+		if h := a.discoveryHint(de); h != "" {
 			own("hint: %s\n", h)
 		}
 		return ExitUsage
@@ -400,23 +403,58 @@ func (a *App) jobHint(je *purge.JobError) string {
 
 // discoveryHint words a discovery failure's remedy in this CLI's flags, or
 // takes the library's where no flag is concerned.
-func discoveryHint(de *purge.DiscoveryError) string {
+func (a *App) discoveryHint(de *purge.DiscoveryError) string {
 	switch de.Kind {
 	case purge.KindNoRecords:
 		if de.Suggest != "" {
 			return "try --record " + string(de.Suggest)
 		}
+		if len(de.Regions) > 0 {
+			return a.regionHint(de.Regions)
+		}
 	case purge.KindTimeout:
+		if de.Record == "" {
+			return "raise --timeout: it limits the Machines API's answer too"
+		}
 		return "check --resolver, or raise --dns-timeout"
+	case purge.KindStopped:
+		if errors.Is(de, purge.ErrDeadline) {
+			return "raise --deadline: it limits the whole run, finding the instances included"
+		}
+		return "" // a signal: the one who sent it knows
 	case purge.KindUnreachable:
 		if de.Record != "" {
 			return "check --resolver"
 		}
 		return "check --fly-api and the network"
 	case purge.KindAPI:
-		return "check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"
+		switch de.Status {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return "check the Fly.io token (FLY_API_TOKEN or --fly-token-file)"
+		case 0: // not followed to another address
+			return "check --fly-api"
+		}
 	}
 	return de.Hint()
+}
+
+// regionHint words a --region no machine is in: the regions meant, when
+// close to the app's own, or else how to purge them all.
+func (a *App) regionHint(regions []string) string {
+	var meant []string
+	if a.parsed != nil {
+		if f := a.parsed.Lookup("region"); f != nil {
+			for _, r := range strings.Split(f.Value.String(), ",") {
+				if s := suggest(r, regions); len(s) > 0 && !slices.Contains(meant, s[0]) {
+					meant = append(meant, s[0])
+				}
+			}
+		}
+	}
+	if len(meant) > 0 {
+		return "did you mean --region " + strings.Join(meant, ",") + "?"
+	}
+	return "give --region one of the app's regions, or leave it out to purge them all"
 }
 
 // failureHints words, once each, the remedies for the failures in out,
@@ -444,6 +482,7 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 	var hints []string
 	seen := make([]bool, len(causes))
 	var stopped error
+	var badCert *tls.CertificateVerificationError
 	for _, r := range out.Reports() {
 		if r.Failed() == 0 {
 			continue
@@ -452,6 +491,9 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			err := r.Err(k)
 			if err == nil {
 				continue
+			}
+			if badCert == nil {
+				errors.As(err, &badCert)
 			}
 			for i, c := range causes {
 				if !seen[i] && errors.Is(err, c.err) {
@@ -476,6 +518,13 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 			method = out.Purge.Method
 		}
 		hints = append(hints, strings.ReplaceAll(c.hint, "METHOD", method))
+	}
+	if badCert != nil {
+		if j.Fly.App != "" {
+			hints = append(hints, "the edge's certificate did not verify for the URL's host (TLS names it, also with --connect): check the URL's host, or --insecure skips the check")
+		} else {
+			hints = append(hints, "the instance's certificate did not verify for the URL's host: --scheme http reaches the instances without TLS, or --insecure skips the check")
+		}
 	}
 	if out.Purge == nil && j.Wait == 0 && missedHit(out) {
 		hints = append(hints, "a miss can mean the URL was not cached yet: this check's own request has now filled each cache, so the next run finds hits; --wait 2m keeps asking until every instance matches")

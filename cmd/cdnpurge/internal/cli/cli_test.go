@@ -170,7 +170,7 @@ func TestPurgeDryRunSendsNothing(t *testing.T) {
 	f := startFleet(t, 2, nil)
 	r := run(t, map[string]string{"PURGE_TOKEN": "secret-xyz"}, "", append([]string{"purge", "--url", "https://example.com/a?b=1", "--dry-run"}, f.args()...)...)
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "would send PURGE to 2 instances x 1 URLs over http; nothing was sent")
+	assert.Contains(t, r.stdout, "would send PURGE to 2 instances x 1 URL over http; nothing was sent")
 	assert.Contains(t, r.stdout, "PURGE /a?b=1  Host: example.com")
 	assert.Contains(t, r.stdout, "Purge-Token: (hidden)")
 	assert.NotContains(t, r.stdout, "secret-xyz")

@@ -62,6 +62,10 @@ func TestUsageErrorsNameTheFix(t *testing.T) {
 		{"purge --url", "--url needs a value", "write --url URL", false},
 		{"purge --url --dns-name x", "--url needs a value", "--dns-name is a flag: give --url a value before it", false},
 		{"purge https://e.com/", `unexpected argument "https://e.com/"`, "URLs go in --url URL (repeatable) or --urls-file FILE", false},
+		// A URL without its scheme: the example is the URL meant.
+		{"purge --url cdn.example/x", `url "cdn.example/x": not absolute; give the full public URL, e.g. https://cdn.example/x` + "\n", "", true},
+		{"purge --raw-url --url cdn.example:8080/x", `url "cdn.example:8080/x": not absolute; give the full public URL, e.g. https://cdn.example:8080/x` + "\n", "", true},
+		{"purge --url /feed", `url "/feed": not absolute; give the full public URL, e.g. https://example.com/feed` + "\n", "", true},
 		{"purge ---url x", "---url: not a flag", "flags are written --name or --name=value", false},
 		// Settings that need another.
 		{"verify --url https://e.com/ --interval 1s", "--interval 1s only applies with --wait: without it, each instance is asked once", "e.g. --wait 2m --interval 1s", false},
@@ -98,6 +102,16 @@ func TestUsageErrorsNameTheFix(t *testing.T) {
 		}
 		assert.NotContains(t, r.stderr, "Usage:", "never the help: %s", tc.args)
 	}
+	assert.Empty(t, f.requests(f.addrs[0]), "nothing was sent")
+}
+
+// A URL file's line without its scheme: the line, and the URL meant.
+func TestURLsFileNotAbsoluteSuggestsTheURLMeant(t *testing.T) {
+	f := startFleet(t, 1, nil)
+	r := run(t, nil, "https://cdn.example/a\ncdn.example/x\n", append([]string{"purge", "--urls-file", "-"}, f.args()...)...)
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Equal(t, `cdnpurge purge: --urls-file: stdin line 2: url "cdn.example/x": not absolute; give the full public URL, e.g. https://cdn.example/x`+"\n"+
+		"Run 'cdnpurge purge --help' for usage.\n", r.stderr)
 	assert.Empty(t, f.requests(f.addrs[0]), "nothing was sent")
 }
 
