@@ -190,7 +190,6 @@ func TestTransportRemembersKeepAliveLimit(t *testing.T) {
 // stays silent costs the first run one timeout; the next run gives it one
 // request per connection from the start, and waits for nothing.
 func TestTransportRemembersOneAtATime(t *testing.T) {
-	var second atomic.Bool
 	in := hostile.Start(t, hostile.Each(func(c *hostile.Conn, r *hostile.Request) {
 		if r.Seq > 0 {
 			c.Hold()
@@ -200,14 +199,14 @@ func TestTransportRemembersOneAtATime(t *testing.T) {
 	}))
 	tr := &Transport{}
 	defer tr.Close()
-	j := Job{URLs: prefixed("a", 16), Instances: []string{in.Addr}, Timeout: 300 * time.Millisecond, Backoff: time.Millisecond, Transport: tr}
+	j := Job{URLs: prefixed("a", 16), Instances: []string{in.Addr}, Timeout: time.Second, Backoff: time.Millisecond, Transport: tr}
 	out := run(t, j)
 	require.True(t, out.OK(), out.Purge.Summary())
 	holdToRecord(t, out.Purge, in)
 	before := len(in.Requests())
-	second.Store(true)
 
-	j.URLs = prefixed("b", 16)
+	j.URLs, j.Timeout = prefixed("b", 16), 5*time.Second // never waited for
+
 	out = run(t, j)
 	require.True(t, out.OK(), out.Purge.Summary())
 	holdToRecord(t, out.Purge, in)
