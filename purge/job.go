@@ -752,9 +752,11 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	budget := p.tr.budget()
 	start := time.Now()
 	if !p.VerifyOnly {
+		p.lastStep(len(p.Verify) == 0)
 		out.Purge = p.purge(ctx, out.Instances, budget)
 	}
-	for _, e := range p.Verify {
+	for i, e := range p.Verify {
+		p.lastStep(i == len(p.Verify)-1)
 		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, start))
 	}
 	if rs := out.Reports(); len(rs) > 0 && len(warnings) > 0 {
@@ -771,6 +773,14 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// lastStep, before the run's last step, drains the run's own transport:
+// nothing will take the connections that step leaves.
+func (p *plan) lastStep(last bool) {
+	if last && p.Transport == nil {
+		p.tr.drain()
+	}
 }
 
 // Plan finds the instances and says what Run would send, sending nothing.

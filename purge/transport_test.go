@@ -415,3 +415,17 @@ func TestTransportKeepsTLSSettingsApart(t *testing.T) {
 	j.RootCAs = srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	assert.Contains(t, errText(run(t, j).Purge.Result(0)), "certificate")
 }
+
+// A run without a transport shares its connections between its steps (the
+// purge, then each verify step), and leaves none open when it returns.
+func TestRunOwnTransportAcrossSteps(t *testing.T) {
+	in, closed := tracked(t)
+	j := job(prefixed("a", 20), in.addr)
+	j.PerInstance, j.Verify = 1, []Expect{ExpectAny, ExpectAny}
+	out := run(t, j)
+	require.Len(t, out.Verify, 2)
+	require.Len(t, in.requests(), 3*20)
+	assert.Equal(t, int64(1), in.conns.Load(), "one connection for the purge and both checks")
+	require.Eventually(t, func() bool { return closed.Load() == in.conns.Load() }, 5*time.Second, 5*time.Millisecond,
+		"closed when the run is over")
+}
