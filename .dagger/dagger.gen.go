@@ -86,6 +86,7 @@ func (r Cdnpurge) MarshalJSON() ([]byte, error) {
 		OKStatus    []int
 		RawURL      bool
 		CacheName   string
+		CacheHeader string
 		Via         string
 		APIToken    *dagger.Secret
 	}
@@ -114,6 +115,7 @@ func (r Cdnpurge) MarshalJSON() ([]byte, error) {
 	concrete.OKStatus = r.OKStatus
 	concrete.RawURL = r.RawURL
 	concrete.CacheName = r.CacheName
+	concrete.CacheHeader = r.CacheHeader
 	concrete.Via = r.Via
 	concrete.APIToken = r.APIToken
 	return json.Marshal(&concrete)
@@ -146,6 +148,7 @@ func (r *Cdnpurge) UnmarshalJSON(bs []byte) error {
 		OKStatus    []int
 		RawURL      bool
 		CacheName   string
+		CacheHeader string
 		Via         string
 		APIToken    *dagger.Secret
 	}
@@ -178,6 +181,7 @@ func (r *Cdnpurge) UnmarshalJSON(bs []byte) error {
 	r.OKStatus = concrete.OKStatus
 	r.RawURL = concrete.RawURL
 	r.CacheName = concrete.CacheName
+	r.CacheHeader = concrete.CacheHeader
 	r.Via = concrete.Via
 	r.APIToken = concrete.APIToken
 	return nil
@@ -336,6 +340,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg contentType", err))
 				}
 			}
+			var broad bool
+			if inputArgs["broad"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["broad"]), &broad)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg broad", err))
+				}
+			}
+			var method string
+			if inputArgs["method"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["method"]), &method)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
+				}
+			}
 			var verify []string
 			if inputArgs["verify"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["verify"]), &verify)
@@ -348,6 +366,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 				err = json.Unmarshal([]byte(inputArgs["verifyUrl"]), &verifyUrl)
 				if err != nil {
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
+				}
+			}
+			var origin string
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
+			var acceptUncertain bool
+			if inputArgs["acceptUncertain"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["acceptUncertain"]), &acceptUncertain)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg acceptUncertain", err))
 				}
 			}
 			var dryRun bool
@@ -371,7 +403,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
 				}
 			}
-			return (*Cdnpurge).Ban(&parent, ctx, regex, url, urlsFile, contentType, verify, verifyUrl, dryRun, format, verbose)
+			return (*Cdnpurge).Ban(&parent, ctx, regex, url, urlsFile, contentType, broad, method, verify, verifyUrl, origin, acceptUncertain, dryRun, format, verbose)
 		case "E2e":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -448,6 +480,20 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verifyUrl", err))
 				}
 			}
+			var origin string
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
+			var acceptUncertain bool
+			if inputArgs["acceptUncertain"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["acceptUncertain"]), &acceptUncertain)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg acceptUncertain", err))
+				}
+			}
 			var dryRun bool
 			if inputArgs["dryRun"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["dryRun"]), &dryRun)
@@ -469,7 +515,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
 				}
 			}
-			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, method, tag, soft, verify, verifyUrl, dryRun, format, verbose)
+			return (*Cdnpurge).Purge(&parent, ctx, url, urlsFile, method, tag, soft, verify, verifyUrl, origin, acceptUncertain, dryRun, format, verbose)
 		case "Test":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -560,6 +606,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg method", err))
 				}
 			}
+			var origin string
+			if inputArgs["origin"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["origin"]), &origin)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg origin", err))
+				}
+			}
 			var wait string
 			if inputArgs["wait"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["wait"]), &wait)
@@ -588,7 +641,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg verbose", err))
 				}
 			}
-			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, method, wait, interval, format, verbose)
+			return (*Cdnpurge).Verify(&parent, ctx, url, urlsFile, expect, method, origin, wait, interval, format, verbose)
 		case "":
 			var parent Cdnpurge
 			err = json.Unmarshal(parentJSON, &parent)
@@ -770,6 +823,13 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheName", err))
 				}
 			}
+			var cacheHeader string
+			if inputArgs["cacheHeader"] != nil {
+				err = json.Unmarshal([]byte(inputArgs["cacheHeader"]), &cacheHeader)
+				if err != nil {
+					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg cacheHeader", err))
+				}
+			}
 			var via string
 			if inputArgs["via"] != nil {
 				err = json.Unmarshal([]byte(inputArgs["via"]), &via)
@@ -784,7 +844,7 @@ func invoke(ctx context.Context, parentJSON []byte, parentName string, fnName st
 					panic(fmt.Errorf("%s: %w", "failed to unmarshal input arg apiToken", err))
 				}
 			}
-			return New(dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, scheme, insecure, header, timeout, retries, concurrency, perInstance, pipeline, deadline, okStatus, rawUrl, cacheName, via, apiToken), nil
+			return New(dnsName, record, resolver, dnsTimeout, instance, port, flyApp, flyToken, flyApi, region, connect, token, tokenHeader, scheme, insecure, header, timeout, retries, concurrency, perInstance, pipeline, deadline, okStatus, rawUrl, cacheName, cacheHeader, via, apiToken), nil
 		default:
 			return nil, fmt.Errorf("unknown function %s", fnName)
 		}

@@ -96,6 +96,8 @@ type Cdnpurge struct {
 	// +private
 	CacheName string
 	// +private
+	CacheHeader string
+	// +private
 	Via string
 	// +private
 	APIToken *dagger.Secret
@@ -192,6 +194,10 @@ func New(
 	// The fleet's name in RFC 9211 Cache-Status lists.
 	// +optional
 	cacheName string,
+	// Also read this header, which the application sets to HIT, MISS, PASS, UNCACHEABLE, STALE...
+	// (X-Magento-Cache-Debug is always read).
+	// +optional
+	cacheHeader string,
 	// Instead of all of the above: send every job to the cdnpurge serve at this URL (e.g.
 	// https://purge.example.com), which finds every instance and sends to each. Reaches a
 	// private fleet (Fly.io's 6PN) from a function's IPv4-only network through one endpoint.
@@ -207,6 +213,7 @@ func New(
 		Token: token, TokenHeader: tokenHeader, Scheme: scheme, Insecure: insecure, Header: header,
 		Timeout: timeout, Retries: retries, Concurrency: concurrency, PerInstance: perInstance, Pipeline: pipeline,
 		Deadline: deadline, OKStatus: okStatus, RawURL: rawUrl, CacheName: cacheName, Via: via, APIToken: apiToken,
+		CacheHeader: cacheHeader,
 	}
 }
 
@@ -242,6 +249,12 @@ func (m *Cdnpurge) Purge(
 	// Check these URLs instead of --url (required after a tag purge).
 	// +optional
 	verifyUrl []string,
+	// With --verify: compare every copy with the origin's current version, asked of this base URL (scheme, host, port), e.g. http://10.0.0.5:8080.
+	// +optional
+	origin string,
+	// With --verify: pass a copy whose Age cannot tell whether it was stored before or after the purge.
+	// +optional
+	acceptUncertain bool,
 	// Find the instances and return what would be sent; send nothing.
 	// +optional
 	dryRun bool,
@@ -258,6 +271,7 @@ func (m *Cdnpurge) Purge(
 		return "", nothingSent(err, j)
 	}
 	j.Method, j.Tags, j.Soft, j.VerifyURLs = method, tag, soft, verifyUrl
+	j.Origin, j.AcceptUncertain = origin, acceptUncertain
 	if j.Verify, err = expects(verify); err != nil {
 		return "", nothingSent(err, j)
 	}
@@ -285,12 +299,24 @@ func (m *Cdnpurge) Ban(
 	// Only ban objects whose Content-Type matches this expression.
 	// +optional
 	contentType string,
+	// Send a regex without a literal path prefix (e.g. \.css$) with the path /: VCLs that ban by the request path then ban every object of the host.
+	// +optional
+	broad bool,
+	// Request method: BAN, or the one the VCL bans on (varnish/toolbox: PURGEDIR).
+	// +optional
+	method string,
 	// Then check --verify-url: "purged" (no instance may serve a copy older than the ban), or strict steps.
 	// +optional
 	verify []string,
 	// The URLs to check (a ban's --url only carries the Host).
 	// +optional
 	verifyUrl []string,
+	// With --verify: compare every copy with the origin's current version, asked of this base URL.
+	// +optional
+	origin string,
+	// With --verify: pass a copy whose Age cannot tell whether it was stored before or after the ban.
+	// +optional
+	acceptUncertain bool,
 	// Find the instances and return what would be sent; send nothing.
 	// +optional
 	dryRun bool,
@@ -307,6 +333,7 @@ func (m *Cdnpurge) Ban(
 		return "", nothingSent(err, j)
 	}
 	j.Ban, j.BanContentType, j.VerifyURLs = regex, contentType, verifyUrl
+	j.Broad, j.Method, j.Origin, j.AcceptUncertain = broad, method, origin, acceptUncertain
 	if j.Verify, err = expects(verify); err != nil {
 		return "", nothingSent(err, j)
 	}
@@ -330,14 +357,16 @@ func (m *Cdnpurge) Verify(
 	// A file of URLs, one a line.
 	// +optional
 	urlsFile *dagger.File,
-	// What every instance must say: hit (fresh or stale), fresh, stale, miss or any.
+	// What every instance must say: hit (fresh or stale), fresh, stale, miss, current (with --origin) or any.
 	// +optional
 	// +default="hit"
 	expect string,
-	// HEAD, or GET when the site treats HEAD differently.
+	// HEAD, or GET when the site treats HEAD differently; default HEAD, GET with --origin.
 	// +optional
-	// +default="HEAD"
 	method string,
+	// Compare every copy with the origin's current version, asked of this base URL (scheme, host, port).
+	// +optional
+	origin string,
 	// Keep asking instances that do not match for this long, e.g. 2m.
 	// +optional
 	wait string,
@@ -361,7 +390,7 @@ func (m *Cdnpurge) Verify(
 	if err != nil {
 		return "", nothingSent(err, j)
 	}
-	j.VerifyOnly, j.Verify, j.VerifyMethod = true, []purge.Expect{exp}, method
+	j.VerifyOnly, j.Verify, j.VerifyMethod, j.Origin = true, []purge.Expect{exp}, method, origin
 	if err := durations(&j, map[string]string{"wait": wait, "interval": interval}); err != nil {
 		return "", nothingSent(err, j)
 	}
@@ -380,7 +409,7 @@ func (m *Cdnpurge) job(ctx context.Context, urls []string, urlsFile *dagger.File
 		Fly:         purge.Fly{App: m.FlyApp, API: m.FlyAPI, Regions: m.Region, Connect: m.Connect},
 		TokenHeader: m.TokenHeader, Scheme: m.Scheme, Insecure: m.Insecure, Headers: m.Header,
 		Attempts: m.Retries + 1, Concurrency: m.Concurrency, PerInstance: m.PerInstance, Pipeline: m.Pipeline,
-		OKStatus: m.OKStatus, RawURLs: m.RawURL, CacheName: m.CacheName,
+		OKStatus: m.OKStatus, RawURLs: m.RawURL, CacheName: m.CacheName, CacheHeader: m.CacheHeader,
 		URLs: urls, NoIPv6: true,
 	}
 	if m.Retries < 0 {

@@ -88,10 +88,9 @@ func TestDefaultsAreTheLibrarys(t *testing.T) {
 		"retries":     strconv.Itoa(purge.DefaultAttempts - 1),
 		"format":      strconv.Quote(string(report.DefaultFormat)),
 		"expect":      strconv.Quote(string(purge.DefaultExpect)),
-		"method":      strconv.Quote(purge.DefaultVerifyMethod),
 		"interval":    strconv.Quote(purge.DefaultInterval.String()),
 	}
-	for fn, n := range map[string]int{"New": 10, "Purge": 1, "Ban": 1, "Verify": 4} {
+	for fn, n := range map[string]int{"New": 10, "Purge": 1, "Ban": 1, "Verify": 3} {
 		pragmas := pragmaDefaults(t, fn)
 		require.Len(t, pragmas, n, "%s's +default pragmas: %v", fn, pragmas)
 		for arg, v := range pragmas {
@@ -294,6 +293,29 @@ func TestIPv6InstancesFailBeforeSending(t *testing.T) {
 	assert.Zero(t, accepted.Load(), "nothing was sent")
 }
 
+// Proof by content: the origin's current version, compared with every
+// copy; a ban's request path is its regex's literal prefix, and one
+// without a prefix is sent only when declared broad.
+func TestProofThroughInvoke(t *testing.T) {
+	f := startFleet(t)
+	u := "https://changelog.com/origin-compare"
+	origin := "http://" + f.Origin.Addr
+	out, err := call(t, fleetArgs(f), "Purge", map[string]any{"url": []string{u}, "verify": []string{"purged"}, "origin": origin, "format": "json"})
+	require.NoError(t, err, out)
+	assert.Contains(t, out, `"current": true`)
+	out, err = call(t, with(fleetArgs(f), "cacheHeader", "X-App-Cache"), "Verify", map[string]any{"url": []string{u}, "expect": "current", "origin": origin})
+	require.NoError(t, err, out)
+	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected current")
+	assert.Contains(t, out, "compared with the origin: "+origin)
+
+	out, err = call(t, fleetArgs(f), "Ban", map[string]any{"url": []string{"https://changelog.com/"}, "regex": "^/p/42/", "dryRun": true})
+	require.NoError(t, err)
+	assert.Contains(t, out, "BAN /p/42/")
+	out, err = call(t, fleetArgs(f), "Ban", map[string]any{"url": []string{"https://changelog.com/"}, "regex": `\.css$`, "broad": true, "method": "ban", "dryRun": true})
+	require.NoError(t, err)
+	assert.Contains(t, out, "BAN /  Host: changelog.com")
+}
+
 // Arguments that cannot work are errors that name the argument.
 func TestBadArguments(t *testing.T) {
 	static := map[string]any{"instance": []string{"10.0.0.1"}}
@@ -318,6 +340,11 @@ func TestBadArguments(t *testing.T) {
 		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "expect": "warm"}, `expect "warm"`},
 		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "format": "xml"}, "use text, json or markdown"},
 		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "wait": "1m", "interval": "10ms"}, "at least 100ms"},
+		{static, "Ban", map[string]any{"url": []string{"https://e.com/"}, "regex": `\.css$`}, "no literal path prefix"},
+		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "expect": "current"}, "needs the origin"},
+		{static, "Verify", map[string]any{"url": []string{"https://e.com/"}, "origin": "ftp://x"}, "give the origin's base URL"},
+		{with(static, "cacheHeader", "a b"), "Verify", map[string]any{"url": []string{"https://e.com/"}}, "not a valid header name"},
+		{static, "Purge", map[string]any{"url": []string{"https://e.com/"}, "origin": "http://x"}, "no verify step"},
 	} {
 		_, err := call(t, tc.fleet, tc.fn, tc.args)
 		require.Error(t, err, "%s %v %v", tc.fn, tc.fleet, tc.args)

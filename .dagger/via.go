@@ -35,6 +35,9 @@ func viaPurge(ctx context.Context, via string, apiToken *dagger.Secret, j purge.
 	if dryRun {
 		return "", fmt.Errorf("nothing was sent: --dry-run shows what this module would send itself; with --via the serve sends")
 	}
+	if err := viaUnsent(j); err != nil {
+		return "", err
+	}
 	c, err := viaClient(ctx, via, apiToken, j)
 	if err != nil {
 		return "", err
@@ -50,6 +53,9 @@ func viaPurge(ctx context.Context, via string, apiToken *dagger.Secret, j purge.
 
 // viaVerify sends a verify job to a serve.
 func viaVerify(ctx context.Context, via string, apiToken *dagger.Secret, j purge.Job, format string, verbose bool) (string, error) {
+	if err := viaUnsent(j); err != nil {
+		return "", err
+	}
 	c, err := viaClient(ctx, via, apiToken, j)
 	if err != nil {
 		return "", err
@@ -79,4 +85,18 @@ func viaReport(res *api.Result, err error) (string, error) {
 		return "", fmt.Errorf("FAILED: %s (serve job %s)\n\n%s", msg, res.Job, res.Report)
 	}
 	return string(res.Report), nil
+}
+
+// viaUnsent refuses the settings the serve's API does not carry: they
+// would be lost on the way.
+func viaUnsent(j purge.Job) error {
+	for _, a := range []struct {
+		set  bool
+		name string
+	}{{j.Origin != "", "origin"}, {j.AcceptUncertain, "accept-uncertain"}, {j.Broad, "broad"}, {j.Ban != "" && j.Method != "", "method"}, {j.CacheHeader != "", "cache-header"}} {
+		if a.set {
+			return fmt.Errorf("nothing was sent: --%s is not sent through --via (the serve's API does not carry it)\nhint: leave --via out to use it", a.name)
+		}
+	}
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +32,8 @@ import (
 type style struct {
 	name   string // the file in varnish/testdata/styles, without .vcl; "shipped" is cdnpurge's own VCL
 	token  string // the purge token it checks, if any
+	bearer bool   // the token goes as "Authorization: Bearer TOKEN"
+	noAge  bool   // its responses carry no Age
 	xkey   bool   // needs vmod xkey
 	purges bool   // handles PURGE of one URL
 	stale  bool   // its evidence tells a hit in grace from a fresh one
@@ -61,11 +62,17 @@ func styles() []style {
 			{"ban", banShipped},
 			{"tags-without-xkey", tagsWithoutXkey},
 			{"soft", softPurge},
+			{"finding6-soft-purge-verified", finding6SoftPurge},
+			{"finding7-fetch-in-flight", finding7FetchInFlight},
+			{"finding8-upstream-age", finding8UpstreamAge},
+			{"finding9-variants", finding9Variants},
+			{"finding10-cached-status", finding10CachedStatus},
 		}},
 		{name: "shipped-xkey", token: token, xkey: true, purges: true, stale: true, source: "cache-status", more: []scenario{
 			{"tags", tagPurge(purge.DefaultTagMethod)},
 			{"tags-purge-method", tagPurge(purge.DefaultMethod)},
 			{"tags-soft", tagSoftPurge},
+			{"tag-counts", tagCounts},
 		}},
 		{name: "fos", xkey: true, purges: true, source: "x-cache", more: []scenario{
 			{"tags", tagPurge(purge.DefaultTagMethod)},
@@ -93,7 +100,38 @@ func styles() []style {
 		{name: "pipely", token: token, purges: true, stale: true, source: "cache-status (pipely)", more: []scenario{
 			{"token", pipelyToken},
 		}},
+		{name: "magento2", noAge: true, stale: true, source: "x-magento-cache-debug", more: []scenario{
+			{"finding4-tag-purge", magento},
+		}},
+		{name: "wordpress", purges: true, source: "x-varnish", more: []scenario{
+			{"finding1-ban-handed-to-the-app", finding1BanHandedToTheApp},
+			{"purge-regex", wordpressPurge},
+		}},
+		{name: "shopware", xkey: true, source: "age", more: []scenario{
+			{"finding3-stored-miss-header", finding3StoredMissHeader},
+			{"finding5-ban-no-wider", finding5BansNoWider("BAN")},
+			{"tags", shopwareTags},
+		}},
+		{name: "api-platform", source: "x-varnish", more: []scenario{
+			{"ban-by-tags", apiPlatform},
+		}},
+		{name: "toolbox", token: token, bearer: true, source: "x-varnish", more: []scenario{
+			{"finding5-purgedir-no-wider", finding5BansNoWider("PURGEDIR", "--token-header", "Authorization")},
+			{"purgeone", toolboxPurge},
+		}},
+		{name: "fakepurge", stale: true, source: "x-cache", more: []scenario{
+			{"finding1-hostile", finding1Hostile},
+			{"finding6-soft-ignored", finding6SoftPurgeIgnored},
+		}},
 	}
+}
+
+// cliToken is the token as the CLI sends it (PURGE_TOKEN).
+func (s style) cliToken() string {
+	if s.bearer && s.token != "" {
+		return "Bearer " + s.token
+	}
+	return s.token
 }
 
 // TestStyles runs every style's scenarios, each style on its own fleet.
@@ -121,16 +159,21 @@ func TestStyles(t *testing.T) {
 // startStyle starts a fleet of 2 running the style's VCL.
 func startStyle(t *testing.T, s style) *fleet.Fleet {
 	t.Helper()
-	if s.xkey {
-		fleettest.NeedXkey(t)
-	}
 	// The shipped template is given explicitly, so that the fleet runs here
 	// even when the environment names external instances.
 	tmpl := varnish.VCLTemplate()
 	if !strings.HasPrefix(s.name, "shipped") {
-		b, err := os.ReadFile(filepath.Join("..", "varnish", "testdata", "styles", s.name+".vcl"))
-		require.NoError(t, err)
-		tmpl = string(b)
+		tmpl = readStyle(t, s.name)
+	}
+	return startStyleTemplate(t, s, tmpl)
+}
+
+// startStyleTemplate starts a fleet of 2 running tmpl, with the style's
+// token and vmods.
+func startStyleTemplate(t *testing.T, s style, tmpl string) *fleet.Fleet {
+	t.Helper()
+	if s.xkey {
+		fleettest.NeedXkey(t)
 	}
 	mode, err := fleet.ParseMode(os.Getenv("CDNPURGE_E2E_MODE"))
 	require.NoError(t, err)
@@ -138,6 +181,25 @@ func startStyle(t *testing.T, s style) *fleet.Fleet {
 		mode = fleet.ModeLoopback // a style needs its own VCL
 	}
 	return fleettest.Start(t, fleet.Options{N: 2, Mode: mode, Template: tmpl, Token: s.token, Xkey: s.xkey, Grace: styleGrace})
+}
+
+// tellsStale says whether the style's evidence tells a fresh hit from a
+// stale one: a cache header does; X-Varnish and Age alone do not.
+func (s style) tellsStale() bool { return s.source != "x-varnish" && s.source != "age" }
+
+// clocked says whether the style's VCL says, on the instance's own clock,
+// when it purged and when a copy's fetch began (the shipped one does).
+func (s style) clocked() bool { return strings.HasPrefix(s.name, "shipped") }
+
+// proofArgs are the flags with which a purge's --verify can prove the
+// purge under live traffic: the instance's own clock where the VCL gives
+// it, else the origin's content (Age alone cannot order a copy refilled
+// within a second of the purge).
+func proofArgs(s style, f *fleet.Fleet) []string {
+	if s.clocked() {
+		return nil
+	}
+	return []string{"--origin", "http://" + f.Origin.Addr}
 }
 
 // styleURL is a URL of the style's site; rest starts with "/".
@@ -162,16 +224,41 @@ func checkSource(t *testing.T, s style, rep *purge.Report) {
 func warmHit(t *testing.T, s style, f *fleet.Fleet) {
 	us := []string{styleURL(s, "/warm")}
 	miss := verify(t, f, purge.ExpectMiss, us)
-	assert.True(t, miss.OK(), miss.Summary())
-	checkSource(t, s, miss)
+	if s.source == "age" {
+		// Age alone: a miss says Age 0, as a hit in the same second does.
+		assert.False(t, miss.OK(), miss.Summary())
+		requireAll(t, miss, cachestatus.Unknown)
+		waitAge(t, f, us[0], 1)
+	} else {
+		assert.True(t, miss.OK(), miss.Summary())
+		checkSource(t, s, miss)
+	}
 	r := runCLI(t, "", append([]string{"verify", "--url", us[0], "--expect", "hit"}, f.Args()...)...)
 	assert.Equal(t, 0, r.code, r)
-	hit := verify(t, f, purge.ExpectFresh, us)
+	if !s.tellsStale() {
+		// X-Varnish and Age say hit, not whether it is fresh: fresh
+		// cannot be claimed, and the check says why.
+		fresh := verify(t, f, purge.ExpectFresh, us)
+		assert.False(t, fresh.OK(), fresh.Summary())
+		for _, c := range results(fresh) {
+			assert.True(t, c.StaleUnknown)
+			assert.ErrorIs(t, c.Err, purge.ErrStaleUnknown)
+		}
+	}
+	expect := purge.ExpectFresh
+	if !s.tellsStale() {
+		expect = purge.ExpectHit
+	}
+	hit := verify(t, f, expect, us)
 	assert.True(t, hit.OK(), hit.Summary())
 	requireAll(t, hit, cachestatus.Hit)
 	checkSource(t, s, hit)
 	for _, c := range results(hit) {
-		assert.GreaterOrEqual(t, c.Age, 0, "a hit carries Age")
+		if s.noAge {
+			assert.Equal(t, -1, c.Age, "no Age")
+		} else {
+			assert.GreaterOrEqual(t, c.Age, 0, "a hit carries Age")
+		}
 	}
 	assert.Equal(t, len(f.Members), originHits(t, f, us[0]), "each instance fetched once")
 }
@@ -226,7 +313,7 @@ func liveTraffic(t *testing.T, s style, f *fleet.Fleet) {
 	u := styleURL(s, "/live")
 	stop := traffic(t, f, u)
 	defer stop()
-	r := runCLI(t, s.token, append([]string{"purge", "--url", u, "--verify", "--format", "json"}, f.Args()...)...)
+	r := runCLI(t, s.token, append(append([]string{"purge", "--url", u, "--verify", "--format", "json"}, proofArgs(s, f)...), f.Args()...)...)
 	served := stop()
 	require.Equal(t, 0, r.code, r)
 	var o outcomeJSON
@@ -241,11 +328,21 @@ func liveTraffic(t *testing.T, s style, f *fleet.Fleet) {
 		assert.True(t, c.Matched, "%+v", c)
 		switch c.Class {
 		case "hit", "stale":
-			assert.True(t, c.Refilled, "a hit passes only as refilled: %+v", c)
-			refilled++
+			// Without the instance's clock, a copy refilled in the second
+			// of the purge cannot be told refilled: it passes as current.
+			assert.True(t, c.Refilled || !s.clocked() && c.Current != nil && *c.Current, "a hit passes only as refilled or current: %+v", c)
+			if c.Refilled {
+				refilled++
+			}
 		default:
 			assert.Equal(t, "miss", c.Class, "%+v", c)
 			assert.False(t, c.Refilled)
+		}
+		if s.clocked() {
+			assert.Positive(t, c.FetchedAt, "the instance's clock orders the copy: %+v", c)
+		} else {
+			require.NotNil(t, c.Current, "the origin's content proves the copy: %+v", c)
+			assert.True(t, *c.Current)
 		}
 	}
 	if refilled > 0 {
@@ -265,6 +362,9 @@ func liveTrafficRefilled(t *testing.T, s style, f *fleet.Fleet) {
 	requireAll(t, verify(t, f, purge.ExpectHit, us), cachestatus.Hit)
 	j := job(f, us...)
 	j.Token, j.Verify = s.token, []purge.Expect{purge.ExpectPurged}
+	if !s.clocked() {
+		j.Origin = "http://" + f.Origin.Addr
+	}
 	var once sync.Once
 	var refillErr error
 	j.Progress = func(p purge.Progress) {
@@ -276,24 +376,50 @@ func liveTrafficRefilled(t *testing.T, s style, f *fleet.Fleet) {
 	require.NoError(t, refillErr)
 	assert.True(t, out.OK(), "%v", out.Err())
 	rep := out.Verify[0]
-	assert.Equal(t, len(f.Members), rep.Refilled(), rep.Summary())
 	for _, c := range results(rep) {
 		assert.True(t, c.OK, "%s: %v", c.Instance, c.Err)
-		assert.True(t, c.Class.IsHit() && c.Refilled, "%s: %s refilled=%v", c.Instance, c.Class, c.Refilled)
+		assert.True(t, c.Class.IsHit(), "%s: %s", c.Instance, c.Class)
+		if s.clocked() {
+			assert.True(t, c.Refilled, "the instance's clock says the copy was fetched after the purge: %s", c.Instance)
+		} else {
+			require.NotNil(t, c.Current, "%s: %s", c.Instance, c.Note)
+			assert.True(t, *c.Current, "the origin's content proves the copy: %s", c.Instance)
+		}
 	}
-	assert.Contains(t, rep.Summary(), fmt.Sprintf("%d refilled by traffic after the purge", len(f.Members)))
-	assert.Equal(t, 2*len(f.Members), originHits(t, f, u), "the purge really dropped every copy")
+	if s.clocked() {
+		assert.Equal(t, len(f.Members), rep.Refilled(), rep.Summary())
+		assert.Contains(t, rep.Summary(), fmt.Sprintf("%d refilled by traffic after the purge", len(f.Members)))
+	}
+	reads := 0
+	if j.Origin != "" {
+		reads = 2 // verify read the origin's version twice, before the purge
+	}
+	assert.Equal(t, 2*len(f.Members)+reads, originHits(t, f, u), "the purge really dropped every copy")
 }
 
-// visitor is an HTTP client that asks for the same variant as verify does:
-// Go's client would otherwise add Accept-Encoding: gzip, another variant of
-// the URL (the origin varies on it).
+// visitor is an HTTP client that asks as a browser does, for the variant
+// verify asks for: Go's client would otherwise send its own
+// Accept-Encoding (the origin varies on it). browse sets the headers.
 func visitor() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}}
 }
 
-// visit asks every instance of f for u once, as a visitor.
-func visit(f *fleet.Fleet, u string) error {
+// browse makes req a browser's request.
+func browse(req *http.Request) {
+	req.Header.Set("Accept-Encoding", purge.DefaultVerifyAcceptEncoding)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0")
+}
+
+// visit asks every instance of f for u once, as a browser.
+func visit(f *fleet.Fleet, u string) error { return visitAs(f, u, browse) }
+
+// visitPlain asks every instance of f for u once, with no Accept-Encoding:
+// the variant a PURGE request would hit.
+func visitPlain(f *fleet.Fleet, u string) error { return visitAs(f, u, func(*http.Request) {}) }
+
+// visitAs asks every instance of f for u once, with the headers as sets
+// them.
+func visitAs(f *fleet.Fleet, u string, as func(*http.Request)) error {
 	pu, err := purge.ParseURL(u)
 	if err != nil {
 		return err
@@ -306,6 +432,7 @@ func visit(f *fleet.Fleet, u string) error {
 			return err
 		}
 		req.Host = pu.Host
+		as(req)
 		resp, err := c.Do(req)
 		if err != nil {
 			return err
@@ -338,6 +465,7 @@ func traffic(t *testing.T, f *fleet.Fleet, u string) (stop func() int) {
 				for ctx.Err() == nil {
 					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.Instance.String()+pu.Target, nil)
 					req.Host = pu.Host
+					browse(req)
 					resp, err := client.Do(req)
 					if err != nil {
 						select { // do not spin on a failing instance
@@ -603,8 +731,11 @@ func purge404(t *testing.T, s style, f *fleet.Fleet) {
 // cache hit; the purge fails and says why, and nothing was purged.
 func purgeServedFromCache(t *testing.T, s style, f *fleet.Fleet) {
 	u := styleURL(s, "/not-purged")
+	// The variant a PURGE looks up (no Accept-Encoding), and a browser's.
+	require.NoError(t, visitPlain(f, u))
 	verify(t, f, purge.ExpectAny, []string{u})
 	requireAll(t, verify(t, f, purge.ExpectHit, []string{u}), cachestatus.Hit)
+	before := originHits(t, f, u)
 	for _, extra := range [][]string{nil, {"--verify"}} {
 		r := runCLI(t, s.token, append(append([]string{"purge", "--url", u}, extra...), f.Args()...)...)
 		assert.Equal(t, 1, r.code, r)
@@ -620,7 +751,7 @@ func purgeServedFromCache(t *testing.T, s style, f *fleet.Fleet) {
 		assert.Equal(t, 200, ie.Status)
 	}
 	requireAll(t, verify(t, f, purge.ExpectHit, []string{u}), cachestatus.Hit)
-	assert.Equal(t, len(f.Members), originHits(t, f, u), "nothing was purged")
+	assert.Equal(t, before, originHits(t, f, u), "nothing was purged")
 }
 
 // purgeAnsweredAsMiss: a VCL that does not handle PURGE looks a PURGE up
@@ -634,7 +765,9 @@ func purgeAnsweredAsMiss(t *testing.T, s style, f *fleet.Fleet) {
 	var o outcomeJSON
 	decodeJSON(t, r.stdout, &o)
 	require.NotNil(t, o.Purge)
-	assert.Equal(t, len(f.Members), originHits(t, f, u), "each PURGE was sent to the origin as a GET, and stored")
+	// Each PURGE was sent to the origin as a GET (and stored), and each
+	// verify request, a browser's, fetched its own variant.
+	assert.Equal(t, 2*len(f.Members), originHits(t, f, u), "each PURGE was sent to the origin as a GET, and stored")
 	require.Equal(t, 1, r.code, r)
 	assert.False(t, o.Purge.OK)
 	for _, res := range o.Purge.Results {

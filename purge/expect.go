@@ -2,9 +2,7 @@ package purge
 
 import (
 	"fmt"
-	"math"
 	"strings"
-	"time"
 
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
@@ -15,32 +13,41 @@ type Expect string
 // The expectations.
 const (
 	// ExpectPurged: no instance serves a copy older than the purge. A miss
-	// passes, and so does a hit on a copy stored after the purge began
-	// (live traffic refilled the cache): its Age is at most the time since
-	// the purge began, rounded up, plus one second for Age's whole-second
-	// granularity. This is what a purge's --verify checks by default.
+	// passes, and so does a hit on a copy made after the purge (live traffic
+	// refilled the cache). Which copies those are is told, best first, by
+	// the content (Job.Origin: a copy equal to the origin's passes whatever
+	// its age), by the instance's own clock (FetchTimeHeader against
+	// PurgeTimeHeader: a copy whose fetch began before the purge is old,
+	// whatever its Age), or by Age in whole seconds against this clock (a
+	// copy stored within a second of the purge cannot be told, and passes
+	// only with Job.AcceptUncertain). After a soft purge, an instance may
+	// serve the old copy as stale once, while it fetches a fresh one, which
+	// the next answers must then be. This is what a purge's --verify checks
+	// by default.
 	ExpectPurged Expect = "purged"
-	ExpectHit    Expect = "hit"   // served from cache: fresh or stale
-	ExpectFresh  Expect = "fresh" // served from cache and not stale
-	ExpectStale  Expect = "stale" // served from cache past its TTL
-	ExpectMiss   Expect = "miss"  // fetched from the origin (strict: any refill fails)
-	ExpectAny    Expect = "any"   // any answer but a 5xx
+	// ExpectCurrent: every instance serves what the origin serves now
+	// (needs Job.Origin).
+	ExpectCurrent Expect = "current"
+	ExpectHit     Expect = "hit"   // served from cache: fresh or stale
+	ExpectFresh   Expect = "fresh" // served from cache and not stale
+	ExpectStale   Expect = "stale" // served from cache past its TTL
+	ExpectMiss    Expect = "miss"  // fetched from the origin (strict: any refill fails)
+	ExpectAny     Expect = "any"   // any answer but a 5xx
 )
 
-// ageMargin allows for Age counting whole seconds.
-const ageMargin = time.Second
-
-// ParseExpect accepts purged, hit, fresh, stale, miss or any.
+// ParseExpect accepts purged, current, hit, fresh, stale, miss or any.
 func ParseExpect(s string) (Expect, error) {
 	switch e := Expect(strings.ToLower(strings.TrimSpace(s))); e {
-	case ExpectPurged, ExpectHit, ExpectFresh, ExpectStale, ExpectMiss, ExpectAny:
+	case ExpectPurged, ExpectCurrent, ExpectHit, ExpectFresh, ExpectStale, ExpectMiss, ExpectAny:
 		return e, nil
 	}
-	return "", fmt.Errorf("expect %q: use purged, hit, fresh, stale, miss or any", s)
+	return "", fmt.Errorf("expect %q: use purged, current, hit, fresh, stale, miss or any", s)
 }
 
 // Match says whether a class satisfies the expectation, for every
-// expectation but ExpectPurged, which also needs the copy's age.
+// expectation but ExpectPurged and ExpectCurrent, which need more than the
+// class. ExpectFresh and ExpectStale also need evidence that tells fresh
+// from stale (see cachestatus.Status.StaleUnknown).
 func (e Expect) Match(c cachestatus.Class) bool {
 	switch e {
 	case ExpectHit:
@@ -55,22 +62,4 @@ func (e Expect) Match(c cachestatus.Class) bool {
 		return true
 	}
 	return false
-}
-
-// match says whether st satisfies e, since the purge began this long ago,
-// and whether the instance was refilled after the purge.
-func (e Expect) match(st cachestatus.Status, sincePurge time.Duration) (ok, refilled bool) {
-	if e != ExpectPurged {
-		return e.Match(st.Class), false
-	}
-	switch {
-	case st.Class == cachestatus.Miss || st.Class == cachestatus.Bypass:
-		return true, false
-	case st.Class.IsHit() && st.Age >= 0:
-		limit := int(math.Ceil((sincePurge + ageMargin).Seconds()))
-		if st.Age <= limit {
-			return true, true
-		}
-	}
-	return false, false
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/textproto"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,8 +108,15 @@ type Job struct {
 	// Ban, when not empty, sends a BAN that invalidates every object of each
 	// URL's host whose path matches this regular expression (in the X-Url
 	// header, with the host in X-Host, as FOSHttpCache's VCL and the shipped
-	// one read them).
+	// one read them). The request path is the expression's literal prefix
+	// (BAN /p/42/ for ^/p/42/), for VCLs that ban what the request path
+	// matches, so that they ban no more than the expression would; the
+	// URL's own path is not sent.
 	Ban string
+	// Broad lets a ban whose expression has no literal prefix (\.css$) be
+	// sent, with the path /: a VCL that bans by the request path then bans
+	// everything of the host. Without it such a ban is refused.
+	Broad bool
 	// BanContentType, with Ban, limits the ban to content types matching
 	// this regular expression (X-Content-Type); empty sends ".*", any.
 	BanContentType string
@@ -177,11 +185,33 @@ type Job struct {
 	// Required when the job bans or purges tags, whose URLs only carry the
 	// Host.
 	VerifyURLs []string
-	// VerifyMethod is HEAD (default) or GET.
+	// VerifyMethod is HEAD or GET; empty means HEAD, or GET with Origin
+	// (to compare bodies when no validator is shared).
 	VerifyMethod string
 	// CacheName is this fleet's member name in an RFC 9211 Cache-Status
 	// list; see package cachestatus.
 	CacheName string
+	// CacheHeader names a header the application writes to say what its
+	// cache did (HIT, MISS, PASS, UNCACHEABLE, STALE, EXPIRED..., any case),
+	// read before every other; see package cachestatus. X-Magento-Cache-Debug
+	// is always read.
+	CacheHeader string
+	// Origin, when set, is the origin's base URL: scheme, host and port, e.g.
+	// http://10.0.0.5:8080. Before anything is sent, the origin is asked
+	// (twice) for its current version of every URL to verify, with the URL's
+	// path, query and Host; each check then compares what the instance
+	// serves with it: the strong ETag when both send one, else
+	// Last-Modified, else the status, length and SHA-256 of the body. A copy
+	// equal to the origin's passes ExpectPurged whatever its Age; one that
+	// differs fails. It is needed by ExpectCurrent. An origin that cannot be
+	// read stops the job before anything is sent (*OriginError).
+	Origin string
+	// AcceptUncertain lets an ExpectPurged check pass when the evidence
+	// cannot tell whether the copy was stored before or after the purge:
+	// without the instance's own clock (see FetchTimeHeader), Age in whole
+	// seconds cannot order a copy stored within a second of the purge.
+	// Without it such a check fails ("cannot tell"); Origin settles it.
+	AcceptUncertain bool
 	// Wait keeps asking the instances whose check did not match, every
 	// Interval, until all match or Wait has passed; zero asks once.
 	Wait time.Duration
@@ -264,8 +294,11 @@ type plan struct {
 	header     []string // extra header lines, "Name: value", canonical names
 	okStatus   [600]bool
 	connect    string
-	secrets    *secret.Set // the purge token and the Fly.io token: never shown
-	tr         *Transport  // the job's, or the run's own
+	banTarget  string // a ban's request path: its expression's literal prefix
+	origin     *url.URL
+	versions   []originVersion // per verify URL, with Origin
+	secrets    *secret.Set     // the purge token and the Fly.io token: never shown
+	tr         *Transport      // the job's, or the run's own
 }
 
 // check validates the job and applies its defaults.
@@ -415,10 +448,9 @@ func (p *plan) ownHeader(k string) bool {
 
 func (p *plan) checkRequest() error {
 	if p.Ban != "" {
-		if p.Method != "" && !strings.EqualFold(p.Method, "BAN") {
-			return jobErr("method %s: a ban sends BAN", p.Method)
+		if p.Method == "" {
+			p.Method = "BAN" // or the method the VCL bans on, e.g. varnish/toolbox's PURGEDIR
 		}
-		p.Method = "BAN"
 		if p.Soft {
 			return jobErr("a ban cannot be soft: Varnish bans invalidate; use a soft purge of URLs or tags instead")
 		}
@@ -430,8 +462,15 @@ func (p *plan) checkRequest() error {
 				return jobErr("ban expression %q: Varnish splits ban expressions on white space; write \\s for a space", re)
 			}
 		}
+		target, err := banTarget(p.Ban, p.Broad)
+		if err != nil {
+			return &JobError{err}
+		}
+		p.banTarget = target
 	} else if p.BanContentType != "" {
 		return jobErr("a content type limits a ban: give the ban's path expression too")
+	} else if p.Broad {
+		return jobErr("broad applies to a ban: there is no ban expression")
 	}
 	if p.Method == "" {
 		p.Method = DefaultMethod
@@ -517,6 +556,17 @@ func (p *plan) checkRequest() error {
 	if p.urls, err = parseURLs(p.URLs, p.URLList, p.RawURLs); err != nil {
 		return err
 	}
+	if p.banTarget != "" {
+		// The request path is the ban's literal prefix, whatever the URL's.
+		ban := &URLList{}
+		for _, u := range p.urls.All() {
+			u.Target = p.banTarget
+			if err := ban.Append(u); err != nil {
+				return &JobError{err}
+			}
+		}
+		p.urls = ban
+	}
 	return nil
 }
 
@@ -546,19 +596,40 @@ func (p *plan) checkVerify() error {
 	if p.VerifyOnly && len(p.Verify) == 0 {
 		p.Verify = []Expect{DefaultExpect}
 	}
+	p.Verify = slices.Clone(p.Verify)
 	for i, e := range p.Verify {
 		e, err := ParseExpect(string(e))
 		if err != nil {
 			return &JobError{err}
 		}
 		if e == ExpectPurged && p.VerifyOnly {
-			return jobErr("expect purged: needs a purge in the same run; to check an earlier purge, expect miss")
+			return jobErr("expect purged: needs a purge in the same run; to check an earlier purge, expect miss (or current, with the origin)")
+		}
+		if e == ExpectCurrent && p.Origin == "" {
+			return jobErr("expect current: needs the origin's address to compare with")
 		}
 		p.Verify[i] = e
+	}
+	if p.CacheHeader != "" && !httpguts.ValidHeaderFieldName(p.CacheHeader) {
+		return jobErr("cache header %q: not a valid header name", p.CacheHeader)
+	}
+	if p.Origin != "" {
+		u, err := url.Parse(p.Origin)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			return jobErr("origin %q: give the origin's base URL (scheme, host and port), e.g. http://10.0.0.5:8080; each URL's path, query and Host are added", p.Origin)
+		}
+		if len(p.Verify) == 0 {
+			return jobErr("origin %s: there is no verify step to compare with it", p.Origin)
+		}
+		p.origin = u
 	}
 	switch p.VerifyMethod = strings.ToUpper(p.VerifyMethod); p.VerifyMethod {
 	case "":
 		p.VerifyMethod = DefaultVerifyMethod
+		if p.Origin != "" {
+			p.VerifyMethod = http.MethodGet // bodies are compared when no validator is shared
+		}
 	case http.MethodHead, http.MethodGet:
 	default:
 		return jobErr("verify method %q: verification sends HEAD or GET", p.VerifyMethod)
@@ -662,9 +733,11 @@ type StepError struct{ Steps []string }
 
 func (e *StepError) Error() string { return strings.Join(e.Steps, "; ") }
 
-// Run runs the job: find the instances, purge (unless VerifyOnly), then
-// each verify step. Errors are *JobError (a setting that cannot work) or
-// *DiscoveryError (no instances found); in both cases nothing was sent.
+// Run runs the job: find the instances, read the origin (with Origin),
+// purge (unless VerifyOnly), then each verify step. Errors are *JobError
+// (a setting that cannot work), *DiscoveryError (no instances found) or
+// *OriginError (the origin could not be read); in each case nothing was
+// sent to any instance.
 // Failures of instances are in the Outcome (see Outcome.Err): a partial
 // failure still reports every instance that succeeded.
 //
@@ -718,8 +791,9 @@ func (j Job) Find(ctx context.Context) (Targets, error) {
 // Instances, Fly.App) is not used and may be empty; the instances must
 // come from Find (or Outcome.Instances) of a job with the same source, so
 // that edge-mode instances carry their machine IDs. The reports list the
-// instances in the order given. With no instance it returns a *JobError
-// and sends nothing.
+// instances in the order given. With no instance it returns a *JobError,
+// and an *OriginError when the origin (Origin) cannot be read; either way
+// nothing is sent.
 func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
 	if len(t.Instances) == 0 {
 		return nil, jobErr("no instances to send to")
@@ -748,16 +822,28 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}
+	if p.origin != nil {
+		versions, err := p.readOrigin(ctx, p.verifyHeaders())
+		if err != nil {
+			return nil, err
+		}
+		p.versions = versions
+	}
 	warnings := p.sourceWarnings(out.Instances)
 	budget := p.tr.budget()
-	start := time.Now()
+	var pw *purgeWindow
 	if !p.VerifyOnly {
 		p.lastStep(len(p.Verify) == 0)
+		clk := p.clock()
+		pw = &purgeWindow{start: clk.now()}
 		out.Purge = p.purge(ctx, out.Instances, budget)
+		pw.end, pw.rep = clk.now(), out.Purge
+		pw.link(p.urls, p.verifyURLs)
+		out.Purge.Warnings = append(out.Purge.Warnings, out.Purge.objectsWarnings(p.objectsWhat())...)
 	}
 	for i, e := range p.Verify {
 		p.lastStep(i == len(p.Verify)-1)
-		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, start))
+		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, pw))
 	}
 	if rs := out.Reports(); len(rs) > 0 && len(warnings) > 0 {
 		// The first step's report carries them too (its JSON has no other

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cdnpurge/cdnpurge/internal/secret"
@@ -62,6 +63,39 @@ type Result struct {
 	Refilled bool
 	// Note says what decided the class when headers disagreed.
 	Note string
+	// StaleUnknown says the class is a hit whose evidence cannot tell fresh
+	// from stale (X-Varnish or Age alone).
+	StaleUnknown bool
+	// Vary is the answer's Vary header: the request headers its cache keeps
+	// one copy per value of.
+	Vary string
+	// Current says whether the instance serves the origin's current
+	// version (Job.Origin); nil when it was not compared.
+	Current *bool
+	// FetchedAt is when the fetch that made the copy began, on the
+	// instance's clock (FetchTimeHeader); zero when it does not say.
+	FetchedAt time.Time
+	// PredatesPurge says the copy was made before the purge: its fetch
+	// began earlier on the instance's clock, or its Age is older.
+	PredatesPurge bool
+	// Uncertain says the evidence could not tell whether the copy was made
+	// before or after the purge (Age within a second of it).
+	Uncertain bool
+	// SelfStored says the hit was on the copy this step's own earlier
+	// request stored (a miss then): not counted as a browser's hit.
+	SelfStored bool
+	// MatchedAfter is, with Job.Wait, the time from the purge's start (or the
+	// step's, without a purge) until this check matched; 0 when it did not.
+	MatchedAfter time.Duration
+
+	// Purge steps only.
+
+	// Objects is the number of objects the purge answer says it removed
+	// (ObjectsHeader); -1 when it does not say.
+	Objects int
+	// PurgedAt is the instance's time of the purge (PurgeTimeHeader); zero
+	// when it does not say.
+	PurgedAt time.Time
 }
 
 // InstanceError is why one URL failed on one instance.
@@ -116,11 +150,23 @@ var (
 	ErrStopped = errors.New("the run was stopped")
 	// ErrNotMatched: a verify check's answer did not match the expectation.
 	ErrNotMatched = errors.New("the check did not match")
+	// ErrOldCopy (with ErrNotMatched): the instance serves a copy made
+	// before the purge; a fetch in flight during the purge survives it.
+	ErrOldCopy = errors.New("the instance serves a copy made before the purge")
+	// ErrUncertain (with ErrNotMatched): the evidence cannot tell whether the
+	// copy was made before or after the purge.
+	ErrUncertain = errors.New("cannot tell whether the copy was made before or after the purge")
+	// ErrNotCurrent (with ErrNotMatched): the instance serves another
+	// version than the origin.
+	ErrNotCurrent = errors.New("the instance serves another version than the origin")
+	// ErrStaleUnknown (with ErrNotMatched): fresh or stale was expected, and
+	// the instance's evidence cannot tell them apart.
+	ErrStaleUnknown = errors.New("cannot tell fresh from stale: the instance sends no cache header")
 )
 
 // Report is the outcome of one step: one result per (URL, instance),
 // URL-major, instances in the order found. Results are kept compactly
-// (about 16 bytes each, plus 24 in a verify step) and rendered when read.
+// (12 bytes each, plus 48 in a verify step) and rendered when read.
 type Report struct {
 	Step   Step
 	Method string
@@ -134,11 +180,28 @@ type Report struct {
 	Instances []Instance
 	// Skipped are instances the job found but sent nothing to.
 	Skipped []Skipped
-	// Warnings say what limited the step (the open-file limit, say).
+	// Warnings say what limited the step (the open-file limit, say), or
+	// what its results should make one doubt (no object purged anywhere,
+	// variants not checked, a cached error page).
 	Warnings []string
+	// RequestHeaders are the header lines a verify step sent with every
+	// request besides Host.
+	RequestHeaders []string
+	// Origin is the origin a verify step compared copies with, if any.
+	Origin string
+	// ConsistentAfter is, with Job.Wait, the time from the purge's start
+	// (or the step's, without a purge) until every check matched; 0 when
+	// they did not all match.
+	ConsistentAfter time.Duration
 
 	rows  []row
 	vrows []vrow // verify steps only
+	// waited says a verify step waited for its checks (Job.Wait).
+	waited bool
+	// extra holds what purge answers said (objects, time); allocated when
+	// the first answer says something, so that runs against VCLs that say
+	// nothing pay nothing.
+	extra atomic.Pointer[[]purgeExtra]
 
 	mu   sync.Mutex // guards errs and strs while the step runs
 	errs []error
@@ -165,14 +228,34 @@ const (
 
 // vrow is what a verify step adds to a row.
 type vrow struct {
-	header uint32 // 1 + index into strs: the cache header's value
-	note   uint32 // 1 + index into strs
-	bytes  uint32
-	age    int32 // -1: none
-	ttl    float32
-	class  uint8
-	source uint32 // 1 + index into strs: the header the class came from
-	hasTTL bool
+	header  uint32 // 1 + index into strs: the cache header's value
+	note    uint32 // 1 + index into strs
+	source  uint32 // 1 + index into strs: the header the class came from
+	vary    uint32 // 1 + index into strs
+	bytes   uint32
+	age     int32 // -1: none
+	ttl     float32
+	at      uint32 // 1 + milliseconds until the check matched (see Result.MatchedAfter); 0: unknown
+	fetched int64  // FetchTimeHeader in microseconds since the epoch; 0: none
+	vflags  uint16
+	class   uint8
+	hasTTL  bool
+}
+
+// vflags bits.
+const (
+	vStaleUnknown uint16 = 1 << iota
+	vCompared            // compared with the origin
+	vCurrent             // ... and equal
+	vPredates
+	vUncertain
+	vSelfStored
+)
+
+// purgeExtra is what a purge answer said besides its status.
+type purgeExtra struct {
+	purgedAt int64 // microseconds since the epoch; 0: not said
+	objects  int64 // -1: not said
 }
 
 // classCode and classOf store a class in a byte.
@@ -238,6 +321,12 @@ func (r *Report) Result(k int) Result {
 		res.Err = r.errs[w.err-1]
 	}
 	if r.vrows == nil {
+		res.Objects = -1
+		if ex := r.extra.Load(); ex != nil {
+			e := (*ex)[k]
+			res.Objects = int(e.objects)
+			res.PurgedAt = stampTime(e.purgedAt)
+		}
 		return res
 	}
 	v := r.vrows[k]
@@ -252,7 +341,114 @@ func (r *Report) Result(k int) Result {
 		t := float64(v.ttl)
 		res.TTL = &t
 	}
+	res.Vary = r.str(v.vary)
+	res.StaleUnknown = v.vflags&vStaleUnknown != 0
+	if v.vflags&vCompared != 0 {
+		cur := v.vflags&vCurrent != 0
+		res.Current = &cur
+	}
+	res.FetchedAt = stampTime(v.fetched)
+	res.PredatesPurge = v.vflags&vPredates != 0
+	res.Uncertain = v.vflags&vUncertain != 0
+	res.SelfStored = v.vflags&vSelfStored != 0
+	if v.at > 0 {
+		res.MatchedAfter = time.Duration(v.at-1) * time.Millisecond
+	}
 	return res
+}
+
+// stampTime is a stamp in microseconds since the epoch as a time; zero
+// for 0.
+func stampTime(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us)
+}
+
+// setExtra records what purge answer k said about objects and time; it
+// allocates the extras on the first answer that says something. Each row
+// is written by one worker at a time; the slice itself is published once.
+func (r *Report) setExtra(k int, objects, purgedAt int64) {
+	if objects < 0 && purgedAt == 0 {
+		if ex := r.extra.Load(); ex != nil {
+			(*ex)[k] = purgeExtra{objects: -1}
+		}
+		return
+	}
+	ex := r.extra.Load()
+	if ex == nil {
+		r.mu.Lock()
+		if ex = r.extra.Load(); ex == nil {
+			s := make([]purgeExtra, len(r.rows))
+			for i := range s {
+				s[i].objects = -1
+			}
+			ex = &s
+			r.extra.Store(ex)
+		}
+		r.mu.Unlock()
+	}
+	(*ex)[k] = purgeExtra{objects: objects, purgedAt: purgedAt}
+}
+
+// purgeStamp is what purge answer k said: the instance's time of the purge
+// in microseconds (0: not said) and the objects removed (-1: not said).
+func (r *Report) purgeStamp(k int) (purgedAt, objects int64) {
+	if ex := r.extra.Load(); ex != nil {
+		return (*ex)[k].purgedAt, (*ex)[k].objects
+	}
+	return 0, -1
+}
+
+// compact drops the errors and strings no row refers to any more (a
+// verify round's, once its rows are cleared for the next round), so that a
+// long wait keeps only what the last round said.
+func (r *Report) compact() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	errs := make([]error, 0, len(r.errs)/4)
+	remapErr := map[uint32]uint32{}
+	for i := range r.rows {
+		w := &r.rows[i]
+		if w.err == 0 {
+			continue
+		}
+		n, ok := remapErr[w.err]
+		if !ok {
+			errs = append(errs, r.errs[w.err-1])
+			n = uint32(len(errs))
+			remapErr[w.err] = n
+		}
+		w.err = n
+	}
+	r.errs = errs
+	if r.vrows == nil {
+		return
+	}
+	strs := make([]string, 0, len(r.strs)/4)
+	ids := map[string]uint32{}
+	remap := func(ref *uint32) {
+		if *ref == 0 {
+			return
+		}
+		s := r.strs[*ref-1]
+		id, ok := ids[s]
+		if !ok {
+			strs = append(strs, s)
+			id = uint32(len(strs))
+			ids[s] = id
+		}
+		*ref = id
+	}
+	for i := range r.vrows {
+		v := &r.vrows[i]
+		remap(&v.header)
+		remap(&v.note)
+		remap(&v.source)
+		remap(&v.vary)
+	}
+	r.strs, r.ids = strs, ids
 }
 
 // Err is why result k failed (nil when it is OK), without rendering the
@@ -345,6 +541,10 @@ type InstanceStats struct {
 	NotSent int
 	// P50 and P99 are percentiles of the results' durations.
 	P50, P99 time.Duration
+	// MatchedAfter is, in a verify step with Job.Wait whose checks on this
+	// instance all matched, the time until the last of them did (from the
+	// purge's start, or the step's); 0 otherwise.
+	MatchedAfter time.Duration
 }
 
 // Stats sums up the results per instance, in instance order.
@@ -356,17 +556,24 @@ func (r *Report) Stats() []InstanceStats {
 		s := &out[i]
 		s.Instance = r.Instances[i]
 		durs = durs[:0]
+		var at uint32
 		for k := i; k < len(r.rows); k += n {
 			w := r.rows[k]
 			s.Total++
 			if w.flags&rowOK != 0 {
 				s.OK++
 			}
+			if r.vrows != nil {
+				at = max(at, r.vrows[k].at)
+			}
 			if w.attempts == 0 {
 				s.NotSent++
 			} else {
 				durs = append(durs, w.dur)
 			}
+		}
+		if at > 0 && s.OK == s.Total {
+			s.MatchedAfter = time.Duration(at-1) * time.Millisecond
 		}
 		if len(durs) > 0 {
 			slices.Sort(durs)
@@ -426,6 +633,9 @@ func (r *Report) Summary() string {
 		s = fmt.Sprintf("verified %s on %d/%d instances: expected %s (%s%s)", plural(r.URLs.Len(), "URL"), ok, len(r.Instances), r.Expect, FormatDuration(r.Duration), polled)
 		if n := r.Refilled(); n > 0 {
 			s += fmt.Sprintf("; %d refilled by traffic after the purge", n)
+		}
+		if r.waited && r.OK() {
+			s += "; every instance matched after " + FormatDuration(r.ConsistentAfter)
 		}
 	} else if f := r.Failed(); f > 0 {
 		// Counts that add up: what was purged of what was asked, per

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
 // purge runs the purge step.
@@ -19,7 +17,10 @@ func (p *plan) purge(ctx context.Context, instances []Instance, budget fdBudget)
 	rep := newReport(StepPurge, p.Method, p.urls, instances)
 	ps := p.newPass(StepPurge, p.Method, p.urls, p.requestHeaders(false))
 	ps.read = readOpts{keepBody: true, wantBody: func(status int) bool { return status >= len(p.okStatus) || !p.okStatus[status] }}
-	ps.judge = func(k int, r *response, _ int64) (bool, bool, error) { return p.judgePurge(rep, k, r) }
+	ps.judge = func(k int, r *response, _ int64) (bool, bool, error) {
+		rep.setExtra(k, r.objects, r.purgedAt)
+		return p.judgePurge(rep, k, r)
+	}
 	start := time.Now()
 	p.newEngine(ps, rep, budget).run(ctx)
 	rep.Duration = time.Since(start)
@@ -193,96 +194,6 @@ func (p *plan) sentHeaderNames() []string {
 		names = append(names, k)
 	}
 	return names
-}
-
-// verify runs one verify step, with rounds until every check matches when
-// the job waits.
-func (p *plan) verify(ctx context.Context, expect Expect, instances []Instance, budget fdBudget, purgeStart time.Time) *Report {
-	rep := newReport(StepVerify, p.VerifyMethod, p.verifyURLs, instances)
-	rep.Expect = expect
-	headers := []string{"User-Agent: " + p.UserAgent}
-	for _, h := range p.header {
-		if strings.HasPrefix(h, "User-Agent:") {
-			headers = headers[:0]
-			break
-		}
-	}
-	headers = append(headers, p.header...)
-	ps := p.newPass(StepVerify, p.VerifyMethod, p.verifyURLs, headers)
-	ps.read = readOpts{head: p.VerifyMethod == http.MethodHead, skipBody: p.VerifyMethod == http.MethodGet,
-		keep: headerSet(cachestatus.Headers()...)}
-	ps.judge = func(k int, r *response, n int64) (bool, bool, error) {
-		ok, err := p.judgeCheck(rep, k, r, n, expect, purgeStart)
-		return ok, false, err
-	}
-	clk := p.clock()
-	start := clk.now()
-	p.newEngine(ps, rep, budget).run(ctx)
-	deadline := start.Add(p.Wait)
-	for p.Wait > 0 && !rep.OK() && !clk.now().Add(p.Interval).After(deadline) {
-		if clk.sleep(ctx, p.Interval) != nil {
-			break
-		}
-		ps.todo = rep.unmatched()
-		p.newEngine(ps, rep, budget).run(ctx)
-		rep.Rounds++
-	}
-	rep.Duration = clk.now().Sub(start)
-	return rep
-}
-
-// unmatched lists per instance the URLs whose check did not match, and
-// clears those results for another round.
-func (r *Report) unmatched() [][]int32 {
-	n := len(r.Instances)
-	todo := make([][]int32, n)
-	for k := range r.rows {
-		if r.rows[k].flags&rowOK == 0 {
-			todo[k%n] = append(todo[k%n], int32(k/n))
-			r.rows[k] = row{}
-			r.vrows[k] = vrow{age: -1}
-		}
-	}
-	return todo
-}
-
-// judgeCheck reads what an instance's cache says about a URL and records
-// whether it matches.
-func (p *plan) judgeCheck(rep *Report, k int, r *response, n int64, expect Expect, purgeStart time.Time) (bool, error) {
-	in, u := rep.Instances[k%len(rep.Instances)], rep.URLs.At(k/len(rep.Instances))
-	st := cachestatus.Read(r.header, cachestatus.Options{CacheName: p.CacheName})
-	v := &rep.vrows[k]
-	*v = vrow{header: rep.intern(st.Raw), note: rep.intern(st.Note), source: rep.intern(st.Source), class: classCode(st.Class),
-		age: int32(max(st.Age, -1)), bytes: uint32(min(n, 1<<32-1))}
-	if st.TTL != nil {
-		v.ttl, v.hasTTL = float32(*st.TTL), true
-	}
-	w := &rep.rows[k]
-	fail := func(reason string) (bool, error) {
-		return false, &InstanceError{Instance: in, URL: u.String(), Status: r.status, Reason: reason, Err: ErrNotMatched}
-	}
-	if r.status >= 500 {
-		return fail(fmt.Sprintf("the instance answered %s: an error page does not show what its cache holds", p.answer(r)))
-	}
-	matched, refilled := expect.match(st, time.Since(purgeStart))
-	if refilled {
-		w.flags |= rowRefilled
-	}
-	if matched {
-		return true, nil
-	}
-	why := fmt.Sprintf("%s, expected %s", st.Class, expect)
-	switch {
-	case st.Source == "" && st.Class == cachestatus.Unknown:
-		why += ": the answer has no cache evidence (no Cache-Status, X-Cache, X-Varnish or Age header), so hit and miss cannot be told apart"
-	case expect == ExpectPurged && st.Class.IsHit():
-		if st.Age < 0 {
-			why += ": a hit without an Age header may be the old copy"
-		} else {
-			why += fmt.Sprintf(": its copy is %ds old, older than the purge", st.Age)
-		}
-	}
-	return fail(why)
 }
 
 // clock is time as verification rounds see it (tests replace it).

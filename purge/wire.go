@@ -3,12 +3,16 @@ package purge
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
 )
 
 // The wire format is read by hand, not by net/http, for three reasons: a
@@ -30,6 +34,9 @@ const (
 	// keepBody is how much of a failed answer's body is kept to explain
 	// the failure.
 	keepBody = 4 << 10
+	// maxHashBody bounds the body bytes hashed to compare an instance's
+	// copy with the origin's; a longer body cannot be compared by content.
+	maxHashBody = 16 << 20
 )
 
 // errProtocol marks an answer that is not HTTP/1.1 as cdnpurge expects it.
@@ -59,6 +66,18 @@ type response struct {
 	age bool
 	// body is the start of the body, when the reader asked for it.
 	body []byte
+	// objects is the number of objects a purge answer says it removed
+	// (the Purged header), -1 when it does not say; purgedAt is the
+	// instance's time of the purge (Cdnpurge-Purge-Time) in microseconds
+	// since the epoch, 0 when it does not say.
+	objects  int64
+	purgedAt int64
+	// sum hashes the body when the reader asked for it (readOpts.hash);
+	// hashed counts the bytes hashed, cut says the body was longer than
+	// maxHashBody (so the sum is not the body's).
+	sum    hash.Hash
+	hashed int64
+	cut    bool
 }
 
 // readOpts says how to read an answer.
@@ -76,12 +95,20 @@ type readOpts struct {
 	wantBody func(status int) bool
 	// keep says which headers to keep: the canonical name, or "" to drop.
 	keep func(name []byte) string
+	// hash: read the whole body (up to maxHashBody) into response.sum.
+	hash bool
 }
 
 // readResponse reads one final answer from br, skipping interim (1xx)
 // answers, and consumes its body so that the next answer can be read.
 func readResponse(br *bufio.Reader, o *readOpts, r *response) error {
-	*r = response{header: r.header, reason: r.reason[:0], body: r.body[:0], retryAfter: -1}
+	*r = response{header: r.header, reason: r.reason[:0], body: r.body[:0], retryAfter: -1, objects: -1, sum: r.sum}
+	if o.hash {
+		if r.sum == nil {
+			r.sum = sha256.New()
+		}
+		r.sum.Reset()
+	}
 	for k := range r.header {
 		delete(r.header, k)
 	}
@@ -157,7 +184,13 @@ func readHead(br *bufio.Reader, o *readOpts, r *response, budget *int) (int64, b
 				r.retryAfter = n
 			}
 		case bytes.EqualFold(name, []byte("X-Varnish")):
-			r.varnishIDs = countFields(value)
+			r.varnishIDs = cachestatus.VarnishIDs(value) // the one rule: two decimal ids is a hit
+		case bytes.EqualFold(name, []byte(ObjectsHeader)):
+			if n, err := strconv.ParseInt(string(value), 10, 64); err == nil && n >= 0 {
+				r.objects = n
+			}
+		case bytes.EqualFold(name, []byte(PurgeTimeHeader)):
+			r.purgedAt = parseStamp(value)
 		case bytes.EqualFold(name, []byte("Age")):
 			r.age = true
 		case bytes.EqualFold(name, []byte("Connection")):
@@ -199,7 +232,7 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 	switch {
 	case o.head || r.status == http.StatusNoContent || r.status == http.StatusNotModified:
 		return nil
-	case o.skipBody:
+	case o.skipBody && !o.hash:
 		r.close = true
 		return nil
 	case chunked:
@@ -207,8 +240,8 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 	case cl == 0:
 		return nil
 	case cl > 0:
-		if cl > maxDrain {
-			r.close = true
+		if cl > bodyLimit(o) {
+			r.close, r.cut = true, true
 			cl = keepBody
 		}
 		err = consume(br, o, r, cl, false)
@@ -217,6 +250,12 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 		// never. A body not wanted is not waited for; one wanted (to
 		// explain a failure) is what came with the head.
 		r.close = true
+		if o.hash {
+			// To compare it, the whole body: until the connection ends
+			// (within the attempt's timeout), up to maxHashBody.
+			err = consume(br, o, r, maxHashBody, true)
+			break
+		}
 		if o.wantBody != nil && !o.wantBody(r.status) {
 			return nil
 		}
@@ -226,6 +265,15 @@ func readBody(br *bufio.Reader, o *readOpts, r *response, cl int64, chunked bool
 		return &bodyError{status: r.status, err: err}
 	}
 	return err
+}
+
+// bodyLimit is how much of a body is read: enough to keep the connection,
+// or, to hash it, to compare it.
+func bodyLimit(o *readOpts) int64 {
+	if o.hash {
+		return maxHashBody
+	}
+	return maxDrain
 }
 
 // bodyError is an answer whose head was read and whose body was not, in
@@ -259,8 +307,15 @@ func consume(br *bufio.Reader, o *readOpts, r *response, n int64, eofOK bool) er
 		if o.keepBody && len(r.body) < keepBody {
 			r.body = append(r.body, chunk[:min(len(chunk), keepBody-len(r.body))]...)
 		}
+		if o.hash && !r.cut {
+			_, _ = r.sum.Write(chunk)
+			r.hashed += int64(len(chunk))
+		}
 		_, _ = br.Discard(len(chunk))
 		n -= int64(len(chunk))
+	}
+	if eofOK && o.hash {
+		r.cut = true // the limit came before the end
 	}
 	return nil
 }
@@ -284,8 +339,8 @@ func readChunked(br *bufio.Reader, o *readOpts, r *response) error {
 			break
 		}
 		total += size
-		if total > maxDrain {
-			r.close = true
+		if total > bodyLimit(o) {
+			r.close, r.cut = true, true
 			return nil
 		}
 		if err := consume(br, o, r, size, false); err != nil {
@@ -339,20 +394,6 @@ func eofToUnexpected(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// countFields is len(bytes.Fields(b)) for ASCII white space, without
-// allocating (it runs on every answer).
-func countFields(b []byte) int {
-	n, in := 0, false
-	for _, c := range b {
-		space := c == ' ' || c == '\t'
-		if !space && !in {
-			n++
-		}
-		in = !space
-	}
-	return n
 }
 
 func isDigits(b []byte) bool {

@@ -33,8 +33,9 @@
 //
 // # Cache headers, in the order they are consulted
 //
-// Cache-Status, then X-Cache (with X-Cache-Hits), then X-Cache-Status, then
-// Cf-Cache-Status.
+// The header Options.CacheHeader names, if any; then Cache-Status, then
+// X-Cache (with X-Cache-Hits), then X-Cache-Status, then Cf-Cache-Status, then
+// X-Magento-Cache-Debug (with Grace).
 //
 // Cache-Status as RFC 9211 defines it is an RFC 8941 List whose members are
 // caches, the last one nearest the client. Each member is a cache name (token
@@ -85,7 +86,25 @@
 //	HITPASS, hit-for-pass                    -> bypass
 //	SYNTH, synth synth                       -> synthetic
 //	NONE                                     -> synthetic (answered by the edge itself)
+//	UNCACHEABLE                              -> bypass
 //	anything else                            -> unknown
+//
+// A header an application names for itself (Options.CacheHeader, e.g.
+// X-My-Cache) is read the same way: its value says HIT, MISS, PASS,
+// UNCACHEABLE, STALE, EXPIRED... in any case.
+//
+//	X-My-Cache: HIT          -> hit
+//	X-My-Cache: stale        -> stale
+//	X-My-Cache: uncacheable  -> bypass
+//
+// Magento 2's VCL removes X-Varnish and Age and says what it did in
+// X-Magento-Cache-Debug, with, on a hit, a Grace header that is "none" unless
+// the copy was served in grace:
+//
+//	X-Magento-Cache-Debug: HIT, Grace: none                     -> hit
+//	X-Magento-Cache-Debug: HIT, Grace: normal (healthy server)  -> stale
+//	X-Magento-Cache-Debug: MISS                                 -> miss
+//	X-Magento-Cache-Debug: UNCACHEABLE                          -> bypass
 //
 // # How the evidence combines
 //
@@ -98,6 +117,18 @@
 // alone decides (two ids: hit; one id: miss), then Age alone (> 0: hit), and
 // else the class is Unknown. Without X-Varnish, the first readable header
 // decides, whatever Age says.
+//
+// X-Varnish and Age say whether a copy came from the cache, not whether it
+// was fresh: a hit read from them alone (no cache header decided) has
+// StaleUnknown set, and says neither fresh nor stale.
+//
+//	X-Varnish: 32770 3    -> hit, StaleUnknown (fresh or stale)
+//	Age: 42               -> hit, StaleUnknown
+//
+// VarnishIDs is the one place the rule "two ids is a hit" is written: it
+// counts the ids of the last value of an X-Varnish header (0 when that value
+// is not one or two decimal ids), for this package and for anyone reading
+// X-Varnish elsewhere.
 //
 // A header the origin sent is stored with the object when the configuration
 // sets no header of its own, and is delivered again on every hit: a
@@ -188,6 +219,10 @@ type Status struct {
 	// pass or synthetic response, 0 when the header is absent or unreadable
 	// (then omitted from JSON).
 	VarnishIDs int `json:"varnish_ids,omitempty"`
+	// StaleUnknown says the class is Hit but the evidence cannot tell a
+	// fresh copy from a stale one: it came from X-Varnish or Age alone (or a
+	// header that says hit and nothing more about grace).
+	StaleUnknown bool `json:"stale_unknown,omitempty"`
 	// Note says why a header was ignored, or what decided when no cache
 	// header did; "" when the first header consulted decided unopposed.
 	Note string `json:"note,omitempty"`
@@ -202,13 +237,35 @@ type Options struct {
 	// (X-Varnish) tells whether it is this cache's. The pipely form names no
 	// cache and is read whatever CacheName says.
 	CacheName string
+	// CacheHeader names a header an application writes to say what its cache
+	// did, e.g. X-My-Cache: HIT|MISS|PASS|UNCACHEABLE|STALE|EXPIRED (any
+	// case). It is consulted before every other header. Empty: none.
+	CacheHeader string
+}
+
+// Headers returns the response header names Read consults with these
+// options, in canonical form: CacheHeader first, then those of the package
+// function Headers.
+func (o Options) Headers() []string {
+	hs := Headers()
+	if o.CacheHeader == "" {
+		return hs
+	}
+	k := http.CanonicalHeaderKey(o.CacheHeader)
+	for _, h := range hs {
+		if h == k {
+			return hs
+		}
+	}
+	return append([]string{k}, hs...)
 }
 
 // Headers returns the response header names Read consults, in canonical
 // form. A response reduced to these headers reads the same. The slice is new
 // at each call.
 func Headers() []string {
-	return []string{"Cache-Status", "X-Cache", "X-Cache-Hits", "X-Cache-Status", "Cf-Cache-Status", "X-Varnish", "Age"}
+	return []string{"Cache-Status", "X-Cache", "X-Cache-Hits", "X-Cache-Status", "Cf-Cache-Status",
+		"X-Magento-Cache-Debug", "Grace", "X-Varnish", "Age"}
 }
 
 // FromHeader reads h with the zero Options.
@@ -220,6 +277,38 @@ func FromHeader(h http.Header) Status { return Read(h, Options{}) }
 func VarnishHit(h http.Header) bool {
 	n, _ := varnishIDs(h)
 	return n == 2
+}
+
+// VarnishIDs counts the ids of the last value of an X-Varnish header (several
+// lines joined with commas): 2 when Varnish served the response from its
+// cache (the request's id and the one of the transaction that stored the
+// object), 1 on a miss, pass or synthetic response, and 0 when that value is
+// not one or two decimal ids. An origin that is itself a Varnish sends its
+// own X-Varnish, stored with the object; this cache's line comes after it.
+func VarnishIDs[T string | []byte](v T) int {
+	last := len(v)
+	i := last - 1
+	for i >= 0 && v[i] != ',' {
+		i--
+	}
+	n, inID := 0, false
+	for j := i + 1; j < last; j++ {
+		switch c := v[j]; {
+		case c >= '0' && c <= '9':
+			if !inID {
+				n++
+				inID = true
+			}
+		case c == ' ' || c == '\t':
+			inID = false
+		default:
+			return 0
+		}
+	}
+	if n > 2 {
+		return 0
+	}
+	return n
 }
 
 // reading is one cache header's reading, before it is weighed.
@@ -262,11 +351,11 @@ func Read(h http.Header, o Options) Status {
 	}
 	switch {
 	case ids == 2:
-		return done(Status{Class: Hit, Source: "x-varnish", Raw: xv, Hits: -1}, "X-Varnish has two ids (the second created the object): hit")
+		return done(Status{Class: Hit, Source: "x-varnish", Raw: xv, Hits: -1, StaleUnknown: true}, "X-Varnish has two ids (the second created the object): hit")
 	case ids == 1:
 		return done(Status{Class: Miss, Source: "x-varnish", Raw: xv, Hits: -1}, "X-Varnish has one id: a miss, pass or synthetic response, read as miss")
 	case age > 0:
-		return done(Status{Class: Hit, Source: "age", Raw: h.Get("Age"), Hits: -1},
+		return done(Status{Class: Hit, Source: "age", Raw: h.Get("Age"), Hits: -1, StaleUnknown: true},
 			fmt.Sprintf("only Age: %d s, so the copy came from a cache (an origin that is itself a cache sends Age too)", age))
 	}
 	st := Status{Class: Unknown, Hits: -1}
@@ -285,6 +374,12 @@ func Read(h http.Header, o Options) Status {
 // readings reads each cache header present, in the order they are consulted.
 func readings(h http.Header, o Options) []reading {
 	var rs []reading
+	if k := o.CacheHeader; k != "" && !builtIn(k) {
+		if v := joined(h, k); v != "" {
+			k = http.CanonicalHeaderKey(k)
+			rs = append(rs, reading{header: k, st: parseWords(v, strings.ToLower(k))})
+		}
+	}
 	if v := joined(h, "Cache-Status"); v != "" {
 		st, named, skip := parseCacheStatus(v, o.CacheName)
 		rs = append(rs, reading{header: "Cache-Status", st: st, skip: skip, named: named})
@@ -298,7 +393,31 @@ func readings(h http.Header, o Options) []reading {
 	if v := joined(h, "Cf-Cache-Status"); v != "" {
 		rs = append(rs, reading{header: "Cf-Cache-Status", st: parseWords(v, "cf-cache-status")})
 	}
+	if v := joined(h, "X-Magento-Cache-Debug"); v != "" {
+		st := parseWords(v, "x-magento-cache-debug")
+		if st.Class == Hit {
+			// Magento's VCL says on a hit whether it served it in grace:
+			// "none", or why it did ("normal (healthy server)").
+			switch g := strings.TrimSpace(h.Get("Grace")); {
+			case g == "":
+				st.StaleUnknown = true
+			case !strings.EqualFold(g, "none"):
+				st.Class = Stale
+			}
+		}
+		rs = append(rs, reading{header: "X-Magento-Cache-Debug", st: st})
+	}
 	return rs
+}
+
+// builtIn says whether k is one of the headers Read consults anyway.
+func builtIn(k string) bool {
+	for _, h := range Headers() {
+		if strings.EqualFold(h, k) {
+			return true
+		}
+	}
+	return false
 }
 
 // objection says why r cannot decide given X-Varnish's ids, or "" when it
@@ -343,17 +462,11 @@ func varnishIDs(h http.Header) (int, string) {
 	if v == "" {
 		return 0, ""
 	}
-	last := strings.TrimSpace(v[strings.LastIndexByte(v, ',')+1:])
-	ids := strings.Fields(last)
-	if len(ids) < 1 || len(ids) > 2 {
+	n := VarnishIDs(v)
+	if n == 0 {
 		return 0, v
 	}
-	for _, id := range ids {
-		if !digits(id) {
-			return 0, v
-		}
-	}
-	return len(ids), last
+	return n, strings.TrimSpace(v[strings.LastIndexByte(v, ',')+1:])
 }
 
 // readAge reads Age in whole seconds (the first value when there are
@@ -637,7 +750,7 @@ func classifyWords(s string) Class {
 		return Hit
 	case strings.Contains(w, "MISS"):
 		return Miss
-	case w == "PASS" || w == "BYPASS" || w == "DYNAMIC" || w == "PIPE":
+	case w == "PASS" || w == "BYPASS" || w == "DYNAMIC" || w == "PIPE" || w == "UNCACHEABLE":
 		return Bypass
 	case strings.HasPrefix(w, "SYNTH") || w == "NONE":
 		return Synthetic

@@ -333,6 +333,28 @@ func TestRead(t *testing.T) {
 		{"name: not found, x-cache decides", hdr("Cache-Status", "CloudFront; hit", "X-Cache", "MISS"), Options{CacheName: "edge-1"}, Miss, "x-cache", "no member named"},
 		{"name: not found, nothing else", hdr("Cache-Status", "CloudFront; hit"), Options{CacheName: "edge-1"}, Unknown, "cache-status", "no member named"},
 		{"no name: foreign last member decides without x-varnish", hdr("Cache-Status", "CloudFront; fwd=miss"), Options{}, Miss, "cache-status", ""},
+
+		// An application's own header (Options.CacheHeader), first.
+		{"own header hit", hdr("X-My-Cache", "HIT"), Options{CacheHeader: "x-my-cache"}, Hit, "x-my-cache", ""},
+		{"own header lower case", hdr("X-My-Cache", "miss"), Options{CacheHeader: "X-My-Cache"}, Miss, "x-my-cache", ""},
+		{"own header pass", hdr("X-My-Cache", "PASS"), Options{CacheHeader: "X-My-Cache"}, Bypass, "x-my-cache", ""},
+		{"own header uncacheable", hdr("X-My-Cache", "Uncacheable"), Options{CacheHeader: "X-My-Cache"}, Bypass, "x-my-cache", ""},
+		{"own header stale", hdr("X-My-Cache", "STALE"), Options{CacheHeader: "X-My-Cache"}, Stale, "x-my-cache", ""},
+		{"own header expired", hdr("X-My-Cache", "EXPIRED"), Options{CacheHeader: "X-My-Cache"}, Miss, "x-my-cache", ""},
+		{"own header before cache-status", hdr("X-My-Cache", "MISS", "Cache-Status", "c; hit"), Options{CacheHeader: "X-My-Cache"}, Miss, "x-my-cache", ""},
+		{"own header not asked for", hdr("X-My-Cache", "MISS", "Age", "40"), Options{}, Hit, "age", "only Age"},
+		{"own header against x-varnish", hdr("X-My-Cache", "MISS", "X-Varnish", "5 3"), Options{CacheHeader: "X-My-Cache"}, Hit, "x-varnish", "X-My-Cache says miss but X-Varnish has two ids"},
+		{"own header unknown value", hdr("X-My-Cache", "maybe", "Age", "3"), Options{CacheHeader: "X-My-Cache"}, Hit, "age", `X-My-Cache "maybe" not understood`},
+		{"own header is a built-in one", hdr("X-Cache", "HIT"), Options{CacheHeader: "x-cache"}, Hit, "x-cache", ""},
+
+		// Magento 2: X-Varnish and Age removed; X-Magento-Cache-Debug and Grace.
+		{"magento hit", hdr("X-Magento-Cache-Debug", "HIT", "Grace", "none"), Options{}, Hit, "x-magento-cache-debug", ""},
+		{"magento hit in grace", hdr("X-Magento-Cache-Debug", "HIT", "Grace", "normal (healthy server)"), Options{}, Stale, "x-magento-cache-debug", ""},
+		{"magento hit, unhealthy", hdr("X-Magento-Cache-Debug", "HIT", "Grace", "unlimited (unhealthy server)"), Options{}, Stale, "x-magento-cache-debug", ""},
+		{"magento hit without grace", hdr("X-Magento-Cache-Debug", "HIT"), Options{}, Hit, "x-magento-cache-debug", ""},
+		{"magento miss", hdr("X-Magento-Cache-Debug", "MISS"), Options{}, Miss, "x-magento-cache-debug", ""},
+		{"magento uncacheable", hdr("X-Magento-Cache-Debug", "UNCACHEABLE"), Options{}, Bypass, "x-magento-cache-debug", ""},
+		{"magento after x-cache", hdr("X-Magento-Cache-Debug", "HIT", "X-Cache", "MISS"), Options{}, Miss, "x-cache", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := Read(tc.h, tc.o)
@@ -343,7 +365,7 @@ func TestRead(t *testing.T) {
 			} else {
 				assert.Contains(t, st.Note, tc.note)
 			}
-			assert.Equal(t, st, Read(reduce(withNoise(tc.h)), tc.o), "a header reduced to Headers() reads the same")
+			assert.Equal(t, st, Read(reduce(withNoise(tc.h), tc.o), tc.o), "a header reduced to Options.Headers() reads the same")
 			if tc.o == (Options{}) {
 				assert.Equal(t, st, FromHeader(tc.h))
 			}
@@ -365,9 +387,9 @@ func withNoise(h http.Header) http.Header {
 }
 
 // reduce keeps only the headers Read consults, as the HTTP engine does.
-func reduce(h http.Header) http.Header {
+func reduce(h http.Header, o Options) http.Header {
 	r := http.Header{}
-	for _, k := range Headers() {
+	for _, k := range o.Headers() {
 		if v := h.Values(k); len(v) > 0 {
 			r[k] = append([]string(nil), v...)
 		}
@@ -434,16 +456,52 @@ func TestVarnishIDs(t *testing.T) {
 		assert.Equal(t, tc.ids, Read(tc.h, Options{}).VarnishIDs, "%v", tc.h)
 		assert.Equal(t, tc.ids == 2, VarnishHit(tc.h), "%v", tc.h)
 	}
+	for v, want := range map[string]int{
+		"": 0, "32770": 1, "32770 3": 2, " 32770\t3 ": 2, "1 2 3": 0, "a": 0, "12a": 0, "-1": 0,
+		"111 222, 1001": 1, "1001, 111 222": 2, "5 3, ": 0, ",": 0, "1,2": 1,
+	} {
+		assert.Equal(t, want, VarnishIDs(v), "%q", v)
+		assert.Equal(t, want, VarnishIDs([]byte(v)), "%q as bytes", v)
+	}
 }
 
 func TestHeaders(t *testing.T) {
 	hs := Headers()
-	assert.Equal(t, []string{"Cache-Status", "X-Cache", "X-Cache-Hits", "X-Cache-Status", "Cf-Cache-Status", "X-Varnish", "Age"}, hs)
+	assert.Equal(t, []string{"Cache-Status", "X-Cache", "X-Cache-Hits", "X-Cache-Status", "Cf-Cache-Status",
+		"X-Magento-Cache-Debug", "Grace", "X-Varnish", "Age"}, hs)
 	for _, k := range hs {
 		assert.Equal(t, http.CanonicalHeaderKey(k), k)
 	}
 	hs[0] = "changed"
 	assert.Equal(t, "Cache-Status", Headers()[0], "each call returns a fresh slice")
+
+	assert.Equal(t, Headers(), Options{}.Headers())
+	assert.Equal(t, append([]string{"X-My-Cache"}, Headers()...), Options{CacheHeader: "x-my-cache"}.Headers())
+	assert.Equal(t, Headers(), Options{CacheHeader: "x-cache"}.Headers(), "a built-in header is not listed twice")
+}
+
+func TestStaleUnknown(t *testing.T) {
+	for _, tc := range []struct {
+		h       http.Header
+		unknown bool
+	}{
+		{hdr("X-Varnish", "5 3"), true},
+		{hdr("Age", "40"), true},
+		{hdr("X-Varnish", "5 3", "Age", "40"), true},
+		{hdr("X-Magento-Cache-Debug", "HIT"), true},
+		{hdr("X-Magento-Cache-Debug", "HIT", "Grace", "none"), false},
+		{hdr("Cache-Status", "c; hit; ttl=3"), false},
+		{hdr("Cache-Status", "c; hit; ttl=3", "X-Varnish", "5 3"), false},
+		{hdr("X-Cache", "HIT", "X-Varnish", "5 3"), false},
+		{hdr("X-Varnish", "5"), false},
+		{hdr("Age", "0"), false},
+	} {
+		st := Read(tc.h, Options{})
+		assert.Equal(t, tc.unknown, st.StaleUnknown, "%v", tc.h)
+		if st.StaleUnknown {
+			assert.Equal(t, Hit, st.Class, "%v", tc.h)
+		}
+	}
 }
 
 func TestStatusJSON(t *testing.T) {
@@ -494,13 +552,19 @@ func FuzzRead(f *testing.F) {
 		if VarnishHit(h) != (st.VarnishIDs == 2) {
 			t.Fatalf("VarnishHit %v with %d ids", VarnishHit(h), st.VarnishIDs)
 		}
+		if xv != "" && VarnishIDs(xv) != st.VarnishIDs {
+			t.Fatalf("VarnishIDs(%q) = %d, Read says %d", xv, VarnishIDs(xv), st.VarnishIDs)
+		}
+		if st.StaleUnknown && st.Class != Hit {
+			t.Fatalf("StaleUnknown on a %s", st.Class)
+		}
 		if st.Age < -1 {
 			t.Fatalf("Age %d", st.Age)
 		}
 		if st.Class != Unknown && st.Source == "" {
 			t.Fatalf("class %s without a source", st.Class)
 		}
-		if r := Read(reduce(withNoise(h)), o); !reflect.DeepEqual(st, r) {
+		if r := Read(reduce(withNoise(h), o), o); !reflect.DeepEqual(st, r) {
 			t.Fatalf("reduced header reads %+v, full %+v", r, st)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -31,6 +32,11 @@ type reportTail struct {
 	Instances []string      `json:"instances"`
 	Skipped   []skippedJSON `json:"skipped,omitempty"`
 	Warnings  []string      `json:"warnings,omitempty"`
+	// Verify steps: the headers sent with every request, the origin
+	// compared with, and (with a wait) the time until every check matched.
+	RequestHeaders    []string `json:"request_headers,omitempty"`
+	Origin            string   `json:"origin,omitempty"`
+	ConsistentAfterMS float64  `json:"consistent_after_ms,omitempty"`
 }
 
 type skippedJSON struct {
@@ -51,6 +57,11 @@ type purgeRow struct {
 	Attempts   int     `json:"attempts"`
 	DurationMS float64 `json:"duration_ms"`
 	Error      string  `json:"error,omitempty"`
+	// Objects is what the answer said it removed (the Purged header);
+	// absent when it did not say. PurgedAt is the instance's time of the
+	// purge (Cdnpurge-Purge-Time), in seconds since the epoch.
+	Objects  *int    `json:"objects,omitempty"`
+	PurgedAt float64 `json:"purged_at,omitempty"`
 }
 
 // checkRow is one verify result.
@@ -72,6 +83,15 @@ type checkRow struct {
 	BytesRead   int64    `json:"bytes_read"`
 	DurationMS  float64  `json:"duration_ms"`
 	Error       string   `json:"error,omitempty"`
+	// What proves (or cannot prove) the check: see purge.Result.
+	Vary           string  `json:"vary,omitempty"`
+	Current        *bool   `json:"current,omitempty"`
+	StaleUnknown   bool    `json:"stale_unknown,omitempty"`
+	FetchedAt      float64 `json:"fetched_at,omitempty"`
+	PredatesPurge  bool    `json:"predates_purge,omitempty"`
+	Uncertain      bool    `json:"uncertain,omitempty"`
+	SelfStored     bool    `json:"self_stored,omitempty"`
+	MatchedAfterMS float64 `json:"matched_after_ms,omitempty"`
 }
 
 // indentBelow is the size under which JSON is indented for people to read;
@@ -150,6 +170,10 @@ func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
 	tail := reportTail{Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
 	if r.Step == purge.StepVerify {
 		h.Expect, h.Rounds = string(r.Expect), r.Rounds
+		for _, l := range r.RequestHeaders {
+			tail.RequestHeaders = append(tail.RequestHeaders, g.json(l))
+		}
+		tail.Origin, tail.ConsistentAfterMS = g.json(r.Origin), ms(r.ConsistentAfter)
 	}
 	for i, in := range r.Instances {
 		tail.Instances[i] = g.json(in.String())
@@ -294,8 +318,49 @@ func appendRow(b []byte, g guard, res purge.Result, url, inst []byte, errMsg str
 		b = append(b, `,"error":`...)
 		b = appendString(b, errMsg)
 	}
+	if !verify {
+		if res.Objects >= 0 {
+			b = append(b, `,"objects":`...)
+			b = strconv.AppendInt(b, int64(res.Objects), 10)
+		}
+		if !res.PurgedAt.IsZero() {
+			b = append(b, `,"purged_at":`...)
+			b = strconv.AppendFloat(b, stamp(res.PurgedAt), 'f', -1, 64)
+		}
+		return append(b, "}\n"...)
+	}
+	if res.Vary != "" {
+		b = append(b, `,"vary":`...)
+		b = appendString(b, res.Vary)
+	}
+	if res.Current != nil {
+		b = append(b, `,"current":`...)
+		b = strconv.AppendBool(b, *res.Current)
+	}
+	if res.StaleUnknown {
+		b = append(b, `,"stale_unknown":true`...)
+	}
+	if !res.FetchedAt.IsZero() {
+		b = append(b, `,"fetched_at":`...)
+		b = strconv.AppendFloat(b, stamp(res.FetchedAt), 'f', -1, 64)
+	}
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{res.PredatesPurge, `,"predates_purge":true`}, {res.Uncertain, `,"uncertain":true`}, {res.SelfStored, `,"self_stored":true`}} {
+		if f.on {
+			b = append(b, f.name...)
+		}
+	}
+	if res.MatchedAfter > 0 {
+		b = append(b, `,"matched_after_ms":`...)
+		b = strconv.AppendFloat(b, ms(res.MatchedAfter), 'g', -1, 64)
+	}
 	return append(b, "}\n"...)
 }
+
+// stamp is t in seconds since the epoch, to the microsecond.
+func stamp(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
 // appendString appends s as a JSON string, as encoding/json writes it
 // without HTML escaping: invalid UTF-8 becomes U+FFFD, and U+2028 and
@@ -356,8 +421,16 @@ func errText(res purge.Result) string {
 }
 
 func purgeRowOf(res purge.Result) purgeRow {
-	return purgeRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
-		res.Status, res.OK, res.Attempts, ms(res.Duration), errText(res)}
+	r := purgeRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
+		res.Status, res.OK, res.Attempts, ms(res.Duration), errText(res), nil, 0}
+	if res.Objects >= 0 {
+		n := res.Objects
+		r.Objects = &n
+	}
+	if !res.PurgedAt.IsZero() {
+		r.PurgedAt = stamp(res.PurgedAt)
+	}
+	return r
 }
 
 func checkRowOf(res purge.Result) checkRow {
@@ -365,9 +438,14 @@ func checkRowOf(res purge.Result) checkRow {
 	if res.Age >= 0 {
 		age = strconv.Itoa(res.Age)
 	}
-	return checkRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
+	r := checkRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
 		res.Status, string(res.Class), res.CacheStatus, res.Source, res.TTL, age, res.OK, res.Refilled, res.Note,
-		res.Attempts, res.BytesRead, ms(res.Duration), errText(res)}
+		res.Attempts, res.BytesRead, ms(res.Duration), errText(res),
+		res.Vary, res.Current, res.StaleUnknown, 0, res.PredatesPurge, res.Uncertain, res.SelfStored, ms(res.MatchedAfter)}
+	if !res.FetchedAt.IsZero() {
+		r.FetchedAt = stamp(res.FetchedAt)
+	}
+	return r
 }
 
 func ms(d interface{ Microseconds() int64 }) float64 { return float64(d.Microseconds()) / 1000 }

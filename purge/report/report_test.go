@@ -423,6 +423,80 @@ func FuzzAppendString(f *testing.F) {
 	})
 }
 
+// What proves a check is in every format: objects per purge row (absent
+// when the answer did not say), the "0 objects" warning, Vary and the
+// headers sent, and current with the origin.
+func TestProofInEveryFormat(t *testing.T) {
+	origin := server(t, func(w http.ResponseWriter, r *http.Request) { w.Header().Set("ETag", `"v2"`) })
+	counting := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "PURGE" {
+			w.Header().Set(purge.ObjectsHeader, "0")
+			w.Header().Set(purge.PurgeTimeHeader, "1900000000.5")
+			return
+		}
+		w.Header().Set("Cache-Status", "c; fwd=miss")
+		w.Header().Set("Vary", "Accept-Encoding, User-Agent")
+		w.Header().Set("ETag", `"v1"`)
+	})
+	silent := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; fwd=miss")
+		w.Header().Set("ETag", `"v2"`)
+	})
+	out := run(t, purge.Job{Instances: []string{counting, silent}, URLs: []string{"http://example.com/a"}, Attempts: 1,
+		Verify: []purge.Expect{purge.ExpectPurged}, Origin: "http://" + origin, VerifyMethod: "HEAD"})
+	warning := "0 objects purged on any instance for http://example.com/a: was anything cached under this host and path?"
+
+	var decoded struct {
+		Purge struct {
+			Warnings []string         `json:"warnings"`
+			Results  []map[string]any `json:"results"`
+		} `json:"purge"`
+		Verify []struct {
+			RequestHeaders []string         `json:"request_headers"`
+			Origin         string           `json:"origin"`
+			Warnings       []string         `json:"warnings"`
+			Checks         []map[string]any `json:"checks"`
+		} `json:"verify"`
+	}
+	js := write(t, JSON, out, Options{})
+	require.NoError(t, json.Unmarshal([]byte(js), &decoded), js)
+	assert.Equal(t, []string{warning}, decoded.Purge.Warnings)
+	for _, r := range decoded.Purge.Results {
+		if r["instance"] == counting {
+			assert.Equal(t, 0.0, r["objects"])
+			assert.Equal(t, 1900000000.5, r["purged_at"])
+		} else {
+			assert.NotContains(t, r, "objects", "absent when not said")
+		}
+	}
+	v := decoded.Verify[0]
+	assert.Equal(t, "http://"+origin, v.Origin)
+	require.Len(t, v.RequestHeaders, 2)
+	assert.Equal(t, "Accept-Encoding: gzip, deflate, br", v.RequestHeaders[0])
+	for _, c := range v.Checks {
+		if c["instance"] == counting {
+			assert.Equal(t, false, c["current"])
+			assert.Equal(t, "Accept-Encoding, User-Agent", c["vary"])
+		} else {
+			assert.Equal(t, true, c["current"])
+			assert.NotContains(t, c, "vary")
+		}
+	}
+	require.Len(t, v.Warnings, 1)
+	assert.Contains(t, v.Warnings[0], "Vary: User-Agent on 1 answer")
+
+	for _, f := range []Format{Text, Markdown} {
+		s := write(t, f, out, Options{})
+		plain := strings.NewReplacer("\\", "", "`", "").Replace(s)
+		assert.Contains(t, plain, "warning: "+warning, f)
+		assert.Contains(t, plain, "Vary: User-Agent on 1 answer", f)
+		assert.Contains(t, plain, "serving another version than the origin: "+counting, f)
+		assert.Contains(t, plain, "each request sent: Accept-Encoding: gzip, deflate, br; User-Agent: Mozilla/5.0", f)
+		assert.Regexp(t, `(?i)objects`, s, f)
+		assert.Regexp(t, `(?i)current`, s, f)
+	}
+}
+
 // showsRun says whether text shows 8 consecutive characters of secret,
 // letters compared without case.
 func showsRun(text, secret string) (string, bool) {

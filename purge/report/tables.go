@@ -53,31 +53,50 @@ func writeReport(w *bufio.Writer, r *purge.Report, o Options, st style) error {
 		title = "cdnpurge verify: expect " + string(r.Expect)
 	}
 	st.title(w, title)
+	if verify && len(r.RequestHeaders) > 0 {
+		st.note(w, "each request sent: ", strings.Join(r.RequestHeaders, "; "))
+	}
+	if verify && r.Origin != "" {
+		st.note(w, "compared with the origin: ", r.Origin)
+	}
 	if r.Len() <= o.Rows || o.Verbose {
-		t := st.table(w, header(verify))
+		c := columnsOf(r)
+		t := st.table(w, c.header())
 		for k := range r.Len() {
-			t.row(cells(r.Result(k), verify))
+			t.row(c.cells(r.Result(k)))
 		}
 		if err := t.end(); err != nil {
 			return err
 		}
 		st.line(w, r.Summary())
+		writeProof(w, r, st)
 		return nil
 	}
 	// Many results: one line per instance, then the failures.
 	st.line(w, r.Summary())
-	t := st.table(w, []string{"INSTANCE", okHeader(verify), "FAILED", "NOT SENT", "P50", "P99"})
+	head := []string{"INSTANCE", okHeader(verify), "FAILED", "NOT SENT", "P50", "P99"}
+	waited := verify && r.Rounds > 1
+	if waited {
+		head = append(head, "MATCHED AFTER")
+	}
+	t := st.table(w, head)
 	for _, s := range r.Stats() {
-		t.row([]string{s.Instance.String(), fmt.Sprintf("%d/%d", s.OK, s.Total), strconv.Itoa(s.Total - s.OK),
-			strconv.Itoa(s.NotSent), purge.FormatDuration(s.P50), purge.FormatDuration(s.P99)})
+		row := []string{s.Instance.String(), fmt.Sprintf("%d/%d", s.OK, s.Total), strconv.Itoa(s.Total - s.OK),
+			strconv.Itoa(s.NotSent), purge.FormatDuration(s.P50), purge.FormatDuration(s.P99)}
+		if waited {
+			row = append(row, matchedAfter(s))
+		}
+		t.row(row)
 	}
 	if err := t.end(); err != nil {
 		return err
 	}
+	writeProof(w, r, st)
 	if r.Failed() == 0 {
 		return nil
 	}
 	// URLs never sent to an instance share one reason: say it once.
+	fc := columns{verify: verify}
 	notSent := map[int]string{}
 	listed, more := 0, 0
 	var failed tableWriter
@@ -98,9 +117,9 @@ func writeReport(w *bufio.Writer, r *purge.Report, o Options, st style) error {
 		}
 		if failed == nil {
 			st.line(w, "failed:")
-			failed = st.table(w, header(verify))
+			failed = st.table(w, fc.header())
 		}
-		failed.row(cells(res, verify))
+		failed.row(fc.cells(res))
 		listed++
 	}
 	var err error
@@ -125,6 +144,113 @@ func okHeader(verify bool) string {
 	return "PURGED"
 }
 
+// columns says which columns a table of results has: OBJECTS when a
+// purge answer said how many objects it removed, VARY when an answer
+// varied, CURRENT when copies were compared with the origin.
+type columns struct {
+	verify, objects, vary, current bool
+}
+
+func columnsOf(r *purge.Report) columns {
+	c := columns{verify: r.Step == purge.StepVerify, current: r.Origin != ""}
+	for k := range r.Len() {
+		res := r.Result(k)
+		c.objects = c.objects || !c.verify && res.Objects >= 0
+		c.vary = c.vary || res.Vary != ""
+	}
+	return c
+}
+
+// header is the table's header: OBJECTS and CURRENT go before RESULT
+// (whose long cells follow the table: it stays last in a purge table), and
+// VARY last.
+func (c columns) header() []string {
+	var extra []string
+	if c.objects {
+		extra = append(extra, "OBJECTS")
+	}
+	if c.current {
+		extra = append(extra, "CURRENT")
+	}
+	h := beforeResult(header(c.verify), extra, c.verify)
+	if c.vary {
+		h = append(h, "VARY")
+	}
+	return h
+}
+
+func (c columns) cells(res purge.Result) []string {
+	var extra []string
+	if c.objects {
+		n := "-"
+		if res.Objects >= 0 {
+			n = strconv.Itoa(res.Objects)
+		}
+		extra = append(extra, n)
+	}
+	if c.current {
+		cur := "?"
+		if res.Current != nil {
+			cur = map[bool]string{true: "yes", false: "NO"}[*res.Current]
+		}
+		extra = append(extra, cur)
+	}
+	row := beforeResult(cells(res, c.verify), extra, c.verify)
+	if c.vary {
+		row = append(row, res.Vary)
+	}
+	return row
+}
+
+// beforeResult inserts extra before the RESULT column (the one before last
+// in a verify table, the last in a purge table).
+func beforeResult(row, extra []string, verify bool) []string {
+	if len(extra) == 0 {
+		return row
+	}
+	at := len(row) - 1
+	if verify {
+		at = len(row) - 2 // HEADER follows RESULT
+	}
+	return append(append(append([]string{}, row[:at]...), extra...), row[at:]...)
+}
+
+func matchedAfter(s purge.InstanceStats) string {
+	if s.OK < s.Total {
+		return "-"
+	}
+	return purge.FormatDuration(s.MatchedAfter)
+}
+
+// writeProof names, after a verify step's table, the instances that serve
+// another version than the origin, and (after a wait) each instance's
+// time until it matched.
+func writeProof(w *bufio.Writer, r *purge.Report, st style) {
+	if r.Step != purge.StepVerify {
+		return
+	}
+	if r.Origin != "" {
+		var other []string
+		seen := map[int]bool{}
+		for k := range r.Len() {
+			if res := r.Result(k); res.Current != nil && !*res.Current && !seen[k%len(r.Instances)] {
+				seen[k%len(r.Instances)] = true
+				other = append(other, res.Instance.String())
+			}
+		}
+		if len(other) > 0 {
+			st.line(w, fmt.Sprintf("serving another version than the origin: %s", strings.Join(other, ", ")))
+		}
+	}
+	if r.Rounds > 1 && r.Len() <= DefaultRows*4 {
+		var parts []string
+		for _, s := range r.Stats() {
+			parts = append(parts, s.Instance.String()+" "+matchedAfter(s))
+		}
+		st.line(w, "time until every check of an instance matched: "+strings.Join(parts, ", "))
+	}
+}
+
 func header(verify bool) []string {
 	if verify {
 		return []string{"URL", "INSTANCE", "STATUS", "CACHE", "AGE", "TIME", "RESULT", "HEADER"}
@@ -138,8 +264,13 @@ func cells(res purge.Result, verify bool) []string {
 		status = strconv.Itoa(res.Status)
 	}
 	result := "ok"
-	if res.Refilled {
+	switch {
+	case res.Refilled && res.Uncertain:
+		result = "ok (refilled, as accepted: Age cannot tell)"
+	case res.Refilled:
 		result = "ok (refilled after the purge)"
+	case res.Current != nil && *res.Current:
+		result = "ok (current)"
 	}
 	if !res.OK {
 		result = "FAILED: " + reason(res)
@@ -151,13 +282,17 @@ func cells(res purge.Result, verify bool) []string {
 	if res.Age >= 0 {
 		age = strconv.Itoa(res.Age)
 	}
+	class := string(res.Class)
+	if res.StaleUnknown {
+		class += " (fresh or stale)"
+	}
 	hdr := res.CacheStatus
 	if hdr == "" {
 		hdr = "(none)"
 	} else if res.Source != "" && res.Source != "cache-status" {
 		hdr = res.Source + ": " + hdr
 	}
-	return []string{res.URL.String(), res.Instance.String(), status, string(res.Class), age, purge.FormatDuration(res.Duration), result, hdr}
+	return []string{res.URL.String(), res.Instance.String(), status, class, age, purge.FormatDuration(res.Duration), result, hdr}
 }
 
 // reason is why a result failed, without the instance (its own column).

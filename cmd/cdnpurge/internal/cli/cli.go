@@ -321,6 +321,7 @@ func (a *App) exit(cmd string, err error) int {
 		ue *usageError
 		je *purge.JobError
 		de *purge.DiscoveryError
+		oe *purge.OriginError
 		fe *failedError
 	)
 	// A line that carries an error is decided as it is printed: one that
@@ -361,6 +362,9 @@ func (a *App) exit(cmd string, err error) int {
 		if h := a.discoveryHint(de); h != "" {
 			own("hint: %s\n", h)
 		}
+		return ExitUsage
+	case errors.As(err, &oe):
+		fmt.Fprintf(a.Stderr, "%s: %v\nhint: check --origin: it must serve the URLs' current versions; nothing was sent to the instances\n", cmd, err)
 		return ExitUsage
 	}
 	say("%s: %v\n", cmd, err)
@@ -478,6 +482,9 @@ func failureHints(out *purge.Outcome, j purge.Job) []string {
 		{purge.ErrPurgeNotHandled, "the VCL answers METHOD as an ordinary request (passed on to the backend): add METHOD handling (see the README's 'Works with')"},
 		{purge.ErrStopped, ""}, // worded by its cause, below
 		{syscall.ECONNREFUSED, refused},
+		{purge.ErrOldCopy, "purge again: an instance still serves a copy made before the purge (a fetch in flight during the purge survives it)"},
+		{purge.ErrUncertain, "--origin URL compares content and settles it; --accept-uncertain passes copies Age cannot order"},
+		{purge.ErrStaleUnknown, "without a cache header, expect hit (or name the application's header with --cache-header)"},
 	}
 	var hints []string
 	seen := make([]bool, len(causes))

@@ -173,8 +173,10 @@ var notJob = map[string]string{
 // libraryDefault overrides a flag's shown default where it is not the
 // value the job gets.
 var libraryDefault = map[string]string{
-	"record":       string(purge.DefaultRecord), // a Func flag: no DefValue
-	"purge/method": "",                          // the job chooses: PURGE, or PURGEKEYS for --tag
+	"record":        string(purge.DefaultRecord), // a Func flag: no DefValue
+	"purge/method":  "",                          // the job chooses: PURGE, or PURGEKEYS for --tag
+	"ban/method":    "",                          // the job chooses: BAN
+	"verify/method": "",                          // the job chooses: HEAD, or GET with --origin
 }
 
 // Every flag of purge, ban and verify has a module argument, in New or in

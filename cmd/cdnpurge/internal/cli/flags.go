@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -176,8 +177,12 @@ func (f *flags) setFlag(fl *flag.Flag, value string, attached bool) error {
 	if c, ok := choiceOf(f.cmd, fl.Name); ok {
 		if bad, ok := c.check(value); !ok {
 			if c.list {
+				ex := c.values[len(c.values)-2] + "," + c.values[1]
+				if slices.Contains(c.values, "miss") && slices.Contains(c.values, "hit") {
+					ex = "miss,hit" // the strict check after a purge
+				}
 				return usagef("%s: %q is not a step; the steps are %s", shown, bad, c.words()).
-					hint(fmt.Sprintf("e.g. --%s=%s, or --%s alone", fl.Name, c.values[len(c.values)-2]+","+c.values[1], fl.Name))
+					hint(fmt.Sprintf("e.g. --%s=%s, or --%s alone", fl.Name, ex, fl.Name))
 			}
 			err := usagef("%s: use %s", shown, c.words())
 			if s := suggest(bad, c.values); len(s) > 0 {
@@ -346,6 +351,7 @@ func (t *target) register(f *flags) {
 	f.DurationVar(&j.Timeout, "timeout", purge.DefaultTimeout, "limit for each attempt: connect, send and the whole answer")
 	f.IntVar(&t.retries, "retries", purge.DefaultAttempts-1, "more attempts after a connection error, timeout, 429 or 5xx, with backoff (0 = none)")
 	f.StringVar(&j.CacheName, "cache-name", "", "the fleet's `name` in RFC 9211 Cache-Status lists, to tell its member from others'")
+	f.StringVar(&j.CacheHeader, "cache-header", "", "also read this `header`, which the application sets to HIT, MISS, PASS, UNCACHEABLE, STALE... (X-Magento-Cache-Debug is always read)")
 	f.DurationVar(&j.Deadline, "deadline", 0, "limit for the whole run, discovery included (0 = none); what is pending then is reported as not sent")
 	if !t.fleetOnly {
 		f.StringVar(&t.format, "format", string(report.DefaultFormat), "report `format` on stdout: text, json or markdown")

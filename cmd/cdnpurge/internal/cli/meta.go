@@ -26,10 +26,10 @@ var flagGroups = []struct {
 		"instance",
 		"fly-app", "fly-token-file", "fly-api", "region", "connect"}},
 	{"What to send", []string{
-		"url", "urls-file", "raw-url", "method", "tag", "soft", "regex", "content-type",
+		"url", "urls-file", "raw-url", "method", "tag", "soft", "regex", "content-type", "broad",
 		"header", "token-file", "token-header", "ok-status", "dry-run"}},
 	{"Verification", []string{
-		"verify", "verify-url", "expect", "wait", "interval", "cache-name"}},
+		"verify", "verify-url", "expect", "origin", "accept-uncertain", "wait", "interval", "cache-name", "cache-header"}},
 	{"Connections", []string{
 		"scheme", "insecure", "concurrency", "per-instance", "pipeline", "timeout", "retries", "deadline"}},
 	{"Output", []string{"format", "summary-file", "verbose"}},
@@ -62,10 +62,10 @@ var choices = map[string]choice{
 	"scheme":     {values: []string{"http", "https"}},
 	"mode":       {values: []string{"auto", "netns", "loopback"}},
 	"log-format": {values: []string{"text", "json"}},
-	"verify":     {values: []string{"purged", "hit", "fresh", "stale", "miss", "any"}, also: []string{"true", "false"}, list: true},
+	"verify":     {values: []string{"purged", "current", "hit", "fresh", "stale", "miss", "any"}, also: []string{"true", "false"}, list: true},
 	// verify refuses purged (it needs a purge in the same run), and the
 	// library says why.
-	"verify/expect": {values: []string{"hit", "fresh", "stale", "miss", "any"}, also: []string{"purged"}},
+	"verify/expect": {values: []string{"current", "hit", "fresh", "stale", "miss", "any"}, also: []string{"purged"}},
 }
 
 // choiceOf returns the values cmd's flag name takes, if it takes a fixed set.

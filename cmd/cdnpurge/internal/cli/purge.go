@@ -35,10 +35,17 @@ The token is read from the PURGE_TOKEN environment variable or --token-file
 (never from a flag, which other users could see in the process list); no 8
 consecutive characters of it (or of the Fly.io token) are ever printed.
 
---verify then asks every instance for each URL: no instance may still serve
-a copy older than the purge (a miss passes, and so does a copy stored after
-the purge began, as live traffic refills caches). --verify=miss,hit checks
-strictly: a miss everywhere, then a hit on the next request.`
+--verify then asks every instance for each URL, as a browser would: no
+instance may still serve a copy older than the purge (a miss passes, and so
+does a copy stored after the purge, as live traffic refills caches). Which
+copy is older is told by the content with --origin (a copy equal to the
+origin's passes, whatever its age), else by the instance's own clock where
+its VCL says when it purged and when it fetched the copy (the shipped one
+does), else by Age, which cannot order a copy stored within a second of the
+purge ("cannot tell": it fails unless --accept-uncertain). After --soft, each
+instance may serve the old copy stale once, then must serve a fresh one.
+--verify=miss,hit checks strictly: a miss everywhere, then a hit on the next
+request.`
 
 const purgeExamples = `  PURGE_TOKEN=... cdnpurge purge --url https://example.com/podcast/1 --dns-name my-cdn.internal --port 9000 --verify
   cdnpurge purge --urls-file changed.txt --dns-name cdn.internal --summary-file "$GITHUB_STEP_SUMMARY"
@@ -47,6 +54,7 @@ const purgeExamples = `  PURGE_TOKEN=... cdnpurge purge --url https://example.co
   cdnpurge purge --url https://example.com/ --tag post-42 --dns-name cdn.internal --verify-url https://example.com/posts/42 --verify
   FLY_API_TOKEN=... cdnpurge purge --url https://example.com/feed --fly-app my-cdn --region iad,sjc --verify
   cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify=miss,hit   # strictly: miss everywhere, then hit
+  cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --verify --origin http://10.0.0.5:8080   # by content
   cdnpurge purge --url https://example.com/feed --dns-name cdn.internal --dry-run`
 
 // sendFlags are the flags of the commands that invalidate: purge and ban.
@@ -68,6 +76,8 @@ func (s *sendFlags) register(f *flags) {
 	f.Var(list{v: &s.verifyURLs}, "verify-url", "check this `URL` instead of --url (required after a ban or a tag purge, whose --url only carries the Host); repeatable")
 	f.Var(ints{v: &j.OKStatus}, "ok-status", "also count this `status` as purged, e.g. 404 for a VCL that answers 404 when nothing was cached; repeatable")
 	f.IntVar(&j.Pipeline, "pipeline", purge.DefaultPipeline, "requests sent on a connection before reading their answers (HTTP/1.1 pipelining); 1 sends one at a time")
+	f.StringVar(&j.Origin, "origin", "", "with --verify: compare every copy with the origin's current version, asked of this base `URL` (scheme, host, port; each URL's path, query and Host are added), e.g. http://10.0.0.5:8080")
+	f.BoolVar(&j.AcceptUncertain, "accept-uncertain", false, "with --verify: pass a copy whose Age cannot tell whether it was stored before or after the purge (within a second of it); --origin or the shipped VCL's clock settle it instead")
 }
 
 func (s *sendFlags) finish(a *App) error {
@@ -173,11 +183,17 @@ Varnish reads it). The regex goes in the X-Url header and the host in X-Host
 (^host$), where the shipped VCL and FOSHttpCache's VCL read them; --url only
 carries the Host.
 
+The request path is the regex's literal prefix (BAN /p/42/ for ^/p/42/): VCLs
+that ban what the request path matches (Shopware's, varnish/toolbox's with
+--method PURGEDIR) then ban no more than the regex would. A regex without a
+literal prefix (\.css$, or one not anchored with ^) would ban every object
+of the host there, and is refused unless --broad says that is meant.
+
 A ban cannot be checked through the --url that carries the Host: give the
 URLs to verify with --verify-url.`
 
 const banExamples = `  PURGE_TOKEN=... cdnpurge ban --url https://example.com/ --regex '^/assets/' --dns-name cdn.internal --port 9000
-  cdnpurge ban --url https://example.com/ --regex '\.css$' --content-type '^text/css' --instance 10.0.0.7:9000
+  cdnpurge ban --url https://example.com/ --regex '\.css$' --broad --content-type '^text/css' --instance 10.0.0.7:9000
   cdnpurge ban --url https://example.com/ --regex '^/feed' --dns-name cdn.internal --verify-url https://example.com/feed --verify`
 
 func (a *App) ban(ctx context.Context, args []string) error {
@@ -186,8 +202,16 @@ func (a *App) ban(ctx context.Context, args []string) error {
 	s.register(f)
 	f.StringVar(&s.job.Ban, "regex", "", "the regular `expression` over paths to ban, e.g. ^/assets/ (required)")
 	f.StringVar(&s.job.BanContentType, "content-type", "", "only ban objects whose Content-Type matches this `expression`")
+	f.BoolVar(&s.job.Broad, "broad", false, "send a regex without a literal path prefix (e.g. \\.css$) with the path /: VCLs that ban by\nthe request path then ban every object of the host")
+	f.StringVar(&s.job.Method, "method", "BAN", "request `method`: BAN, or the one your VCL bans on (varnish/toolbox: PURGEDIR)")
 	if err := f.parse(a, args); err != nil {
 		return err
+	}
+	switch {
+	case !f.set("method"):
+		s.job.Method = ""
+	case strings.TrimSpace(s.job.Method) == "":
+		return usagef("--method is empty: give BAN or the method your VCL bans on")
 	}
 	if s.job.Ban == "" {
 		return usagef("--regex is required: the regular expression over paths to ban").hint("e.g. --regex '^/assets/'")

@@ -46,7 +46,7 @@ func TestUsageErrorsNameTheFix(t *testing.T) {
 		// Values.
 		{"purge --url https://e.com/ --verify miss,hit", "--verify miss,hit: --verify takes a value only after '='", "write --verify=miss,hit", false},
 		{"purge --url https://e.com/ --dry-run false", "--dry-run false: --dry-run takes a value only after '='", "write --dry-run=false", false},
-		{"purge --url https://e.com/ --verify=bogus", `--verify=bogus: "bogus" is not a step; the steps are purged, hit, fresh, stale, miss or any`, "e.g. --verify=miss,hit, or --verify alone", false},
+		{"purge --url https://e.com/ --verify=bogus", `--verify=bogus: "bogus" is not a step; the steps are purged, current, hit, fresh, stale, miss or any`, "e.g. --verify=miss,hit, or --verify alone", false},
 		{"purge --url https://e.com/ --verify=miss,hitt", `"hitt" is not a step`, "", false},
 		{"purge --url https://e.com/ --timeout 5", "--timeout 5: a duration needs a unit (ms, s, m or h)", "did you mean --timeout 5s?", false},
 		{"purge --url https://e.com/ --dns-timeout 2", "--dns-timeout 2: a duration needs a unit", "did you mean --dns-timeout 2s?", false},
@@ -56,8 +56,8 @@ func TestUsageErrorsNameTheFix(t *testing.T) {
 		{"purge --url https://e.com/ --port http", "--port http: not a number", "give a whole number, e.g. --port 80", false},
 		{"purge --url https://e.com/ --record aaa", "--record aaa: use aaaa, a or srv", "did you mean --record aaaa?", false},
 		{"purge --url https://e.com/ --format jsn", "--format jsn: use text, json or markdown", "did you mean --format json?", false},
-		{"verify --url https://e.com/ --expect bogus", "--expect bogus: use hit, fresh, stale, miss or any\n", "", true},
-		{"verify --url https://e.com/ --expect hti", "--expect hti: use hit, fresh, stale, miss or any", "did you mean --expect hit?", false},
+		{"verify --url https://e.com/ --expect bogus", "--expect bogus: use current, hit, fresh, stale, miss or any\n", "", true},
+		{"verify --url https://e.com/ --expect hti", "--expect hti: use current, hit, fresh, stale, miss or any", "did you mean --expect hit?", false},
 		{"purge --dry-run=yes", "--dry-run=yes: give true or false, or --dry-run alone", "", true},
 		{"purge --url", "--url needs a value", "write --url URL", false},
 		{"purge --url --dns-name x", "--url needs a value", "--dns-name is a flag: give --url a value before it", false},
@@ -264,7 +264,7 @@ func TestHelpFits80Columns(t *testing.T) {
 	}
 	assert.Contains(t, helps["purge"], "\n  --verify[=STEPS]\n")
 	assert.Contains(t, helps["ban"], "\n  --verify[=STEPS]\n")
-	assert.Contains(t, helps["verify"], "\n  --expect hit|fresh|stale|miss|any\n")
+	assert.Contains(t, helps["verify"], "\n  --expect current|hit|fresh|stale|miss|any\n")
 	// Shared texts say nothing only one command does.
 	for _, flag := range []string{"--fly-app APP", "--fly-token-file FILE", "--region REGIONS", "--connect HOST:PORT", "--url URL", "--format FORMAT", "--deadline DURATION"} {
 		text := flagText(helps["verify"], flag)

@@ -57,15 +57,20 @@ func TestVerifyCommand(t *testing.T) {
 	assert.Equal(t, ExitOK, r.code, r.stdout)
 	assert.Contains(t, r.stdout, "verified 1 URL on 3/3 instances: expected hit")
 
+	// A waiting hit check never counts the copy its own first request
+	// stored (that round missed): nothing says a browser's would hit.
+	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/other", "--expect", "hit", "--wait", "450ms", "--interval", "100ms"}, f.args()...)...)
+	assert.Equal(t, ExitFailed, r.code, r.stdout)
+	assert.Contains(t, r.stdout, "hit on the copy this check's own request stored in round 1 (a miss then), not a browser's: not counted")
+	// Warmed by another run (as a browser would), the next run's hits count.
 	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/other", "--expect", "hit", "--wait", "5s", "--interval", "100ms"}, f.args()...)...)
 	assert.Equal(t, ExitOK, r.code, r.stdout)
-	assert.Contains(t, r.stdout, "2 rounds")
 }
 
 func TestVerifyCommandUsage(t *testing.T) {
 	f := cacheFleet(t, 1, nil)
 	for _, tc := range []struct{ flag, want string }{
-		{"--expect=warm", "--expect=warm: use hit, fresh, stale, miss or any\n"},
+		{"--expect=warm", "--expect=warm: use current, hit, fresh, stale, miss or any\n"},
 		{"--expect=purged", "needs a purge in the same run"},
 		{"--method=POST", "HEAD or GET"},
 		{"--interval=0s", "--interval 0s: give a positive duration"},
@@ -77,9 +82,43 @@ func TestVerifyCommandUsage(t *testing.T) {
 	}
 	r := run(t, nil, "", "verify", "--help")
 	assert.Equal(t, ExitOK, r.code)
-	for _, s := range []string{"--expect", "--wait", "--interval", "--method", "--header"} {
+	for _, s := range []string{"--expect", "--wait", "--interval", "--method", "--header", "--origin", "--cache-header", "--ok-status"} {
 		assert.Contains(t, r.stdout, s)
 	}
+	for _, tc := range []struct{ args, want string }{
+		{"--expect current", "expect current: needs the origin's address to compare with"},
+		{"--origin ftp://x", `origin "ftp://x": give the origin's base URL`},
+		{"--cache-header a:b", `cache header "a:b": not a valid header name`},
+	} {
+		r := run(t, nil, "", append(append([]string{"verify", "--url", "https://e.com/"}, strings.Fields(tc.args)...), f.args()...)...)
+		assert.Equal(t, ExitUsage, r.code, tc.args)
+		assert.Contains(t, r.stderr, tc.want, tc.args)
+		assert.Empty(t, f.requests(f.addrs[0]), "nothing sent")
+	}
+	r = run(t, nil, "", append([]string{"verify", "--url", "https://e.com/", "--origin", "http://127.0.0.1:1"}, f.args()...)...)
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "origin http://127.0.0.1:1: https://e.com/: ")
+	assert.Contains(t, r.stderr, "hint: check --origin")
+	assert.Empty(t, f.requests(f.addrs[0]), "nothing sent")
+}
+
+func TestBanRefusesARegexWithoutALiteralPrefix(t *testing.T) {
+	f := cacheFleet(t, 1, nil)
+	r := run(t, nil, "", append([]string{"ban", "--url", "https://e.com/", "--regex", `\.css$`}, f.args()...)...)
+	assert.Equal(t, ExitUsage, r.code)
+	assert.Contains(t, r.stderr, "has no literal path prefix")
+	assert.Empty(t, f.requests(f.addrs[0]), "nothing sent")
+	r = run(t, nil, "", append([]string{"ban", "--url", "https://e.com/", "--regex", `\.css$`, "--broad"}, f.args()...)...)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	r = run(t, nil, "", append([]string{"ban", "--url", "https://e.com/", "--regex", `^/p/42/`, "--method", "PURGEDIR"}, f.args()...)...)
+	assert.Equal(t, ExitOK, r.code, r.stderr)
+	reqs := f.requests(f.addrs[0])
+	require.Len(t, reqs, 2)
+	assert.Equal(t, "BAN", reqs[0].Method)
+	assert.Equal(t, "/", reqs[0].RequestURI)
+	assert.Equal(t, "PURGEDIR", reqs[1].Method)
+	assert.Equal(t, "/p/42/", reqs[1].RequestURI)
+	assert.Equal(t, "^/p/42/", reqs[1].Header.Get("X-Url"))
 }
 
 func TestPurgeVerifyMissThenHit(t *testing.T) {
@@ -145,4 +184,21 @@ func TestVerifyWaitTimesOutWithExit1(t *testing.T) {
 	assert.Contains(t, r.stdout, "rounds")
 	assert.Contains(t, r.stdout, "never-warm; fwd=miss")
 	assert.GreaterOrEqual(t, len(f.requests(f.addrs[0])), 3, "asked again each interval")
+}
+
+// What the serve's API does not carry is refused with --via, before
+// anything is sent.
+func TestViaRefusesWhatItCannotCarry(t *testing.T) {
+	for _, args := range [][]string{
+		{"purge", "--url", "https://e.com/", "--verify", "--origin", "http://o.example"},
+		{"purge", "--url", "https://e.com/", "--verify", "--accept-uncertain"},
+		{"ban", "--url", "https://e.com/", "--regex", `\.css$`, "--broad"},
+		{"ban", "--url", "https://e.com/", "--regex", "^/p/", "--method", "PURGEDIR"},
+		{"verify", "--url", "https://e.com/", "--origin", "http://o.example"},
+		{"verify", "--url", "https://e.com/", "--cache-header", "X-App-Cache"},
+	} {
+		r := run(t, nil, "", append(args, "--via", "http://127.0.0.1:1")...)
+		assert.Equal(t, ExitUsage, r.code, "%v", args)
+		assert.Contains(t, r.stderr, "--via", "%v", args)
+	}
 }

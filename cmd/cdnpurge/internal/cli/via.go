@@ -27,7 +27,11 @@ func (v *viaFlags) register(f *flags) {
 // with --via they would be ignored, so they are refused.
 var viaServeFlags = []string{"dns-name", "record", "port", "resolver", "dns-timeout", "instance", "fly-app", "fly-token-file",
 	"fly-api", "region", "connect", "scheme", "insecure", "concurrency", "per-instance", "pipeline", "timeout", "retries",
-	"token-file", "token-header", "ok-status", "cache-name", "dry-run"}
+	"token-file", "token-header", "ok-status", "cache-name", "cache-header", "dry-run"}
+
+// viaUnsent are settings of a job that the serve's API does not carry:
+// given with --via they would be lost, so they are refused.
+var viaUnsent = []string{"origin", "accept-uncertain", "broad"}
 
 func (v *viaFlags) finish(a *App, f *flags) error {
 	if v.url == "" {
@@ -40,6 +44,14 @@ func (v *viaFlags) finish(a *App, f *flags) error {
 		if f.set(n) {
 			return usagef("--%s: with --via the serve decides this (set it on cdnpurge serve); leave it out", n)
 		}
+	}
+	for _, n := range viaUnsent {
+		if f.set(n) {
+			return usagef("--%s is not sent through --via (the serve's API does not carry it): run without --via to use it", n)
+		}
+	}
+	if f.cmd == "cdnpurge ban" && f.set("method") {
+		return usagef("--method: a ban through --via is sent as BAN by the serve; run without --via to ban with another method")
 	}
 	tok, err := a.secret(v.tokenFile, "CDNPURGE_API_TOKEN", "--api-token-file")
 	if err != nil {
