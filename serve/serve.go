@@ -62,8 +62,9 @@ const (
 	MaxVerifyWait = 10 * time.Minute
 )
 
-// PurgeMethods are the methods transparent mode always forwards.
-var PurgeMethods = []string{"PURGE", "BAN", "PURGEKEYS"}
+// PurgeMethods returns the methods transparent mode always forwards (a new
+// slice at each call).
+func PurgeMethods() []string { return []string{"PURGE", "BAN", "PURGEKEYS"} }
 
 // Config is a serve's settings. The zero value of every field but Job and
 // Journal means the default above.
@@ -183,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("limits and durations must not be negative")
 	}
 	if cfg.Allow == nil {
-		cfg.Allow = DefaultAllow
+		cfg.Allow = DefaultAllow()
 	}
 	for i, m := range cfg.Methods {
 		cfg.Methods[i] = strings.ToUpper(strings.TrimSpace(m))
