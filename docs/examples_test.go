@@ -46,7 +46,7 @@ var defaultURLs = []string{"https://example.com/", "https://example.com/feed", "
 type world struct {
 	t        *testing.T // the page's test
 	root     *testing.T // the whole run's: what lives as long as the world is stopped with it
-	bin      string // the directory holding the cdnpurge built from this checkout
+	bin      string     // the directory holding the cdnpurge built from this checkout
 	fleet    *fleet.Fleet
 	dns      *dnsserver.Server
 	names    map[string]bool // DNS names listed so far

@@ -84,9 +84,9 @@ var foreignFlags = []string{
 	"check",            // ci/dagger-codegen.sh
 	"version",          // cdnpurge --version (top level)
 	"help",             // every command's --help
-	"ports", "random", // a Dagger Service's up
-	"from",             // a Dockerfile's COPY --from
-	"dns-nmae",         // a mistyped flag, on purpose (cli.md: "did you mean")
+	"ports", "random",  // a Dagger Service's up
+	"from",     // a Dockerfile's COPY --from
+	"dns-nmae", // a mistyped flag, on purpose (cli.md: "did you mean")
 }
 
 var flagMention = regexp.MustCompile("(?:^|[\\s`(\\[|'\"])--([a-z][a-z0-9-]*[a-z0-9])")
