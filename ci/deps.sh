@@ -4,8 +4,9 @@
 # nginx with libnginx-mod-http-cache-purge and squid (the caches of the "Works
 # with" end-to-end tests), iproute2 (ip netns), libcap2-bin (capsh: tests run
 # without the capabilities a container lacks), wrk and dnsutils (the benchmark
-# baselines), curl, jq (the docs' serve examples), time, and zsh and fish (the CLI's completion scripts are
-# tested in each shell). Needs root or sudo; does nothing when all are there.
+# baselines), curl, jq (the docs' serve examples), time, and zsh and fish (the
+# CLI's completion scripts are tested in each shell). Needs root or sudo; does
+# nothing when all are there.
 #
 # The packages would start system services (varnishd on :6081, nginx on :80,
 # squid on :3128) that nothing here uses: they are kept from starting while
