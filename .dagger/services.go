@@ -16,9 +16,6 @@ const (
 	// varnishImage is the official Varnish image at the release and digest
 	// thechangelog/pipely pins (its Dagger module's Varnish container).
 	varnishImage = "varnish:7.7.3@sha256:10c3bccedda53fbba1e4a640f615921e98eb0bcab444601e3ffcc8defb3bf184"
-	// golangImage is the official Go image at the release and digest
-	// thechangelog/pipely pins; its Go satisfies go.mod's go directive.
-	golangImage = "golang:1.25.5@sha256:36b4f45d2874905b9e8573b783292629bcb346d0a70d8d7150b6df545234818f"
 )
 
 // Varnish returns a Varnish service (the official image) running cdnpurge's
@@ -84,7 +81,11 @@ func varnishService(v containers.Varnish, origin *dagger.Service, token *dagger.
 
 // goContainer is the source in a Go container with module and build caches.
 func goContainer(source *dagger.Directory) *dagger.Container {
-	return dag.Container().From(golangImage).
+	ctr := dag.Container().From(containers.GolangImage)
+	for _, v := range containers.GoEnv() {
+		ctr = ctr.WithEnvVariable(v.Name, v.Value)
+	}
+	return ctr.
 		WithMountedCache("/go/pkg/mod", dag.CacheVolume("cdnpurge-go-mod")).
 		WithMountedCache("/root/.cache/go-build", dag.CacheVolume("cdnpurge-go-build")).
 		WithDirectory("/src", source).

@@ -4,8 +4,9 @@
 # nginx with libnginx-mod-http-cache-purge and squid (the caches of the "Works
 # with" end-to-end tests), iproute2 (ip netns), libcap2-bin (capsh: tests run
 # without the capabilities a container lacks), wrk and dnsutils (the benchmark
-# baselines), curl, time, and zsh and fish (the CLI's completion scripts are
-# tested in each shell). Needs root or sudo; does nothing when all are there.
+# baselines), curl, jq (the docs' serve examples), time, and zsh and fish (the
+# CLI's completion scripts are tested in each shell). Needs root or sudo; does
+# nothing when all are there.
 #
 # The packages would start system services (varnishd on :6081, nginx on :80,
 # squid on :3128) that nothing here uses: they are kept from starting while
@@ -23,6 +24,7 @@ command -v capsh >/dev/null || [ -x /usr/sbin/capsh ] || need+=(libcap2-bin)
 command -v wrk >/dev/null || need+=(wrk)
 command -v dig >/dev/null || need+=(dnsutils)
 command -v curl >/dev/null || need+=(curl)
+command -v jq >/dev/null || need+=(jq)
 [ -x /usr/bin/time ] || need+=(time)
 command -v zsh >/dev/null || need+=(zsh)
 command -v fish >/dev/null || need+=(fish)

@@ -13,6 +13,12 @@ import (
 	"time"
 )
 
+// TagPath tags a page: a POST with ?host=HOST&path=PATH&xkey=a,b makes the
+// answers for that Host and request target (path and query) carry
+// "xkey: a b", as a CMS tags its pages, so that a tag purge can drop a page
+// whose URL names no tag. It is never cached and never counted.
+const TagPath = "/__cdnpurge/tag"
+
 // HitsPath is where an origin reports how often it was asked for each URL.
 // It is never cached and never counted.
 const HitsPath = "/__cdnpurge/hits"
@@ -34,7 +40,8 @@ const DeployPath = "/__cdnpurge/deploy"
 //
 //   - a path under /private/ answers "Cache-Control: private" (not cacheable);
 //   - ?max-age=N sets the freshness to N seconds (a short TTL, to see stale);
-//   - ?xkey=a,b tags the response with "xkey: a b" (vmod xkey's tags);
+//   - ?xkey=a,b tags the response with "xkey: a b" (vmod xkey's tags), as
+//     does a POST to TagPath for a page whose URL names no tag;
 //   - a path under /cdn-headers/ answers with the cache headers another CDN
 //     in front of the origin would add ("Cache-Status: OriginCDN; fwd=miss",
 //     "X-Cache: Miss from cloudfront"), which Varnish stores with the object;
@@ -54,12 +61,13 @@ type OriginHandler struct {
 
 	mu       sync.Mutex
 	hits     map[string]int
-	versions map[string]int // host -> version; 1 when absent
+	versions map[string]int    // host -> version; 1 when absent
+	tags     map[string]string // HitKey -> xkey tags (see TagPath)
 }
 
 // NewOriginHandler returns a handler whose responses may be cached for maxAge.
 func NewOriginHandler(maxAge time.Duration) *OriginHandler {
-	return &OriginHandler{MaxAge: maxAge, hits: map[string]int{}, versions: map[string]int{}}
+	return &OriginHandler{MaxAge: maxAge, hits: map[string]int{}, versions: map[string]int{}, tags: map[string]string{}}
 }
 
 // HitKey is the key of a request in the hit counts: Host + request target.
@@ -92,6 +100,18 @@ func (o *OriginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprintln(w, v)
 		return
+	case TagPath:
+		q := r.URL.Query()
+		host, path, tags := q.Get("host"), q.Get("path"), q.Get("xkey")
+		if r.Method != http.MethodPost || host == "" || !strings.HasPrefix(path, "/") || tags == "" {
+			http.Error(w, "POST "+TagPath+"?host=HOST&path=/PATH&xkey=TAG,TAG", http.StatusBadRequest)
+			return
+		}
+		o.mu.Lock()
+		o.tags[HitKey(host, path)] = strings.ReplaceAll(tags, ",", " ")
+		o.mu.Unlock()
+		w.Header().Set("Cache-Control", "no-store")
+		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/api/") && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -102,6 +122,7 @@ func (o *OriginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.hits[HitKey(r.Host, r.RequestURI)]++
 	version := o.version(r.Host)
+	tagged := o.tags[HitKey(r.Host, r.RequestURI)]
 	o.mu.Unlock()
 	if d, err := time.ParseDuration(q.Get("slow")); err == nil && d > 0 {
 		select {
@@ -130,7 +151,10 @@ func (o *OriginHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", maxAge))
 	}
 	if tags := q.Get("xkey"); tags != "" {
-		h.Set("Xkey", strings.ReplaceAll(tags, ",", " "))
+		tagged = strings.TrimSpace(tagged + " " + strings.ReplaceAll(tags, ",", " "))
+	}
+	if tagged != "" {
+		h.Set("Xkey", tagged)
 	}
 	if strings.HasPrefix(r.URL.Path, "/cdn-headers/") {
 		h.Set("Cache-Status", "OriginCDN; fwd=miss")
@@ -236,6 +260,26 @@ func (o *Origin) Deploy(ctx context.Context, host string) (int, error) {
 		return 0, fmt.Errorf("origin deploy: %s: %v", resp.Status, err)
 	}
 	return v, nil
+}
+
+// Tag makes the origin tag its answers for host and target (path and
+// query) with vmod xkey's tags (see TagPath).
+func (o *Origin) Tag(ctx context.Context, host, target string, tags ...string) error {
+	u := url.URL{Scheme: "http", Host: o.Addr, Path: TagPath,
+		RawQuery: url.Values{"host": {host}, "path": {target}, "xkey": {strings.Join(tags, ",")}}.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("origin tag: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("origin tag %s%s: %s", host, target, resp.Status)
+	}
+	return nil
 }
 
 // AllHits returns every count, keyed by HitKey.

@@ -46,7 +46,7 @@
 // Pipelining assumes nothing of the instance: a connection starts with one
 // request and deepens as answers come, and what an instance shows (a close
 // after k answers, a stall, answers that do not pair) is remembered for the
-// run. A result's Attempts count the times its request was written: what
+// run, and by a Transport for the runs that share it. A result's Attempts count the times its request was written: what
 // the instance may have received. "not sent" is said only of a request
 // never written.
 //
@@ -56,5 +56,6 @@
 // Report.Reveals for writers of their own).
 //
 // The package never prints, never reads flags or the environment, and
-// holds no state between calls.
+// holds no state between calls but what a caller keeps in a Transport
+// (connections kept alive, what each instance showed of its wire).
 package purge

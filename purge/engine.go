@@ -112,12 +112,17 @@ type instState struct {
 	// dead is the reference of the error that gave the instance up.
 	dead atomic.Uint32
 
+	// host is the instance in tr, which keeps what it learns for later
+	// runs and seeded wire with what earlier runs learned.
+	host hostKey
+	tr   *Transport
 	mu   sync.Mutex
 	wire wireState
 }
 
 // wireState is what an instance has shown of how it handles a connection,
-// learned during the run. It only ever gets more careful.
+// learned during the run (from what the transport knew before it). It
+// only ever gets more careful.
 type wireState struct {
 	// depth is the most requests in flight on one connection: the pass's,
 	// or 1 once the instance stalled or answered in a way that does not
@@ -151,12 +156,14 @@ func (t *instState) learn(f fate, served int) {
 	if f.limit && served > 0 && (t.wire.limit == 0 || served < t.wire.limit) {
 		t.wire.limit = served
 	}
+	t.tr.learn(t.host, f.oneAtATime, t.wire.limit)
 }
 
 func (t *instState) answered(batch int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.wire.proven = max(t.wire.proven, min(batch, t.wire.depth))
+	t.tr.answered(t.host, t.wire.proven)
 }
 
 // item is one URL in a worker's hands.
@@ -217,8 +224,8 @@ func (e *engine) run(ctx context.Context) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := newConn(e.tls, e.p.Timeout, e.ps.readBuf)
-			defer c.close()
+			c := newConn(e.p.tr, e.tls, e.p.Timeout, e.ps.readBuf)
+			defer c.done()
 			for t := range lanes {
 				e.lane(ctx, c, t)
 			}
@@ -386,11 +393,11 @@ func (e *engine) addrOf(t *instState, u int32) *addrState {
 func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, q *queues) {
 	w := t.wireNow()
 	if c.nc != nil && (c.inst != t || w.limit > 0 && c.carried >= w.limit) {
-		c.close() // another instance's, or it carried what this instance allows one connection
+		c.release() // another instance's (kept for it), or it carried what this instance allows one connection
 	}
 	a := e.addrOf(t, batch[0].u)
 	dialed := time.Now()
-	kept, err := c.use(ctx, e.route(t, batch[0].u))
+	kept, err := c.use(ctx, t, e.route(t, batch[0].u))
 	if err != nil {
 		e.dialFailed(ctx, t, a, batch, err, time.Since(dialed), q)
 		return
@@ -433,6 +440,12 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 	if werr != nil && written == 0 {
 		// Nothing left: a connection that failed before it carried a byte.
 		c.close()
+		if kept {
+			// Kept alive, and closed by the instance meanwhile: nothing was
+			// written, nothing failed. Sent again on a new connection.
+			q.now = append(slices.Clone(batch), q.now...)
+			return
+		}
 		e.dialFailed(ctx, t, a, batch, werr, time.Since(dialed), q)
 		return
 	}
@@ -442,12 +455,13 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 		e.cut(ctx, t, batch[:written], cutInfo{err: werr, served: c.served, kept: kept, idle: kept && time.Since(c.lastAnswer) > staleAfter, batch: len(batch), addr: a}, sent, q)
 		return
 	}
-	var r response
+	r := &c.resp
 	verdicts := c.verdicts[:0]
 	closing := false
 	for k := range batch {
-		before := c.read
-		if err := readResponse(c.br, &e.ps.read, &r); err != nil {
+		pc := c.pc
+		before := pc.read
+		if err := readResponse(c.br, &e.ps.read, r); err != nil {
 			c.close()
 			c.verdicts = verdicts
 			e.apply(ctx, t, batch[:k], verdicts, sent, q)
@@ -462,7 +476,7 @@ func (e *engine) send(ctx context.Context, c *conn, t *instState, batch []item, 
 			a.fails.Store(0)
 		}
 		v := verdict{status: r.status, retryAfter: r.retryAfter, at: now.UnixNano()}
-		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), &r, c.read-before)
+		v.ok, v.again, v.err = e.ps.judge(e.rep.Index(int(batch[k].u), t.idx), r, pc.read-before)
 		verdicts = append(verdicts, v)
 		if r.close {
 			closing = true

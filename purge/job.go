@@ -222,6 +222,11 @@ type Job struct {
 	// in flight, and once when each step ends.
 	Progress func(Progress)
 
+	// Transport, when set, keeps connections to the instances open, and
+	// what they showed of their wire, for later runs (see Transport); nil
+	// gives the run a private one, closed when it ends.
+	Transport *Transport
+
 	clock *clock // nil: the real one
 	given bool   // RunOn: the instances are given, no source is needed
 }
@@ -293,6 +298,7 @@ type plan struct {
 	origin     *url.URL
 	versions   []originVersion // per verify URL, with Origin
 	secrets    *secret.Set     // the purge token and the Fly.io token: never shown
+	tr         *Transport      // the job's, or the run's own
 }
 
 // check validates the job and applies its defaults.
@@ -809,6 +815,10 @@ func (j Job) RunOn(ctx context.Context, t Targets) (*Outcome, error) {
 // each verify step. It refuses (sending nothing) what NoIPv6 forbids.
 func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 	out := &Outcome{Instances: t.Instances, Skipped: t.Skipped, secrets: p.secrets}
+	if p.tr = p.Transport; p.tr == nil {
+		p.tr = &Transport{}
+		defer p.tr.Close()
+	}
 	if err := p.refuseIPv6(out.Instances); err != nil {
 		return nil, err
 	}
@@ -820,9 +830,10 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		p.versions = versions
 	}
 	warnings := p.sourceWarnings(out.Instances)
-	budget := connectionBudget()
+	budget := p.tr.budget()
 	var pw *purgeWindow
 	if !p.VerifyOnly {
+		p.lastStep(len(p.Verify) == 0)
 		clk := p.clock()
 		pw = &purgeWindow{start: clk.now()}
 		out.Purge = p.purge(ctx, out.Instances, budget)
@@ -830,7 +841,8 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		pw.link(p.urls, p.verifyURLs)
 		out.Purge.Warnings = append(out.Purge.Warnings, out.Purge.objectsWarnings(p.objectsWhat())...)
 	}
-	for _, e := range p.Verify {
+	for i, e := range p.Verify {
+		p.lastStep(i == len(p.Verify)-1)
 		out.Verify = append(out.Verify, p.verify(ctx, e, out.Instances, budget, pw))
 	}
 	if rs := out.Reports(); len(rs) > 0 && len(warnings) > 0 {
@@ -847,6 +859,14 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		}
 	}
 	return out, nil
+}
+
+// lastStep, before the run's last step, drains the run's own transport:
+// nothing will take the connections that step leaves.
+func (p *plan) lastStep(last bool) {
+	if last && p.Transport == nil {
+		p.tr.drain()
+	}
 }
 
 // Plan finds the instances and says what Run would send, sending nothing.

@@ -109,7 +109,7 @@ func (p *plan) newEngine(ps *pass, rep *Report, budget fdBudget) *engine {
 		}
 	}
 	for i, in := range rep.Instances {
-		t := &instState{idx: i, in: in, n: rep.URLs.Len(), wire: wireState{depth: ps.depth}}
+		t := &instState{idx: i, in: in, n: rep.URLs.Len(), host: keyOf(in), tr: p.tr, wire: p.tr.seed(in, ps.depth)}
 		if ps.todo != nil {
 			t.todo, t.n = ps.todo[i], len(ps.todo[i])
 		}

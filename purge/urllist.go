@@ -14,7 +14,7 @@ import (
 )
 
 // URLList is a list of URLs ready to be sent, kept compactly: each distinct
-// scheme and host once, each request target in large shared blocks, and 8
+// scheme and host once, each request target in shared blocks, and 8
 // bytes per URL besides. A million URLs of a typical length take about 40
 // MB this way, against more than 500 as strings, parsed URLs and request
 // lines; ReadURLs streams a file into one without holding its lines.
@@ -44,8 +44,9 @@ const (
 	// MaxTargetBytes bounds a URL's path and query: no cache takes a
 	// request line that long (Varnish's http_req_size is 32 KiB by
 	// default, nginx's header buffers 8 KiB).
-	MaxTargetBytes = 64<<10 - 1
-	blockBytes     = 1 << 20
+	MaxTargetBytes  = 64<<10 - 1
+	blockBytes      = 1 << 20
+	firstBlockBytes = 4 << 10
 )
 
 // Len is the number of URLs.
@@ -128,7 +129,13 @@ func (l *URLList) Append(u URL) error {
 	}
 	b := len(l.blocks) - 1
 	if b < 0 || len(l.blocks[b])+len(u.Target) > cap(l.blocks[b]) {
-		l.blocks = append(l.blocks, make([]byte, 0, blockBytes))
+		// Each block twice the last, up to blockBytes: a job of a few URLs
+		// does not pay for a million.
+		size := firstBlockBytes
+		if b >= 0 {
+			size = min(blockBytes, 2*cap(l.blocks[b]))
+		}
+		l.blocks = append(l.blocks, make([]byte, 0, max(size, len(u.Target))))
 		b++
 	}
 	off := len(l.blocks[b])

@@ -131,9 +131,11 @@ func (a *auth) allowed(r *http.Request) bool {
 	return false
 }
 
-// DefaultAllow is where transparent requests are accepted from without a
-// token: loopback only.
-var DefaultAllow = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+// DefaultAllow returns where transparent requests are accepted from
+// without a token: loopback only (a new slice at each call).
+func DefaultAllow() []netip.Prefix {
+	return []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+}
 
 // ParseAllow parses networks (CIDR) or single addresses.
 func ParseAllow(list []string) ([]netip.Prefix, error) {

@@ -40,7 +40,7 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) purgeMethod(m string) bool {
-	return slices.Contains(PurgeMethods, m) || slices.Contains(s.cfg.Methods, m)
+	return slices.Contains(PurgeMethods(), m) || slices.Contains(s.cfg.Methods, m)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -126,7 +126,7 @@ func (s *Server) handlePurge(w http.ResponseWriter, r *http.Request) {
 	s.runAPI(w, r, kindAPI, who, sp)
 }
 
-func (s *Server) methods() []string { return append(slices.Clone(PurgeMethods), s.cfg.Methods...) }
+func (s *Server) methods() []string { return append(PurgeMethods(), s.cfg.Methods...) }
 
 func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request) {
 	who, ok := s.apiWho(r)

@@ -83,6 +83,18 @@ func (s *Server) submit(ctx context.Context, kind, who, source string, sp *spec)
 		return nil, &submitError{http.StatusRequestEntityTooLarge, "too_large", fmt.Errorf("%d URLs: a job takes at most %d; split it", n, s.cfg.MaxURLs)}
 	}
 	job := s.jobFor(sp)
+	// The URLs are parsed once: Check and the run read the same list.
+	list := &purge.URLList{}
+	for _, u := range job.URLs {
+		add := list.Add
+		if job.RawURLs {
+			add = list.AddRaw
+		}
+		if err := add(u); err != nil {
+			return nil, &submitError{http.StatusBadRequest, "bad_request", err}
+		}
+	}
+	job.URLs, job.URLList = nil, list
 	if err := job.Check(); err != nil {
 		return nil, &submitError{http.StatusBadRequest, "bad_request", err}
 	}
@@ -161,7 +173,8 @@ func (s *Server) run(lj *liveJob) {
 	} else {
 		s.met.fanout.Observe(elapsed.Seconds())
 		var b bytes.Buffer
-		b.Grow(256 * len(rec.Spec.URLs) * max(1, len(rec.Instances)) * (1 + len(rec.Spec.Verify)))
+		// About 140 bytes a purge row, more for a check's evidence.
+		b.Grow(len(rec.Spec.URLs) * max(1, len(rec.Instances)) * (160 + 256*len(rec.Spec.Verify)))
 		if werr := report.Write(&b, report.JSON, out, report.Options{Compact: true}); werr == nil {
 			rep = b.Bytes()
 		}

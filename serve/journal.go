@@ -1,12 +1,16 @@
 package serve
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -24,7 +28,7 @@ import (
 //	jobs        id (8 bytes, big endian, in acceptance order) -> jobRecord (JSON)
 //	deliveries  id + instance index (4 bytes)                 -> delivery (JSON)
 //	pending     id + instance index                           -> when to replay (8 bytes) + instance
-//	reports     id                                            -> the job's JSON report
+//	reports     id                                            -> the job's JSON report, gzipped
 var (
 	bucketJobs       = []byte("jobs")
 	bucketDeliveries = []byte("deliveries")
@@ -149,6 +153,8 @@ type journal struct {
 	ops  chan *op
 	quit chan struct{}
 	done chan struct{}
+	// zw are gzip writers for reports, kept for the next.
+	zw sync.Pool
 }
 
 // op is one change waiting for the writer.
@@ -376,6 +382,9 @@ func (j *journal) accept(rec *jobRecord) error {
 // finish records a job's end: its record, each instance's delivery (those
 // still to replay go in pending), and its report.
 func (j *journal) finish(rec *jobRecord, ds []delivery, report []byte) error {
+	if report != nil {
+		report = j.pack(report) // here, not in the transaction every change waits for
+	}
 	return j.update("record a job's outcome", func(tx *bolt.Tx) error {
 		if err := putJSON(tx.Bucket(bucketJobs), jobKey(rec.ID), rec); err != nil {
 			return err
@@ -548,7 +557,10 @@ func (j *journal) get(id uint64) (rec *jobRecord, ds []delivery, report []byte, 
 			ds = append(ds, d)
 		}
 		if r := tx.Bucket(bucketReports).Get(prefix); r != nil {
-			report = append([]byte(nil), r...)
+			var err error
+			if report, err = unpack(r); err != nil {
+				return fmt.Errorf("job %d's report: %w", id, err)
+			}
 		}
 		return nil
 	})
@@ -621,4 +633,36 @@ func (j *journal) size() int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// pack compresses a report for the journal: a purge report's JSON, one
+// row per URL and instance, shrinks more than ten times (100 URLs on 3
+// instances: 42 KB, 2.7 KB), so a job writes fewer pages and the file
+// grows less.
+func (j *journal) pack(report []byte) []byte {
+	zw, _ := j.zw.Get().(*gzip.Writer)
+	var b bytes.Buffer
+	b.Grow(len(report)/8 + 64)
+	if zw == nil {
+		zw, _ = gzip.NewWriterLevel(&b, gzip.BestSpeed)
+	} else {
+		zw.Reset(&b)
+	}
+	_, _ = zw.Write(report) // a bytes.Buffer takes every byte
+	_ = zw.Close()
+	j.zw.Put(zw)
+	return b.Bytes()
+}
+
+// unpack returns a report as pack stored it (or as it was stored before
+// reports were compressed: JSON as it is).
+func unpack(stored []byte) ([]byte, error) {
+	if len(stored) < 2 || stored[0] != 0x1f || stored[1] != 0x8b {
+		return append([]byte(nil), stored...), nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(stored))
+	if err != nil {
+		return nil, err
+	}
+	return io.ReadAll(zr)
 }

@@ -1,11 +1,14 @@
 package serve
 
 import (
+	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/cdnpurge/cdnpurge/purge"
 )
@@ -70,4 +73,40 @@ func TestJournalLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, found)
 	require.JSONEq(t, `{"ok":false}`, string(rep))
+}
+
+// A job's report is kept compressed (a purge report is one row per URL and
+// instance: it shrinks more than ten times) and read back as written; one
+// stored plain (as journals did before) reads as it is.
+func TestJournalReportsCompressed(t *testing.T) {
+	j, err := openJournal(filepath.Join(t.TempDir(), "journal.db"))
+	require.NoError(t, err)
+	defer j.close()
+	var rows []string
+	for i := range 300 {
+		rows = append(rows, fmt.Sprintf(`{"instance":"10.0.0.%d:80","url":"http://e.com/p/%d","ok":true,"status":200,"attempts":1,"duration_ms":%d.%03d}`, i%3, i/3, i%7, i))
+	}
+	report := []byte(`{"ok":true,"results":[` + strings.Join(rows, ",") + `]}`)
+	rec := &jobRecord{Kind: kindAPI, Created: time.Now(), Spec: spec{URLs: []string{"http://e.com/p/0"}}, State: stateQueued}
+	require.NoError(t, j.accept(rec))
+	rec.State = stateDone
+	require.NoError(t, j.finish(rec, nil, report))
+	_, _, got, found, err := j.get(rec.ID)
+	require.NoError(t, err)
+	require.True(t, found)
+	require.Equal(t, string(report), string(got))
+	require.NoError(t, j.view("size", func(tx *bolt.Tx) error {
+		stored := tx.Bucket(bucketReports).Get(jobKey(rec.ID))
+		require.Less(t, len(stored), len(report)/10, "stored compressed")
+		return nil
+	}))
+
+	plain := &jobRecord{Kind: kindAPI, Created: time.Now(), Spec: spec{URLs: []string{"http://e.com/q"}}, State: stateDone}
+	require.NoError(t, j.accept(plain))
+	require.NoError(t, j.update("store a plain report", func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketReports).Put(jobKey(plain.ID), []byte(`{"ok":false}`))
+	}))
+	_, _, got, _, err = j.get(plain.ID)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"ok":false}`, string(got))
 }

@@ -62,15 +62,18 @@ const (
 	MaxVerifyWait = 10 * time.Minute
 )
 
-// PurgeMethods are the methods transparent mode always forwards.
-var PurgeMethods = []string{"PURGE", "BAN", "PURGEKEYS"}
+// PurgeMethods returns the methods transparent mode always forwards (a new
+// slice at each call).
+func PurgeMethods() []string { return []string{"PURGE", "BAN", "PURGEKEYS"} }
 
 // Config is a serve's settings. The zero value of every field but Job and
 // Journal means the default above.
 type Config struct {
 	// Job is the template of every job: where the instances are (its
 	// source: DNSName, Instances or Fly), how to reach them and the purge
-	// token. Each request fills in what to send.
+	// token. Each request fills in what to send. Its Transport, when nil,
+	// is one of the serve's own, for its lifetime: jobs and replays share
+	// the connections to the instances and what each showed of its wire.
 	Job purge.Job
 	// DiscoveryTTL is how long one discovery serves jobs before the next
 	// job finds the instances again.
@@ -125,6 +128,9 @@ type Server struct {
 	auth  *auth
 	disc  discovery
 	slots chan struct{}
+	// tr is the serve's own transport (nil when the Job template came
+	// with one): closed when the serve stops.
+	tr *purge.Transport
 
 	waiting  atomic.Int64 // jobs accepted, not yet sending
 	stopping atomic.Bool
@@ -178,7 +184,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("limits and durations must not be negative")
 	}
 	if cfg.Allow == nil {
-		cfg.Allow = DefaultAllow
+		cfg.Allow = DefaultAllow()
 	}
 	for i, m := range cfg.Methods {
 		cfg.Methods[i] = strings.ToUpper(strings.TrimSpace(m))
@@ -195,18 +201,30 @@ func New(cfg Config) (*Server, error) {
 	}
 	// The template's URLs and what to send come from each request.
 	cfg.Job.URLs, cfg.Job.Tags, cfg.Job.Verify, cfg.Job.VerifyURLs, cfg.Job.Progress = nil, nil, nil, nil, nil
+	var tr *purge.Transport
+	if cfg.Job.Transport == nil {
+		// Idle connections for as many as the jobs at once open to one
+		// instance: a job that ends leaves them to the next.
+		perInstance := cfg.Job.PerInstance
+		if perInstance <= 0 {
+			perInstance = purge.DefaultPerInstance
+		}
+		tr = &purge.Transport{MaxIdlePerInstance: cfg.MaxInFlight * perInstance}
+		cfg.Job.Transport = tr
+	}
 	j, err := openJournal(cfg.Journal)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, j: j, auth: newAuth(cfg.Tokens, cfg.Allow),
+	s := &Server{cfg: cfg, log: cfg.Logger, reg: cfg.Registry, j: j, auth: newAuth(cfg.Tokens, cfg.Allow), tr: tr,
 		slots: make(chan struct{}, cfg.MaxInFlight), stopped: make(chan struct{}), fatal: make(chan error, 1),
 		live: map[uint64]*liveJob{}, back: map[string]bool{}, wake: make(chan struct{}, 1)}
-	s.disc.ttl = cfg.DiscoveryTTL
+	s.disc.ttl, s.disc.tr = cfg.DiscoveryTTL, cfg.Job.Transport
 	s.met = newMetrics(cfg.Registry, func() float64 { return float64(j.size()) })
 	n, err := j.resume(time.Now())
 	if err != nil {
 		_ = j.close()
+		s.closeTransport()
 		return nil, err
 	}
 	if n > 0 {
@@ -217,7 +235,17 @@ func New(cfg Config) (*Server, error) {
 
 // Close closes the journal of a Server that was not served (Serve closes
 // it itself).
-func (s *Server) Close() error { return s.j.close() }
+func (s *Server) Close() error {
+	s.closeTransport()
+	return s.j.close()
+}
+
+// closeTransport closes the serve's own transport.
+func (s *Server) closeTransport() {
+	if s.tr != nil {
+		_ = s.tr.Close()
+	}
+}
 
 // Registry is the registry the metrics are on.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
@@ -279,6 +307,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.stop()
 	s.bg.Wait()
+	s.closeTransport()
 	if err := s.j.close(); err != nil && fatal == nil {
 		fatal = &JournalError{Path: s.cfg.Journal, Op: "close", Err: err}
 	}
@@ -294,9 +323,12 @@ func (s *Server) failJournal(err error) {
 }
 
 // discovery caches what Find found for at most ttl, one lookup at a time.
+// An instance that leaves is forgotten by tr: its idle connections closed,
+// what it showed of its wire dropped.
 type discovery struct {
 	mu  sync.Mutex
 	ttl time.Duration
+	tr  *purge.Transport
 	at  time.Time
 	t   purge.Targets
 }
@@ -312,6 +344,13 @@ func (d *discovery) get(ctx context.Context, j purge.Job, m *metrics) (purge.Tar
 	if err != nil {
 		m.discErrors.Inc()
 		return purge.Targets{}, err
+	}
+	if d.tr != nil {
+		for _, in := range d.t.Instances {
+			if !listed(t, in) {
+				d.tr.Forget(in)
+			}
+		}
 	}
 	d.t, d.at = t, time.Now()
 	m.discovered.Set(float64(len(t.Instances)))

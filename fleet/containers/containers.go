@@ -34,6 +34,19 @@ const (
 	MaxInstances = 20
 )
 
+// GolangImage is the Go image the module's Go containers (the origin, the
+// e2e and test functions) start from: the official image at the release and
+// digest thechangelog/pipely pins.
+const GolangImage = "golang:1.25.5@sha256:36b4f45d2874905b9e8573b783292629bcb346d0a70d8d7150b6df545234818f"
+
+// GoEnv is the environment of every Go container. The official Go images
+// set GOTOOLCHAIN=local, which makes a Go older than go.mod's go line refuse
+// to build ("go.mod requires go >= ..."); with auto, the image's Go fetches
+// the release go.mod asks for from the module proxy (kept in the module
+// cache volume), as Dagger's own Go SDK image does. TestGolangImageBuildsGoMod
+// holds GolangImage, GoEnv and go.mod to each other.
+func GoEnv() []Var { return []Var{{"GOTOOLCHAIN", "auto"}} }
+
 // Exec is a command a container runs, and its environment.
 type Exec struct {
 	Args []string

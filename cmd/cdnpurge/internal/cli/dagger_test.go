@@ -25,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/cdnpurge/cdnpurge/internal/daggermod"
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
@@ -37,43 +38,19 @@ type moduleArg struct {
 }
 
 // moduleFunctions reads New and the methods of the module's object from its
-// source: by function, each argument by name.
+// source (package daggermod, as Dagger's codegen reads them): by function,
+// each argument by name.
 func moduleFunctions(t *testing.T) map[string]map[string]moduleArg {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(moduleDir, "*.go"))
+	mod, err := daggermod.Read(moduleDir)
 	require.NoError(t, err)
 	out := map[string]map[string]moduleArg{}
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") || filepath.Base(name) == "dagger.gen.go" {
-			continue
+	for name, fn := range mod.Functions {
+		args := map[string]moduleArg{}
+		for _, a := range fn.Args {
+			args[a.Name] = moduleArg{def: a.Default, hasDef: a.HasDefault}
 		}
-		fset := token.NewFileSet()
-		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
-		require.NoError(t, err)
-		for _, d := range f.Decls {
-			fd, ok := d.(*ast.FuncDecl)
-			if !ok || !fd.Name.IsExported() || (fd.Recv == nil && fd.Name.Name != "New") {
-				continue
-			}
-			args := map[string]moduleArg{}
-			comments := ast.NewCommentMap(fset, fd, f.Comments)
-			for _, p := range fd.Type.Params.List {
-				var a moduleArg
-				for _, g := range comments[p] {
-					for _, line := range strings.Split(g.Text(), "\n") {
-						if v, ok := strings.CutPrefix(strings.TrimSpace(line), "+default="); ok {
-							a = moduleArg{def: v, hasDef: true}
-						}
-					}
-				}
-				for _, n := range p.Names {
-					if n.Name != "ctx" {
-						args[n.Name] = a
-					}
-				}
-			}
-			out[fd.Name.Name] = args
-		}
+		out[name] = args
 	}
 	require.Contains(t, out, "New", "the module has no constructor")
 	return out
