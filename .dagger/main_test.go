@@ -30,6 +30,7 @@ import (
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/report"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 // pragmaDefaults reads the +default pragmas of fn's parameters (fn is New
@@ -173,13 +174,11 @@ func TestPurgeAndVerifyThroughInvoke(t *testing.T) {
 
 	out, err = call(t, fl, "Purge", map[string]any{"url": []string{u}, "format": "json", "verify": []string{"purged"}})
 	require.NoError(t, err)
-	var rep struct {
-		OK    bool
-		Purge struct{ Instances []string }
-	}
-	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	rep := reporttest.Require(t, out)
 	assert.True(t, rep.OK)
-	assert.Len(t, rep.Purge.Instances, 3)
+	assert.Len(t, rep.Instances, 3)
+	require.Len(t, rep.Steps, 2)
+	assert.Len(t, rep.Purge().Results, 3)
 }
 
 // The constructor's settings reach every function: per-instance, pipeline,
@@ -302,7 +301,12 @@ func TestProofThroughInvoke(t *testing.T) {
 	origin := "http://" + f.Origin.Addr
 	out, err := call(t, fleetArgs(f), "Purge", map[string]any{"url": []string{u}, "verify": []string{"purged"}, "origin": origin, "format": "json"})
 	require.NoError(t, err, out)
-	assert.Contains(t, out, `"current": true`)
+	rep := reporttest.Require(t, out)
+	assert.Equal(t, origin, rep.Verify()[0].Origin)
+	for _, c := range rep.Verify()[0].Results {
+		require.NotNil(t, c.Current, c.Instance)
+		assert.True(t, *c.Current, c.Instance)
+	}
 	out, err = call(t, with(fleetArgs(f), "cacheHeader", "X-App-Cache"), "Verify", map[string]any{"url": []string{u}, "expect": "current", "origin": origin})
 	require.NoError(t, err, out)
 	assert.Contains(t, out, "verified 1 URL on 3/3 instances: expected current")

@@ -37,6 +37,7 @@ import (
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/internal/dnsserver"
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 // defaultURLs fill a URL file an example names (changed.txt).
@@ -236,8 +237,10 @@ func (w *world) runBlock(t *testing.T, b block) {
 		// GitHub Actions workflows: actionlint checks them (ci/tools/docs).
 	case "text":
 		// Output as a command prints it, not an example to run.
+	case "json":
+		checkJSON(t, b)
 	default:
-		t.Errorf("%s: a code block of kind %q: no test runs or checks it (give it a kind the docs test knows: sh, go, yaml, toml, ini, dockerfile, text)", b.where(-1), b.lang)
+		t.Errorf("%s: a code block of kind %q: no test runs or checks it (give it a kind the docs test knows: sh, go, yaml, toml, ini, dockerfile, text, json)", b.where(-1), b.lang)
 	}
 }
 
@@ -1115,3 +1118,22 @@ func (w *world) checkGoImage(t *testing.T, where, tag string) {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// checkJSON checks a JSON block: it parses, and a report (it has a
+// format_version) is valid against the schema, as the program writes it.
+func checkJSON(t *testing.T, b block) {
+	text := []byte(strings.Join(b.text, "\n"))
+	var probe struct {
+		FormatVersion *int `json:"format_version"`
+	}
+	if err := json.Unmarshal(text, &probe); err != nil {
+		t.Errorf("%s: not JSON: %v", b.where(0), err)
+		return
+	}
+	if probe.FormatVersion == nil {
+		return
+	}
+	if err := reporttest.Validate(text); err != nil {
+		t.Errorf("%s: a JSON report the schema refuses: %v", b.where(0), err)
+	}
+}

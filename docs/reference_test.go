@@ -167,10 +167,6 @@ func TestFlagsMatchTheCode(t *testing.T) {
 
 var link = regexp.MustCompile(`\]\(([^)\s]+)\)`)
 
-// notYetHere are pages another branch adds: a link to them is kept, and
-// checked once they exist.
-var notYetHere = map[string]bool{"docs/json.md": true}
-
 // Every relative link points at a file that exists, and every #fragment at
 // a heading of that page.
 func TestLinks(t *testing.T) {
@@ -192,10 +188,6 @@ func TestLinks(t *testing.T) {
 					path = filepath.Clean(filepath.Join(filepath.Dir(p.path), file))
 				}
 				if _, err := os.Stat(filepath.Join(repo, path)); err != nil {
-					if notYetHere[path] {
-						t.Logf("%s:%d: %s is not on this branch yet (another branch adds it)", p.path, i+1, path)
-						continue
-					}
 					t.Errorf("%s:%d: link to %s: no such file", p.path, i+1, target)
 					continue
 				}

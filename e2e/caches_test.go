@@ -243,7 +243,7 @@ func TestWorksWithNginxCachePurge(t *testing.T) {
 	require.Equal(t, 0, r.code, r)
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		assert.Equal(t, "hit", c.Class)
 		assert.Equal(t, "x-cache-status", c.Source)
 		assert.Equal(t, "HIT", c.CacheStatus)
@@ -262,8 +262,8 @@ func TestWorksWithNginxCachePurge(t *testing.T) {
 	for _, res := range plain.Purge.Results {
 		assert.Equal(t, 404, res.Status)
 	}
-	for _, c := range plain.Verify[0].Checks {
-		assert.False(t, c.Matched, "%+v", c)
+	for _, c := range plain.Verify[0].Results {
+		assert.False(t, c.OK, "%+v", c)
 		assert.Equal(t, "hit", c.Class)
 	}
 	// Purged with the browser's Accept-Encoding: that variant goes.
@@ -274,9 +274,9 @@ func TestWorksWithNginxCachePurge(t *testing.T) {
 	for _, res := range o.Purge.Results {
 		assert.Equal(t, 200, res.Status)
 	}
-	for _, c := range o.Verify[0].Checks {
+	for _, c := range o.Verify[0].Results {
 		assert.Equal(t, "miss", c.Class, "%+v", c)
-		assert.True(t, c.Matched)
+		assert.True(t, c.OK)
 	}
 	assert.Equal(t, 4, hits(t, origin, "nginx.example", "/docs/page"), "fetched again on each instance")
 
@@ -311,11 +311,11 @@ func TestWorksWithSquid(t *testing.T) {
 	require.Equal(t, 0, r.code, r)
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		assert.Equal(t, "hit", c.Class)
 		assert.Equal(t, "x-cache", c.Source)
 		assert.Equal(t, "HIT from cdnpurge-squid", c.CacheStatus)
-		assert.NotEmpty(t, c.Age)
+		assert.NotNil(t, c.Age)
 	}
 
 	// Squid keeps one entry per variant (the origin varies on
@@ -329,8 +329,8 @@ func TestWorksWithSquid(t *testing.T) {
 	for _, res := range plain.Purge.Results {
 		assert.Equal(t, 404, res.Status)
 	}
-	for _, c := range plain.Verify[0].Checks {
-		assert.False(t, c.Matched, "%+v", c)
+	for _, c := range plain.Verify[0].Results {
+		assert.False(t, c.OK, "%+v", c)
 	}
 	r = runCLI(t, "", append(purgeArgs, "--header", "Accept-Encoding: "+purge.DefaultVerifyAcceptEncoding)...)
 	require.Equal(t, 0, r.code, r)
@@ -339,7 +339,7 @@ func TestWorksWithSquid(t *testing.T) {
 	for _, res := range o.Purge.Results {
 		assert.Equal(t, 200, res.Status)
 	}
-	for _, c := range o.Verify[0].Checks {
+	for _, c := range o.Verify[0].Results {
 		assert.Equal(t, "miss", c.Class, "%+v", c)
 	}
 	assert.Equal(t, 4, hits(t, origin, "squid.example", "/docs/page"), "fetched again on each instance")

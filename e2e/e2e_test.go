@@ -37,6 +37,7 @@ import (
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 	"github.com/cdnpurge/cdnpurge/varnish"
 )
 
@@ -241,106 +242,73 @@ func runCLI(t *testing.T, tok string, args ...string) cliRun {
 	return r
 }
 
-// The JSON reports, decoded strictly: a renamed or unexpected field fails.
+// The JSON reports, validated against report.schema.json and decoded
+// strictly (reporttest): a renamed, missing or unexpected field fails.
 
-// purgeJSON is a purge-only report.
-type purgeJSON struct {
-	OK         bool              `json:"ok"`
-	Summary    string            `json:"summary"`
-	Step       string            `json:"step"`
-	Method     string            `json:"method"`
-	DurationMS float64           `json:"duration_ms"`
-	URLs       []string          `json:"urls"`
-	Instances  []string          `json:"instances"`
-	Skipped    []json.RawMessage `json:"skipped"`
-	Warnings   []string          `json:"warnings"`
-	Results    []struct {
-		URL        string  `json:"url"`
-		Instance   string  `json:"instance"`
-		Region     string  `json:"region"`
-		MachineID  string  `json:"machine_id"`
-		Status     int     `json:"status"`
-		OK         bool    `json:"ok"`
-		Attempts   int     `json:"attempts"`
-		DurationMS float64 `json:"duration_ms"`
-		Error      string  `json:"error"`
-		Objects    *int    `json:"objects"`
-		PurgedAt   float64 `json:"purged_at"`
-	} `json:"results"`
+// oneStep is a report of one step (a purge, or a verify): the step, and
+// the run's instances, skipped machines and warnings.
+type oneStep struct {
+	reporttest.Step
+	Instances []string
+	Skipped   []reporttest.Skipped
+	Warnings  []string
 }
 
-// verifyJSON is a verify-only report.
-type verifyJSON struct {
-	OK         bool              `json:"ok"`
-	Summary    string            `json:"summary"`
-	Step       string            `json:"step"`
-	Expect     string            `json:"expect"`
-	Method     string            `json:"method"`
-	Rounds     int               `json:"rounds"`
-	DurationMS float64           `json:"duration_ms"`
-	URLs       []string          `json:"urls"`
-	Instances  []string          `json:"instances"`
-	Skipped    []json.RawMessage `json:"skipped"`
-	Warnings   []string          `json:"warnings"`
-	// What verify sent, compared with and waited for.
-	RequestHeaders    []string `json:"request_headers"`
-	Origin            string   `json:"origin"`
-	ConsistentAfterMS float64  `json:"consistent_after_ms"`
-	Checks            []struct {
-		URL         string   `json:"url"`
-		Instance    string   `json:"instance"`
-		Region      string   `json:"region"`
-		MachineID   string   `json:"machine_id"`
-		Status      int      `json:"status"`
-		Class       string   `json:"class"`
-		CacheStatus string   `json:"cache_status"`
-		Source      string   `json:"source"`
-		TTL         *float64 `json:"ttl"`
-		Age         string   `json:"age"`
-		Matched     bool     `json:"matched"`
-		Refilled    bool     `json:"refilled"`
-		Note        string   `json:"note"`
-		Attempts    int      `json:"attempts"`
-		BytesRead   int64    `json:"bytes_read"`
-		DurationMS  float64  `json:"duration_ms"`
-		Error       string   `json:"error"`
-		// The proof (or what is missing from it).
-		Vary           string  `json:"vary"`
-		Current        *bool   `json:"current"`
-		StaleUnknown   bool    `json:"stale_unknown"`
-		FetchedAt      float64 `json:"fetched_at"`
-		PredatesPurge  bool    `json:"predates_purge"`
-		Uncertain      bool    `json:"uncertain"`
-		SelfStored     bool    `json:"self_stored"`
-		MatchedAfterMS float64 `json:"matched_after_ms"`
-	} `json:"checks"`
-}
+// purgeJSON is a purge-only report; verifyJSON a verify-only one.
+type (
+	purgeJSON  oneStep
+	verifyJSON oneStep
+)
 
 // outcomeJSON is a purge followed by verify steps.
 type outcomeJSON struct {
-	OK      bool         `json:"ok"`
-	Summary string       `json:"summary"`
-	Purge   *purgeJSON   `json:"purge"`
-	Verify  []verifyJSON `json:"verify"`
+	*reporttest.Report
+	Purge  *reporttest.Step
+	Verify []reporttest.Step
 }
 
+// decodeJSON validates the report out and decodes it into v: a
+// *purgeJSON, *verifyJSON or *outcomeJSON.
 func decodeJSON(t *testing.T, out string, v any) {
 	t.Helper()
-	d := json.NewDecoder(strings.NewReader(out))
-	d.DisallowUnknownFields()
-	require.NoError(t, d.Decode(v), "%.3000s", out)
+	rep := reporttest.Require(t, out)
+	one := func(step string) oneStep {
+		s := rep.Only(t)
+		require.Equal(t, step, s.Name)
+		require.Equal(t, rep.OK, s.OK, "a run of one step is ok when its step is")
+		require.Equal(t, rep.Summary, s.Summary, "a run of one step says its step's summary")
+		return oneStep{Step: *s, Instances: rep.Instances, Skipped: rep.Skipped, Warnings: rep.Warnings}
+	}
+	switch v := v.(type) {
+	case *purgeJSON:
+		*v = purgeJSON(one("purge"))
+	case *verifyJSON:
+		*v = verifyJSON(one("verify"))
+	case *outcomeJSON:
+		*v = outcomeJSON{Report: rep, Purge: rep.Purge(), Verify: rep.Verify()}
+	default:
+		t.Fatalf("decodeJSON into %T", v)
+	}
 }
 
 // requireKeys checks that every object of list has these keys (the ones
 // written even when empty).
-func requireKeys(t *testing.T, raw string, path []string, keys ...string) {
+func requireKeys(t *testing.T, raw string, path []any, keys ...string) {
 	t.Helper()
 	var v any
 	require.NoError(t, json.Unmarshal([]byte(raw), &v))
 	for _, p := range path {
-		m, ok := v.(map[string]any)
-		require.True(t, ok, "%s is not an object", p)
-		v = m[p]
+		switch p := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			require.True(t, ok, "%s is not an object", p)
+			v = m[p]
+		case int:
+			l, ok := v.([]any)
+			require.True(t, ok, "%d: not a list", p)
+			require.Greater(t, len(l), p)
+			v = l[p]
+		}
 	}
 	list, ok := v.([]any)
 	if !ok {
@@ -425,28 +393,29 @@ func TestJSONShapes(t *testing.T) {
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
 	assert.True(t, v.OK)
-	assert.Equal(t, "verify", v.Step)
+	assert.Equal(t, "verify", v.Name)
 	assert.Equal(t, "any", v.Expect)
 	assert.Equal(t, "HEAD", v.Method)
 	assert.Equal(t, 1, v.Rounds)
 	assert.Equal(t, []string{u}, v.URLs)
 	assert.Len(t, v.Instances, n)
-	require.Len(t, v.Checks, n)
-	for _, c := range v.Checks {
-		assert.True(t, c.Matched)
+	require.Len(t, v.Results, n)
+	for _, c := range v.Results {
+		assert.True(t, c.OK)
 		assert.Equal(t, 200, c.Status)
 		assert.Equal(t, 1, c.Attempts)
 		assert.NotEmpty(t, c.Class)
 	}
-	requireKeys(t, r.stdout, nil, "ok", "summary", "step", "expect", "method", "rounds", "duration_ms", "urls", "instances", "checks")
-	requireKeys(t, r.stdout, []string{"checks"}, "url", "instance", "status", "class", "matched", "attempts", "bytes_read", "duration_ms")
+	requireKeys(t, r.stdout, nil, "format_version", "ok", "summary", "dry_run", "instances", "skipped", "warnings", "steps")
+	requireKeys(t, r.stdout, []any{"steps"}, "step", "method", "expect", "ok", "summary", "duration_ms", "rounds", "request_headers", "urls", "results")
+	requireKeys(t, r.stdout, []any{"steps", 0, "results"}, "url", "instance", "status", "ok", "attempts", "duration_ms", "class", "bytes_read")
 
 	r = runCLI(t, tok, append([]string{"purge", "--url", u, "--format", "json"}, f.Args()...)...)
 	require.Equal(t, 0, r.code, r)
 	var p purgeJSON
 	decodeJSON(t, r.stdout, &p)
 	assert.True(t, p.OK)
-	assert.Equal(t, "purge", p.Step)
+	assert.Equal(t, "purge", p.Name)
 	assert.Equal(t, "PURGE", p.Method)
 	require.Len(t, p.Results, n)
 	for _, res := range p.Results {
@@ -456,27 +425,30 @@ func TestJSONShapes(t *testing.T) {
 		assert.Equal(t, 1, res.Attempts)
 		assert.Empty(t, res.Error)
 	}
-	requireKeys(t, r.stdout, nil, "ok", "summary", "step", "method", "duration_ms", "urls", "instances", "results")
-	requireKeys(t, r.stdout, []string{"results"}, "url", "instance", "status", "ok", "attempts", "duration_ms")
+	requireKeys(t, r.stdout, nil, "format_version", "ok", "summary", "dry_run", "instances", "skipped", "warnings", "steps")
+	requireKeys(t, r.stdout, []any{"steps"}, "step", "method", "ok", "summary", "duration_ms", "request_headers", "urls", "results")
+	requireKeys(t, r.stdout, []any{"steps", 0, "results"}, "url", "instance", "status", "ok", "attempts", "duration_ms")
 
 	r = runCLI(t, tok, append([]string{"purge", "--url", u, "--verify=miss,hit", "--format", "json"}, f.Args()...)...)
 	require.Equal(t, 0, r.code, r)
 	var o outcomeJSON
 	decodeJSON(t, r.stdout, &o)
 	assert.True(t, o.OK)
-	assert.Equal(t, "ok", o.Summary)
+	assert.Equal(t, o.Purge.Summary+"; then "+o.Verify[0].Summary+"; then "+o.Verify[1].Summary, o.Summary)
 	require.NotNil(t, o.Purge)
 	assert.Len(t, o.Purge.Results, n)
 	require.Len(t, o.Verify, 2)
 	assert.Equal(t, "miss", o.Verify[0].Expect)
 	assert.Equal(t, "hit", o.Verify[1].Expect)
-	for _, c := range o.Verify[1].Checks {
+	for _, c := range o.Verify[1].Results {
 		assert.Equal(t, "hit", c.Class)
-		assert.NotEmpty(t, c.Age, "a hit carries its Age")
+		assert.NotNil(t, c.Age, "a hit carries its Age")
 		assert.NotEmpty(t, c.Source)
 	}
-	requireKeys(t, r.stdout, nil, "ok", "summary", "purge", "verify")
-	requireKeys(t, r.stdout, []string{"purge", "results"}, "url", "instance", "status", "ok", "attempts", "duration_ms")
+	requireKeys(t, r.stdout, nil, "format_version", "ok", "summary", "dry_run", "instances", "skipped", "warnings", "steps")
+	for i := range 3 {
+		requireKeys(t, r.stdout, []any{"steps", i, "results"}, "url", "instance", "status", "ok", "attempts", "duration_ms")
+	}
 }
 
 func TestWrongOrMissingTokenIsRejectedEverywhere(t *testing.T) {
@@ -705,7 +677,7 @@ func TestExternalFleetMixedFamilies(t *testing.T) {
 	var out outcomeJSON
 	decodeJSON(t, r.stdout, &out)
 	require.NotNil(t, out.Purge)
-	assert.ElementsMatch(t, addrs, out.Purge.Instances)
+	assert.ElementsMatch(t, addrs, out.Instances)
 	assert.Equal(t, 2*len(addrs), originHits(t, f, u), "every instance, IPv6 too, fetched once to warm and once after the purge")
 }
 

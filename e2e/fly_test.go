@@ -9,7 +9,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -28,6 +27,7 @@ import (
 	"github.com/cdnpurge/cdnpurge/fleet/fleettest"
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/cachestatus"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 const flyPurgeToken = "e2e-fly-purge-token"
@@ -163,46 +163,25 @@ func flyRunCLI(t *testing.T, bin, flyToken, purgeToken string, args ...string) (
 
 // flyJSON is the part of a JSON report these tests read.
 type flyJSON struct {
-	OK    bool `json:"ok"`
+	OK    bool
 	Purge struct {
-		OK        bool     `json:"ok"`
-		Instances []string `json:"instances"`
-		Skipped   []struct {
-			Instance  string `json:"instance"`
-			Region    string `json:"region"`
-			MachineID string `json:"machine_id"`
-			State     string `json:"state"`
-		} `json:"skipped"`
-		Results []flyRow `json:"results"`
-	} `json:"purge"`
-	Verify []struct {
-		Expect string   `json:"expect"`
-		Checks []flyRow `json:"checks"`
-	} `json:"verify"`
+		OK        bool
+		Instances []string
+		Skipped   []reporttest.Skipped
+		Results   []reporttest.Result
+	}
+	Verify []reporttest.Step
 }
 
-type flyRow struct {
-	Instance  string `json:"instance"`
-	Region    string `json:"region"`
-	MachineID string `json:"machine_id"`
-	Status    int    `json:"status"`
-	OK        bool   `json:"ok"`
-	Matched   bool   `json:"matched"`
-	Class     string `json:"class"`
-	Attempts  int    `json:"attempts"`
-	Error     string `json:"error"`
-}
-
-// flyParse reads a JSON report: an outcome with purge and verify, or (a
-// run of one step) the purge report alone.
+// flyParse validates a JSON report and reads its purge and verify steps.
 func flyParse(t *testing.T, stdout string) flyJSON {
 	t.Helper()
-	var r flyJSON
-	require.NoError(t, json.Unmarshal([]byte(stdout), &r), stdout)
-	if r.Purge.Instances == nil {
-		require.NoError(t, json.Unmarshal([]byte(stdout), &r.Purge), stdout)
-		r.OK = r.Purge.OK
-	}
+	rep := reporttest.Require(t, stdout)
+	r := flyJSON{OK: rep.OK, Verify: rep.Verify()}
+	p := rep.Purge()
+	require.NotNil(t, p, "a purge step")
+	r.Purge.OK, r.Purge.Results = p.OK, p.Results
+	r.Purge.Instances, r.Purge.Skipped = rep.Instances, rep.Skipped
 	return r
 }
 
@@ -237,9 +216,9 @@ func TestFlyCLIStartedAndStoppedMachines(t *testing.T) {
 	require.Len(t, r.Verify, 2)
 	for i, class := range []string{"miss", "hit"} {
 		assert.Equal(t, class, r.Verify[i].Expect)
-		require.Len(t, r.Verify[i].Checks, n)
-		for _, c := range r.Verify[i].Checks {
-			assert.True(t, c.Matched, "%s: %s", c.Instance, c.Error)
+		require.Len(t, r.Verify[i].Results, n)
+		for _, c := range r.Verify[i].Results {
+			assert.True(t, c.OK, "%s: %s", c.Instance, c.Error)
 			assert.Equal(t, class, c.Class)
 		}
 	}

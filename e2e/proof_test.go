@@ -43,8 +43,8 @@ func finding1BanHandedToTheApp(t *testing.T, s style, f *fleet.Fleet) {
 		assert.Equal(t, 200, res.Status, "WordPress answered 200 to every BAN")
 	}
 	require.Len(t, o.Verify, 1)
-	for _, c := range o.Verify[0].Checks {
-		assert.False(t, c.Matched, "%+v", c)
+	for _, c := range o.Verify[0].Results {
+		assert.False(t, c.OK, "%+v", c)
 		assert.False(t, c.Refilled, "never 'refilled': %+v", c)
 		assert.True(t, c.Uncertain || c.PredatesPurge, "%+v", c)
 	}
@@ -59,7 +59,7 @@ func finding1BanHandedToTheApp(t *testing.T, s style, f *fleet.Fleet) {
 	require.Equal(t, 1, r.code, "the BAN step failed: %s", r)
 	decodeJSON(t, r.stdout, &o)
 	assert.True(t, o.Verify[0].OK, o.Verify[0].Summary)
-	for _, c := range o.Verify[0].Checks {
+	for _, c := range o.Verify[0].Results {
 		require.NotNil(t, c.Current, "%+v", c)
 		assert.True(t, *c.Current)
 	}
@@ -106,7 +106,7 @@ func TestFinding2SoftPurgeNotFresh(t *testing.T) {
 	require.Equal(t, 1, r.code, r)
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		assert.Equal(t, "hit", c.Class, "%+v", c)
 		assert.Equal(t, "age", c.Source)
 		assert.True(t, c.StaleUnknown)
@@ -127,8 +127,8 @@ func finding3StoredMissHeader(t *testing.T, s style, f *fleet.Fleet) {
 	require.Equal(t, 1, r.code, r)
 	var o outcomeJSON
 	decodeJSON(t, r.stdout, &o)
-	for _, c := range o.Verify[0].Checks {
-		assert.False(t, c.Matched)
+	for _, c := range o.Verify[0].Results {
+		assert.False(t, c.OK)
 		assert.Equal(t, "hit", c.Class, "%+v", c)
 		assert.Equal(t, "MISS", c.CacheStatus)
 		assert.Contains(t, c.Note, "says miss, but there is no X-Varnish and Age")
@@ -148,10 +148,10 @@ func magento(t *testing.T, s style, f *fleet.Fleet) {
 	require.Equal(t, 0, r.code, r)
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		assert.Equal(t, "hit", c.Class)
 		assert.Equal(t, "x-magento-cache-debug", c.Source)
-		assert.Empty(t, c.Age, "Magento removes Age")
+		assert.Nil(t, c.Age, "Magento removes Age")
 	}
 	// PURGE without a pattern: 400, with Magento's reason.
 	r = runCLI(t, "", append([]string{"purge", "--url", p42}, f.Args()...)...)
@@ -215,8 +215,8 @@ func finding6SoftPurge(t *testing.T, s style, f *fleet.Fleet) {
 		assert.Equal(t, 1, *res.Objects, "one object expired")
 	}
 	assert.GreaterOrEqual(t, o.Verify[0].Rounds, 2, "the stale copy, then the fresh one")
-	for _, c := range o.Verify[0].Checks {
-		assert.True(t, c.Matched, "%+v", c)
+	for _, c := range o.Verify[0].Results {
+		assert.True(t, c.OK, "%+v", c)
 		assert.True(t, c.Refilled, "%+v", c)
 	}
 	assert.Equal(t, 2*len(f.Members), originHits(t, f, u), "each instance fetched a fresh copy once")
@@ -268,8 +268,8 @@ func finding7FetchInFlight(t *testing.T, s style, f *fleet.Fleet) {
 		assert.Equal(t, 0, *res.Objects, "the object being fetched is not purged")
 		assert.Positive(t, res.PurgedAt)
 	}
-	for _, c := range o.Verify[0].Checks {
-		assert.False(t, c.Matched, "%+v", c)
+	for _, c := range o.Verify[0].Results {
+		assert.False(t, c.OK, "%+v", c)
 		assert.True(t, c.PredatesPurge, "%+v", c)
 		assert.Less(t, c.FetchedAt, o.Purge.Results[0].PurgedAt+1, "%+v", c)
 		assert.Contains(t, c.Error, "before the purge, on the instance's own clock: a fetch in flight during the purge survives it; purge again")
@@ -324,7 +324,7 @@ func finding9Variants(t *testing.T, s style, f *fleet.Fleet) {
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
 	assert.GreaterOrEqual(t, v.Rounds, 2)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		assert.True(t, c.SelfStored, "%+v", c)
 		assert.Equal(t, "Accept-Encoding, User-Agent", c.Vary)
 	}
@@ -365,7 +365,7 @@ func finding10CachedStatus(t *testing.T, s style, f *fleet.Fleet) {
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
 	statuses := map[string]int{}
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		assert.Equal(t, "hit", c.Class)
 		statuses[c.URL] = c.Status
 	}
@@ -462,7 +462,7 @@ func TestProofByContent(t *testing.T) {
 	require.Equal(t, 1, r.code, r)
 	var v verifyJSON
 	decodeJSON(t, r.stdout, &v)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		require.NotNil(t, c.Current, "%+v", c)
 		assert.Equal(t, c.Instance != left, *c.Current, "%+v", c)
 	}
@@ -476,7 +476,7 @@ func TestProofByContent(t *testing.T) {
 	r = runCLI(t, "", args("--wait", "5s", "--interval", "100ms")...)
 	require.Equal(t, 0, r.code, r)
 	decodeJSON(t, r.stdout, &v)
-	for _, c := range v.Checks {
+	for _, c := range v.Results {
 		require.NotNil(t, c.Current)
 		assert.True(t, *c.Current)
 	}

@@ -324,8 +324,8 @@ func liveTraffic(t *testing.T, s style, f *fleet.Fleet) {
 	require.Len(t, o.Verify, 1)
 	assert.Equal(t, string(purge.ExpectPurged), o.Verify[0].Expect)
 	refilled := 0
-	for _, c := range o.Verify[0].Checks {
-		assert.True(t, c.Matched, "%+v", c)
+	for _, c := range o.Verify[0].Results {
+		assert.True(t, c.OK, "%+v", c)
 		switch c.Class {
 		case "hit", "stale":
 			// Without the instance's clock, a copy refilled in the second
@@ -535,7 +535,7 @@ func banShipped(t *testing.T, s style, f *fleet.Fleet) {
 	var o outcomeJSON
 	decodeJSON(t, r.stdout, &o)
 	assert.Equal(t, "BAN", o.Purge.Method)
-	assert.Len(t, o.Verify[0].Checks, len(assets)*len(f.Members))
+	assert.Len(t, o.Verify[0].Results, len(assets)*len(f.Members))
 
 	for _, u := range []string{home, other} {
 		r = runCLI(t, "", append([]string{"verify", "--url", u, "--expect", "hit"}, f.Args()...)...)
@@ -599,9 +599,9 @@ func banIgnoredCaught(t *testing.T, s style, f *fleet.Fleet) {
 	assert.True(t, o.Purge.OK, "every instance answered 200")
 	assert.Contains(t, o.Purge.Summary, "sent BAN for 1 URL")
 	require.Len(t, o.Verify, 1)
-	for _, c := range o.Verify[0].Checks {
+	for _, c := range o.Verify[0].Results {
 		assert.Equal(t, "hit", c.Class, "%+v", c)
-		assert.False(t, c.Matched)
+		assert.False(t, c.OK)
 	}
 	assert.Contains(t, r.stderr, "verify miss")
 	assert.Equal(t, len(f.Members), originHits(t, f, asset), "nothing was banned")
@@ -660,7 +660,7 @@ func tagPurge(method string) func(t *testing.T, s style, f *fleet.Fleet) {
 		var o outcomeJSON
 		decodeJSON(t, r.stdout, &o)
 		assert.Equal(t, method, o.Purge.Method)
-		assert.Len(t, o.Verify[0].Checks, len(blue)*len(f.Members))
+		assert.Len(t, o.Verify[0].Results, len(blue)*len(f.Members))
 
 		rep := verify(t, f, purge.ExpectHit, others)
 		assert.True(t, rep.OK(), rep.Summary())
@@ -702,9 +702,9 @@ func fosTagsWithPurgeCaught(t *testing.T, s style, f *fleet.Fleet) {
 	decodeJSON(t, r.stdout, &o)
 	assert.True(t, o.Purge.OK, "every instance answered 200 to the PURGE")
 	assert.False(t, o.Verify[0].OK)
-	for _, c := range o.Verify[0].Checks {
+	for _, c := range o.Verify[0].Results {
 		assert.Equal(t, "hit", c.Class, "%+v", c)
-		assert.False(t, c.Matched)
+		assert.False(t, c.OK)
 	}
 }
 

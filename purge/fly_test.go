@@ -25,6 +25,7 @@ import (
 
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/report"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 const (
@@ -250,31 +251,18 @@ func TestFlyRunSendsEachMachineItsRequestThroughTheEdge(t *testing.T) {
 
 	var b bytes.Buffer
 	require.NoError(t, report.Write(&b, report.JSON, out, report.Options{}))
-	var doc struct {
-		Purge struct {
-			Instances []string `json:"instances"`
-			Skipped   []struct {
-				Instance, Region, MachineID, State string
-			} `json:"skipped"`
-			Results []struct {
-				Instance  string `json:"instance"`
-				Region    string `json:"region"`
-				MachineID string `json:"machine_id"`
-				OK        bool   `json:"ok"`
-			} `json:"results"`
-		} `json:"purge"`
-	}
-	require.NoError(t, json.Unmarshal(b.Bytes(), &doc), b.String())
-	require.Len(t, doc.Purge.Results, 6)
-	for _, r := range doc.Purge.Results {
+	doc := reporttest.Require(t, b.Bytes())
+	assert.Equal(t, []string{"ams/3d8d413b29d089", "iad/148ed193b95e89", "sjc/9080524f610d87"}, doc.Instances)
+	require.Len(t, doc.Purge().Results, 6)
+	for _, r := range doc.Purge().Results {
 		assert.True(t, r.OK)
 		assert.Equal(t, r.Region+"/"+r.MachineID, r.Instance)
 		assert.Contains(t, started, r.MachineID)
 	}
-	assert.Contains(t, b.String(), `"instance": "lhr/e784079b449483"`)
-	assert.Contains(t, b.String(), `"machine_id": "e784079b449483"`)
-	assert.Contains(t, b.String(), `"state": "stopped"`)
-	assert.Contains(t, b.String(), `"region": "nrt"`)
+	assert.Equal(t, []reporttest.Skipped{
+		{Instance: "lhr/e784079b449483", Region: "lhr", MachineID: "e784079b449483", State: "stopped"},
+		{Instance: "nrt/0e286039f42e86", Region: "nrt", MachineID: "0e286039f42e86", State: "suspended"},
+	}, doc.Skipped)
 
 	var text bytes.Buffer
 	require.NoError(t, report.Write(&text, report.Text, out, report.Options{Verbose: true}))

@@ -886,6 +886,12 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 	}
 	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify, secrets: p.secrets}
 	pl.Header = append(pl.Header, p.requestHeaders(true)...)
+	if len(p.Verify) > 0 {
+		pl.VerifyMethod, pl.VerifyURLs, pl.VerifyHeaders = p.VerifyMethod, p.verifyURLs, p.verifyHeaders()
+		if p.origin != nil {
+			pl.Origin = p.Origin
+		}
+	}
 	if p.VerifyOnly {
 		pl.Method = ""
 	}
@@ -949,6 +955,13 @@ type Plan struct {
 	// hidden.
 	Header []string
 	Verify []Expect
+	// What each verify step would send: its method, its URLs (the job's
+	// VerifyURLs, or URLs) and headers besides Host, and the origin it
+	// would compare copies with (empty: none).
+	VerifyMethod  string
+	VerifyURLs    *URLList
+	VerifyHeaders []string
+	Origin        string
 
 	secrets *secret.Set
 }

@@ -184,8 +184,8 @@ type Report struct {
 	// what its results should make one doubt (no object purged anywhere,
 	// variants not checked, a cached error page).
 	Warnings []string
-	// RequestHeaders are the header lines a verify step sent with every
-	// request besides Host.
+	// RequestHeaders are the header lines the step sent with every request
+	// besides Host (a purge token's value hidden).
 	RequestHeaders []string
 	// Origin is the origin a verify step compared copies with, if any.
 	Origin string

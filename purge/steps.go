@@ -15,6 +15,7 @@ import (
 // purge runs the purge step.
 func (p *plan) purge(ctx context.Context, instances []Instance, budget fdBudget) *Report {
 	rep := newReport(StepPurge, p.Method, p.urls, instances)
+	rep.RequestHeaders = p.requestHeaders(true)
 	ps := p.newPass(StepPurge, p.Method, p.urls, p.requestHeaders(false))
 	ps.read = readOpts{keepBody: true, wantBody: func(status int) bool { return status >= len(p.okStatus) || !p.okStatus[status] }}
 	ps.judge = func(k int, r *response, _ int64) (bool, bool, error) {

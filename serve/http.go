@@ -253,24 +253,25 @@ func headerSafe(s string) string {
 
 // jobView is GET /v1/jobs/ID.
 type jobView struct {
-	Job         string          `json:"job"`
-	State       string          `json:"state"`
-	Kind        string          `json:"kind"`
-	Who         string          `json:"who"`
-	Source      string          `json:"source"`
-	Created     time.Time       `json:"created"`
-	Finished    *time.Time      `json:"finished,omitempty"`
-	Method      string          `json:"method"`
-	URLs        []string        `json:"urls"`
-	Instances   []string        `json:"instances"`
-	OK          *bool           `json:"ok,omitempty"`
-	Summary     string          `json:"summary,omitempty"`
-	Interrupted bool            `json:"interrupted,omitempty"`
-	Progress    *progressView   `json:"progress,omitempty"`
-	Report      json.RawMessage `json:"report"`
+	Job         string        `json:"job"`
+	State       string        `json:"state"`
+	Kind        string        `json:"kind"`
+	Who         string        `json:"who"`
+	Source      string        `json:"source"`
+	Created     time.Time     `json:"created"`
+	Finished    *time.Time    `json:"finished,omitempty"`
+	Method      string        `json:"method"`
+	URLs        []string      `json:"urls"`
+	Instances   []string      `json:"instances"`
+	OK          *bool         `json:"ok,omitempty"`
+	Summary     string        `json:"summary,omitempty"`
+	Interrupted bool          `json:"interrupted,omitempty"`
+	Progress    *progressView `json:"progress,omitempty"`
 	// Pending lists the instances still owed some of the job's URLs.
 	Pending    []deliveryView `json:"pending"`
 	Deliveries []deliveryView `json:"deliveries"`
+	// Report is written last, in its own layout (writeJobView).
+	Report json.RawMessage `json:"-"`
 }
 
 type progressView struct {
@@ -313,7 +314,7 @@ func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := jobView{Job: idString(id), State: rec.State, Kind: rec.Kind, Who: rec.Who, Source: rec.Source, Created: rec.Created,
-		URLs: rec.Spec.URLs, Summary: rec.Summary, Interrupted: rec.Interrupted, Report: json.RawMessage("null"),
+		URLs: rec.Spec.URLs, Summary: rec.Summary, Interrupted: rec.Interrupted,
 		Pending: []deliveryView{}, Deliveries: []deliveryView{}}
 	v.Method, _ = what(&rec.Spec)[1].(string)
 	for _, in := range rec.Instances {
@@ -335,6 +336,13 @@ func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) {
 		f, ok := rec.Finished, rec.OK
 		v.Finished, v.OK = &f, &ok
 		if rep != nil {
+			// A report a release before this one stored has the shape
+			// of its day: answer it in today's.
+			if up, err := report.Upgrade(rep); err == nil {
+				rep = up
+			} else {
+				s.log.Warn("job report kept as stored", "job", v.Job, "reason", err.Error())
+			}
 			v.Report = bytes.TrimSpace(rep)
 		}
 	}
@@ -348,7 +356,27 @@ func (s *Server) handleJob(w http.ResponseWriter, r *http.Request) {
 		}
 		v.Deliveries = append(v.Deliveries, dv)
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJobView(w, v)
+}
+
+// writeJobView writes a job's view with its report last, as the report is
+// written (a result a line), each line indented one level more.
+func writeJobView(w http.ResponseWriter, v jobView) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rep := v.Report
+	if rep == nil {
+		rep = json.RawMessage("null")
+	}
+	b = append(b[:len(b)-len("\n}")], ",\n  \"report\": "...)
+	// A JSON text has line breaks only between its tokens.
+	b = append(b, bytes.ReplaceAll(rep, []byte("\n"), []byte("\n  "))...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, "\n}\n"...))
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 	"github.com/cdnpurge/cdnpurge/serve/api"
 )
 
@@ -42,10 +43,16 @@ func load(t testing.TB, p *proc, clients, jobs, size int, prefix string) (sent [
 					errs <- fmt.Errorf("job %s: %d %s", res.Job, res.Status, res.Failure)
 					return
 				}
+				if err := reporttest.Validate(res.Report); err != nil {
+					errs <- fmt.Errorf("job %s: %w", res.Job, err)
+					return
+				}
 				var rep struct {
-					Results []struct {
-						OK bool `json:"ok"`
-					} `json:"results"`
+					Steps []struct {
+						Results []struct {
+							OK bool `json:"ok"`
+						} `json:"results"`
+					} `json:"steps"`
 				}
 				if err := json.Unmarshal(res.Report, &rep); err != nil {
 					errs <- err
@@ -53,7 +60,7 @@ func load(t testing.TB, p *proc, clients, jobs, size int, prefix string) (sent [
 				}
 				mu.Lock()
 				sent = append(sent, list...)
-				for _, r := range rep.Results {
+				for _, r := range rep.Steps[0].Results {
 					if r.OK {
 						results++
 					}

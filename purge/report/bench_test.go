@@ -1,4 +1,4 @@
-package report
+package report_test
 
 import (
 	"fmt"
@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/report"
 )
 
 // BenchmarkWrite30k writes a report of 30,000 results (10,000 URLs on 3
-// instances) in each format: the large-run text and Markdown (a line per
-// instance), text with every row (--verbose), and JSON (every row).
+// instances) in each format: the large-run text and report.Markdown (a line per
+// instance), text with every row (--verbose), and report.JSON (every row).
 func BenchmarkWrite30k(b *testing.B) {
 	var ins []string
 	for range 3 {
@@ -26,17 +27,17 @@ func BenchmarkWrite30k(b *testing.B) {
 	}
 	for _, tc := range []struct {
 		name string
-		f    Format
-		o    Options
+		f    report.Format
+		o    report.Options
 	}{
-		{"text", Text, Options{}},
-		{"text-verbose", Text, Options{Verbose: true}},
-		{"markdown", Markdown, Options{}},
-		{"json", JSON, Options{}},
+		{"text", report.Text, report.Options{}},
+		{"text-verbose", report.Text, report.Options{Verbose: true}},
+		{"markdown", report.Markdown, report.Options{}},
+		{"json", report.JSON, report.Options{}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			for b.Loop() {
-				if err := Write(io.Discard, tc.f, out, tc.o); err != nil {
+				if err := report.Write(io.Discard, tc.f, out, tc.o); err != nil {
 					b.Fatal(err)
 				}
 			}

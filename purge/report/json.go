@@ -2,10 +2,11 @@ package report
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
-	"slices"
+	_ "embed"
+	"fmt"
+	"math"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -13,30 +14,42 @@ import (
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
-// The JSON field names are stable; fields are only ever added.
+// The JSON report has one shape for every command and option (purge, ban,
+// verify, with or without --verify, a dry run, a serve's answer): the same
+// top-level keys, the steps in one list, every result in the same form
+// whatever its step. report.schema.json describes every field, and
+// docs/json.md shows it with an example.
+//
+// One layout for every size: the outer objects are indented as
+// json.MarshalIndent indents them, and each result is compact on a line of
+// its own, so a report of 3 results and one of 3 million read alike (and
+// line-oriented tools see a row a line). Rows are written as they are
+// rendered: a million results are never held as JSON.
 
-// reportHead is a report's JSON without its results: the fields before
-// "urls", which is streamed (a million URLs are never held as strings),
-// and reportTail, those after it.
-type reportHead struct {
-	OK         bool    `json:"ok"`
-	Summary    string  `json:"summary"`
-	Step       string  `json:"step"`
-	Expect     string  `json:"expect,omitempty"`
-	Method     string  `json:"method"`
-	Rounds     int     `json:"rounds,omitempty"`
-	DurationMS float64 `json:"duration_ms"`
-}
+// FormatVersion is the report's "format_version". It is raised only when a
+// field is removed or changes its meaning; fields are added without it.
+// Reports of the releases before it (no format_version) are version 1:
+// Upgrade converts them.
+const FormatVersion = 2
 
-type reportTail struct {
-	Instances []string      `json:"instances"`
-	Skipped   []skippedJSON `json:"skipped,omitempty"`
-	Warnings  []string      `json:"warnings,omitempty"`
-	// Verify steps: the headers sent with every request, the origin
-	// compared with, and (with a wait) the time until every check matched.
-	RequestHeaders    []string `json:"request_headers,omitempty"`
-	Origin            string   `json:"origin,omitempty"`
-	ConsistentAfterMS float64  `json:"consistent_after_ms,omitempty"`
+//go:embed report.schema.json
+var schema string
+
+// Schema returns the JSON Schema (draft 2020-12) of the JSON report.
+func Schema() []byte { return []byte(schema) }
+
+// SchemaID is the schema's $id.
+const SchemaID = "https://raw.githubusercontent.com/cdnpurge/cdnpurge/main/purge/report/report.schema.json"
+
+// head is a report's fields before its steps, as written (checked against
+// the job's secrets).
+type head struct {
+	ok        bool
+	summary   string
+	dryRun    bool
+	instances []string
+	skipped   []skippedJSON
+	warnings  []string
 }
 
 type skippedJSON struct {
@@ -46,8 +59,28 @@ type skippedJSON struct {
 	State     string `json:"state"`
 }
 
-// purgeRow is one purge result.
-type purgeRow struct {
+// step is one step as written: its fields, then its URLs and results,
+// each yielded as JSON (a string, an object) and written as it comes.
+type step struct {
+	name, method, expect string
+	rounds               int // verify steps
+	ok                   bool
+	summary              string
+	durationMS           float64
+	requestHeaders       []string
+	origin               string
+	consistentAfterMS    float64
+	scheme               string // dry runs
+	urls                 func(yield func([]byte) bool)
+	results              func(yield func([]byte) bool)
+}
+
+// The rows. The hand-written rows (appendRow) are these structs' JSON
+// byte for byte (TestRowsAreTheStructs holds them to it, and to the
+// schema); Upgrade writes old rows through them.
+
+// rowHead is what every result says, whatever its step.
+type rowHead struct {
 	URL        string  `json:"url"`
 	Instance   string  `json:"instance"`
 	Region     string  `json:"region,omitempty"`
@@ -56,33 +89,30 @@ type purgeRow struct {
 	OK         bool    `json:"ok"`
 	Attempts   int     `json:"attempts"`
 	DurationMS float64 `json:"duration_ms"`
-	Error      string  `json:"error,omitempty"`
+}
+
+// purgeRow is one result of a purge step.
+type purgeRow struct {
+	rowHead
 	// Objects is what the answer said it removed (the Purged header);
 	// absent when it did not say. PurgedAt is the instance's time of the
 	// purge (Cdnpurge-Purge-Time), in seconds since the epoch.
 	Objects  *int    `json:"objects,omitempty"`
 	PurgedAt float64 `json:"purged_at,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
-// checkRow is one verify result.
+// checkRow is one result of a verify step.
 type checkRow struct {
-	URL         string   `json:"url"`
-	Instance    string   `json:"instance"`
-	Region      string   `json:"region,omitempty"`
-	MachineID   string   `json:"machine_id,omitempty"`
-	Status      int      `json:"status"`
+	rowHead
 	Class       string   `json:"class"`
 	CacheStatus string   `json:"cache_status,omitempty"`
 	Source      string   `json:"source,omitempty"`
 	TTL         *float64 `json:"ttl,omitempty"`
-	Age         string   `json:"age,omitempty"`
-	Matched     bool     `json:"matched"`
+	Age         *int     `json:"age,omitempty"`
+	BytesRead   int64    `json:"bytes_read"`
 	Refilled    bool     `json:"refilled,omitempty"`
 	Note        string   `json:"note,omitempty"`
-	Attempts    int      `json:"attempts"`
-	BytesRead   int64    `json:"bytes_read"`
-	DurationMS  float64  `json:"duration_ms"`
-	Error       string   `json:"error,omitempty"`
 	// What proves (or cannot prove) the check: see purge.Result.
 	Vary           string  `json:"vary,omitempty"`
 	Current        *bool   `json:"current,omitempty"`
@@ -92,158 +122,276 @@ type checkRow struct {
 	Uncertain      bool    `json:"uncertain,omitempty"`
 	SelfStored     bool    `json:"self_stored,omitempty"`
 	MatchedAfterMS float64 `json:"matched_after_ms,omitempty"`
+	Error          string  `json:"error,omitempty"`
 }
 
-// indentBelow is the size under which JSON is indented for people to read;
-// larger reports stay compact, several times faster to write and parse.
-const indentBelow = 1000
-
-func writeJSON(w *bufio.Writer, out *purge.Outcome, compact bool) error {
+func writeJSON(w *bufio.Writer, out *purge.Outcome) error {
+	g := guard{out.Reveals}
 	reps := out.Reports()
-	rows := 0
-	for _, r := range reps {
-		rows += r.Len()
+	h := head{ok: out.OK(), summary: outcomeSummary(out, reps), instances: make([]string, len(out.Instances)),
+		skipped: skippedOf(g, out.Skipped), warnings: guarded(g, out.Warnings)}
+	for i, in := range out.Instances {
+		h.instances[i] = g.json(in.String())
 	}
-	if rows > indentBelow || compact {
-		return writeOutcome(w, out, reps)
+	steps := make([]step, len(reps))
+	for i, r := range reps {
+		steps[i] = reportStep(r)
 	}
-	var buf bytes.Buffer
-	bw := bufio.NewWriter(&buf)
-	if err := writeOutcome(bw, out, reps); err != nil {
-		return err
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	var ind bytes.Buffer
-	if err := json.Indent(&ind, buf.Bytes(), "", "  "); err != nil {
-		return err
-	}
-	_, err := w.Write(ind.Bytes())
-	return err
+	return writeDoc(w, h, steps)
 }
 
-func writeOutcome(w *bufio.Writer, out *purge.Outcome, reps []*purge.Report) error {
+// outcomeSummary is the run's summary: its step's, or with several steps
+// what failed or every step's. It starts with "FAILED: " exactly when the
+// run failed.
+func outcomeSummary(out *purge.Outcome, reps []*purge.Report) string {
 	if len(reps) == 1 {
-		if err := writeReportJSON(w, reps[0]); err != nil {
-			return err
-		}
-		return w.WriteByte('\n')
+		return reps[0].Summary()
 	}
-	summary := "ok"
 	if err := out.Err(); err != nil {
-		summary = "FAILED: " + err.Error()
+		return "FAILED: " + err.Error()
 	}
-	head, err := json.Marshal(struct {
-		OK      bool   `json:"ok"`
-		Summary string `json:"summary"`
-	}{out.OK(), summary})
-	if err != nil {
-		return err
+	s := make([]string, len(reps))
+	for i, r := range reps {
+		s[i] = r.Summary()
 	}
-	_, _ = w.Write(head[:len(head)-1])
-	if out.Purge != nil {
-		_, _ = w.WriteString(`,"purge":`)
-		if err := writeReportJSON(w, out.Purge); err != nil {
-			return err
+	return strings.Join(s, "; then ")
+}
+
+func skippedOf(g guard, skipped []purge.Skipped) []skippedJSON {
+	out := make([]skippedJSON, len(skipped))
+	for i, s := range skipped {
+		out[i] = skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)}
+	}
+	return out
+}
+
+func guarded(g guard, ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = g.json(s)
+	}
+	return out
+}
+
+// reportStep is one step of a run: its URLs and results rendered one at a
+// time as they are written. Every string is checked as written (and as
+// read back) against the job's secrets, and withheld whole when it shows
+// one.
+func reportStep(r *purge.Report) step {
+	g := guard{r.Reveals}
+	verify := r.Step == purge.StepVerify
+	s := step{name: string(r.Step), method: r.Method, ok: r.OK(), summary: r.Summary(), durationMS: ms(r.Duration),
+		requestHeaders: guarded(g, r.RequestHeaders), urls: urlsOf(g, r.URLs)}
+	if verify {
+		s.expect, s.rounds = string(r.Expect), r.Rounds
+		s.origin, s.consistentAfterMS = g.json(r.Origin), ms(r.ConsistentAfter)
+	}
+	s.results = func(yield func([]byte) bool) {
+		if r.Len() == 0 {
+			return
+		}
+		// Rows are appended by hand: encoding/json's reflection was most
+		// of the time of a large report (1.1 µs a row; see
+		// BenchmarkWrite30k). Each instance's fields, and each URL's, are
+		// escaped once.
+		insts := make([][]byte, len(r.Instances))
+		for i, in := range r.Instances {
+			insts[i] = appendInstance(nil, g, g.json(in.String()), in)
+		}
+		var url, buf, scratch []byte
+		urlOf := -1
+		var lastErr error
+		var lastText string
+		for k := range r.Len() {
+			res := r.Result(k)
+			if u := k / len(insts); u != urlOf {
+				url, urlOf = g.appendURL(url[:0], res.URL, &scratch), u
+			}
+			e := ""
+			if !res.OK && res.Err != nil {
+				if res.Err != lastErr {
+					lastErr, lastText = res.Err, g.json(reason(res))
+				}
+				e = lastText
+			}
+			buf = appendRow(buf[:0], g, res, url, insts[k%len(insts)], e, verify)
+			if !yield(buf) {
+				return
+			}
 		}
 	}
-	_, _ = w.WriteString(`,"verify":[`)
-	for i, r := range out.Verify {
+	return s
+}
+
+// urlsOf yields each URL of l as a JSON string.
+func urlsOf(g guard, l *purge.URLList) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		if l == nil {
+			return
+		}
+		var buf, scratch []byte
+		for _, u := range l.All() {
+			buf = g.appendURL(buf[:0], u, &scratch)
+			if !yield(buf) {
+				return
+			}
+		}
+	}
+}
+
+// writeDoc writes a report: its head, then each step, streaming the
+// steps' URLs and results.
+func writeDoc(w *bufio.Writer, h head, steps []step) error {
+	b := make([]byte, 0, 1024)
+	b = append(b, "{\n  \"format_version\": "...)
+	b = strconv.AppendInt(b, FormatVersion, 10)
+	b = append(b, ",\n  \"ok\": "...)
+	b = strconv.AppendBool(b, h.ok)
+	b = append(b, ",\n  \"summary\": "...)
+	b = appendString(b, h.summary)
+	b = append(b, ",\n  \"dry_run\": "...)
+	b = strconv.AppendBool(b, h.dryRun)
+	b = append(b, ",\n  \"instances\": "...)
+	b = appendStrings(b, 1, h.instances)
+	b = append(b, ",\n  \"skipped\": "...)
+	b = appendList(b, 1, len(h.skipped), func(b []byte, i int) []byte {
+		s := h.skipped[i]
+		b = append(b, `{"instance":`...)
+		b = appendString(b, s.Instance)
+		if s.Region != "" {
+			b = append(b, `,"region":`...)
+			b = appendString(b, s.Region)
+		}
+		if s.MachineID != "" {
+			b = append(b, `,"machine_id":`...)
+			b = appendString(b, s.MachineID)
+		}
+		b = append(b, `,"state":`...)
+		b = appendString(b, s.State)
+		return append(b, '}')
+	})
+	b = append(b, ",\n  \"warnings\": "...)
+	b = appendStrings(b, 1, h.warnings)
+	b = append(b, ",\n  \"steps\": ["...)
+	for i, s := range steps {
 		if i > 0 {
-			_ = w.WriteByte(',')
+			b = append(b, ',')
 		}
-		if err := writeReportJSON(w, r); err != nil {
+		b = appendStepHead(append(b, "\n    {"...), s)
+		b = append(b, ",\n      \"urls\": "...)
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
+		if err := writeList(w, 3, s.urls); err != nil {
+			return err
+		}
+		if _, err := w.WriteString(",\n      \"results\": "); err != nil {
+			return err
+		}
+		if err := writeList(w, 3, s.results); err != nil {
+			return err
+		}
+		b = append(b[:0], "\n    }"...)
 	}
-	_, err = w.WriteString("]}\n")
+	if len(steps) > 0 {
+		b = append(b, "\n  "...)
+	}
+	b = append(b, "]\n}\n"...)
+	_, err := w.Write(b)
 	return err
 }
 
-// writeReportJSON writes one report, its URLs and results one at a time.
-// Every string is checked as written (and as read back) against the job's
-// secrets, and withheld whole when it shows one.
-func writeReportJSON(w *bufio.Writer, r *purge.Report) error {
-	g := guard{r.Reveals}
-	h := reportHead{OK: r.OK(), Summary: r.Summary(), Step: string(r.Step), Method: r.Method, DurationMS: ms(r.Duration)}
-	tail := reportTail{Instances: make([]string, len(r.Instances)), Warnings: r.Warnings}
-	if r.Step == purge.StepVerify {
-		h.Expect, h.Rounds = string(r.Expect), r.Rounds
-		for _, l := range r.RequestHeaders {
-			tail.RequestHeaders = append(tail.RequestHeaders, g.json(l))
+// appendStepHead appends a step's fields before its URLs, at depth 3.
+func appendStepHead(b []byte, s step) []byte {
+	const nl = ",\n      "
+	b = append(b, "\n      \"step\": "...)
+	b = appendString(b, s.name)
+	b = append(b, nl+`"method": `...)
+	b = appendString(b, s.method)
+	if s.name == string(purge.StepVerify) {
+		b = append(b, nl+`"expect": `...)
+		b = appendString(b, s.expect)
+	}
+	b = append(b, nl+`"ok": `...)
+	b = strconv.AppendBool(b, s.ok)
+	b = append(b, nl+`"summary": `...)
+	b = appendString(b, s.summary)
+	b = append(b, nl+`"duration_ms": `...)
+	b = appendFloat(b, s.durationMS)
+	if s.name == string(purge.StepVerify) {
+		b = append(b, nl+`"rounds": `...)
+		b = strconv.AppendInt(b, int64(s.rounds), 10)
+	}
+	if s.scheme != "" {
+		b = append(b, nl+`"scheme": `...)
+		b = appendString(b, s.scheme)
+	}
+	b = append(b, nl+`"request_headers": `...)
+	b = appendStrings(b, 3, s.requestHeaders)
+	if s.origin != "" {
+		b = append(b, nl+`"origin": `...)
+		b = appendString(b, s.origin)
+	}
+	if s.consistentAfterMS > 0 {
+		b = append(b, nl+`"consistent_after_ms": `...)
+		b = appendFloat(b, s.consistentAfterMS)
+	}
+	return b
+}
+
+// indent is the indentation of each depth, two spaces a level.
+const indent = "                "
+
+// appendStrings appends ss as a list, a string a line, at depth.
+func appendStrings(b []byte, depth int, ss []string) []byte {
+	return appendList(b, depth, len(ss), func(b []byte, i int) []byte { return appendString(b, ss[i]) })
+}
+
+// appendList appends a list of n values, a line each, at depth: [] when
+// empty.
+func appendList(b []byte, depth, n int, value func(b []byte, i int) []byte) []byte {
+	if n == 0 {
+		return append(b, "[]"...)
+	}
+	b = append(b, '[')
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		tail.Origin, tail.ConsistentAfterMS = g.json(r.Origin), ms(r.ConsistentAfter)
+		b = append(b, '\n')
+		b = append(b, indent[:2*depth+2]...)
+		b = value(b, i)
 	}
-	for i, in := range r.Instances {
-		tail.Instances[i] = g.json(in.String())
+	b = append(b, '\n')
+	b = append(b, indent[:2*depth]...)
+	return append(b, ']')
+}
+
+// writeList writes the values seq yields as a list, a line each, at depth.
+func writeList(w *bufio.Writer, depth int, seq func(yield func([]byte) bool)) error {
+	first := true
+	var err error
+	if seq != nil {
+		sep := "[\n" + indent[:2*depth+2]
+		seq(func(v []byte) bool {
+			if _, err = w.WriteString(sep); err != nil {
+				return false
+			}
+			if first {
+				first, sep = false, ",\n"+indent[:2*depth+2]
+			}
+			_, err = w.Write(v)
+			return err == nil
+		})
 	}
-	for _, s := range r.Skipped {
-		tail.Skipped = append(tail.Skipped, skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)})
-	}
-	b, err := json.Marshal(h)
 	if err != nil {
 		return err
 	}
-	_, _ = w.Write(b[:len(b)-1])
-	_, _ = w.WriteString(`,"urls":[`)
-	buf := make([]byte, 0, 512)
-	var scratch []byte
-	for i, u := range r.URLs.All() {
-		buf = buf[:0]
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = g.appendURL(buf, u, &scratch)
-		if _, err := w.Write(buf); err != nil {
-			return err
-		}
-	}
-	if b, err = json.Marshal(tail); err != nil {
+	if first {
+		_, err = w.WriteString("[]")
 		return err
 	}
-	_, _ = w.WriteString("],")
-	_, _ = w.Write(b[1 : len(b)-1])
-	key := `,"results":[`
-	if r.Step == purge.StepVerify {
-		key = `,"checks":[`
-	}
-	_, _ = w.WriteString(key)
-	// Rows are appended by hand: encoding/json's reflection was most of the
-	// time of a large report (1.1 µs a row; see BenchmarkWrite30k). The
-	// field names and order are those of purgeRow and checkRow, which
-	// TestRowsAreTheStructs holds to it.
-	// Each instance's fields, and each URL's, are escaped once.
-	insts := make([][]byte, len(r.Instances))
-	for i, in := range r.Instances {
-		insts[i] = appendInstance(nil, g, tail.Instances[i], in)
-	}
-	var url []byte
-	urlOf := -1
-	var lastErr error
-	var lastText string
-	for k := range r.Len() {
-		res := r.Result(k)
-		if u := k / len(insts); u != urlOf {
-			url, urlOf = g.appendURL(url[:0], res.URL, &scratch), u
-		}
-		e := ""
-		if !res.OK && res.Err != nil {
-			if res.Err != lastErr {
-				lastErr, lastText = res.Err, g.json(reason(res))
-			}
-			e = lastText
-		}
-		buf = buf[:0]
-		if k > 0 {
-			buf = append(buf, ',')
-		}
-		buf = appendRow(buf, g, res, url, insts[k%len(insts)], e, r.Step == purge.StepVerify)
-		if _, err := w.Write(buf); err != nil {
-			return err
-		}
-	}
-	_, err = w.WriteString("]}")
+	_, err = w.WriteString("\n" + indent[:2*depth] + "]")
 	return err
 }
 
@@ -273,51 +421,12 @@ func appendRow(b []byte, g guard, res purge.Result, url, inst []byte, errMsg str
 	b = append(b, inst...)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(res.Status), 10)
-	if !verify {
-		b = append(b, `,"ok":`...)
-		b = strconv.AppendBool(b, res.OK)
-	} else {
-		b = append(b, `,"class":`...)
-		b = appendString(b, string(res.Class))
-		if res.CacheStatus != "" {
-			b = append(b, `,"cache_status":`...)
-			b = appendString(b, g.json(res.CacheStatus))
-		}
-		if res.Source != "" {
-			b = append(b, `,"source":`...)
-			b = appendString(b, g.json(res.Source))
-		}
-		if res.TTL != nil {
-			b = append(b, `,"ttl":`...)
-			b = strconv.AppendFloat(b, *res.TTL, 'g', -1, 64)
-		}
-		if res.Age >= 0 {
-			b = append(b, `,"age":"`...)
-			b = strconv.AppendInt(b, int64(res.Age), 10)
-			b = append(b, '"')
-		}
-		b = append(b, `,"matched":`...)
-		b = strconv.AppendBool(b, res.OK)
-		if res.Refilled {
-			b = append(b, `,"refilled":true`...)
-		}
-		if res.Note != "" {
-			b = append(b, `,"note":`...)
-			b = appendString(b, g.json(res.Note))
-		}
-	}
+	b = append(b, `,"ok":`...)
+	b = strconv.AppendBool(b, res.OK)
 	b = append(b, `,"attempts":`...)
 	b = strconv.AppendInt(b, int64(res.Attempts), 10)
-	if verify {
-		b = append(b, `,"bytes_read":`...)
-		b = strconv.AppendInt(b, res.BytesRead, 10)
-	}
 	b = append(b, `,"duration_ms":`...)
 	b = appendMS(b, res.Duration.Microseconds())
-	if errMsg != "" {
-		b = append(b, `,"error":`...)
-		b = appendString(b, errMsg)
-	}
 	if !verify {
 		if res.Objects >= 0 {
 			b = append(b, `,"objects":`...)
@@ -325,13 +434,40 @@ func appendRow(b []byte, g guard, res purge.Result, url, inst []byte, errMsg str
 		}
 		if !res.PurgedAt.IsZero() {
 			b = append(b, `,"purged_at":`...)
-			b = strconv.AppendFloat(b, stamp(res.PurgedAt), 'f', -1, 64)
+			b = appendFloat(b, stamp(res.PurgedAt))
 		}
-		return append(b, "}\n"...)
+		return appendError(b, errMsg)
+	}
+	b = append(b, `,"class":`...)
+	b = appendString(b, string(res.Class))
+	if res.CacheStatus != "" {
+		b = append(b, `,"cache_status":`...)
+		b = appendString(b, g.json(res.CacheStatus))
+	}
+	if res.Source != "" {
+		b = append(b, `,"source":`...)
+		b = appendString(b, g.json(res.Source))
+	}
+	if ttl, ok := finiteTTL(res.TTL); ok {
+		b = append(b, `,"ttl":`...)
+		b = appendFloat(b, ttl)
+	}
+	if res.Age >= 0 {
+		b = append(b, `,"age":`...)
+		b = strconv.AppendInt(b, int64(res.Age), 10)
+	}
+	b = append(b, `,"bytes_read":`...)
+	b = strconv.AppendInt(b, res.BytesRead, 10)
+	if res.Refilled {
+		b = append(b, `,"refilled":true`...)
+	}
+	if res.Note != "" {
+		b = append(b, `,"note":`...)
+		b = appendString(b, g.json(res.Note))
 	}
 	if res.Vary != "" {
 		b = append(b, `,"vary":`...)
-		b = appendString(b, res.Vary)
+		b = appendString(b, g.json(res.Vary))
 	}
 	if res.Current != nil {
 		b = append(b, `,"current":`...)
@@ -342,29 +478,67 @@ func appendRow(b []byte, g guard, res purge.Result, url, inst []byte, errMsg str
 	}
 	if !res.FetchedAt.IsZero() {
 		b = append(b, `,"fetched_at":`...)
-		b = strconv.AppendFloat(b, stamp(res.FetchedAt), 'f', -1, 64)
+		b = appendFloat(b, stamp(res.FetchedAt))
 	}
-	for _, f := range []struct {
-		on   bool
-		name string
-	}{{res.PredatesPurge, `,"predates_purge":true`}, {res.Uncertain, `,"uncertain":true`}, {res.SelfStored, `,"self_stored":true`}} {
-		if f.on {
-			b = append(b, f.name...)
-		}
+	if res.PredatesPurge {
+		b = append(b, `,"predates_purge":true`...)
+	}
+	if res.Uncertain {
+		b = append(b, `,"uncertain":true`...)
+	}
+	if res.SelfStored {
+		b = append(b, `,"self_stored":true`...)
 	}
 	if res.MatchedAfter > 0 {
 		b = append(b, `,"matched_after_ms":`...)
-		b = strconv.AppendFloat(b, ms(res.MatchedAfter), 'g', -1, 64)
+		b = appendFloat(b, ms(res.MatchedAfter))
 	}
-	return append(b, "}\n"...)
+	return appendError(b, errMsg)
+}
+
+// appendError ends a row: why it failed, when it did.
+func appendError(b []byte, errMsg string) []byte {
+	if errMsg != "" {
+		b = append(b, `,"error":`...)
+		b = appendString(b, errMsg)
+	}
+	return append(b, '}')
+}
+
+// finiteTTL is a TTL a row can show: JSON has no NaN or infinity (a
+// header can say ttl=inf), so those are left out.
+func finiteTTL(ttl *float64) (float64, bool) {
+	if ttl == nil || math.IsNaN(*ttl) || math.IsInf(*ttl, 0) {
+		return 0, false
+	}
+	return *ttl, true
 }
 
 // stamp is t in seconds since the epoch, to the microsecond.
 func stamp(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }
 
-// appendString appends s as a JSON string, as encoding/json writes it
-// without HTML escaping: invalid UTF-8 becomes U+FFFD, and U+2028 and
-// U+2029 are escaped.
+// appendFloat appends f as encoding/json writes a float64 (as ES6 prints a
+// number: no exponent from 1e-6 to 1e21). f is finite.
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 -> e-9, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+// appendString appends s as a JSON string, byte for byte as encoding/json
+// writes it without HTML escaping: invalid UTF-8 becomes U+FFFD, and
+// U+2028 and U+2029 are escaped.
 func appendString(b []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
@@ -379,6 +553,10 @@ func appendString(b []byte, s string) []byte {
 			switch c {
 			case '"', '\\':
 				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
 			case '\n':
 				b = append(b, '\\', 'n')
 			case '\r':
@@ -420,9 +598,13 @@ func errText(res purge.Result) string {
 	return ""
 }
 
+func rowHeadOf(res purge.Result) rowHead {
+	return rowHead{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
+		res.Status, res.OK, res.Attempts, ms(res.Duration)}
+}
+
 func purgeRowOf(res purge.Result) purgeRow {
-	r := purgeRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
-		res.Status, res.OK, res.Attempts, ms(res.Duration), errText(res), nil, 0}
+	r := purgeRow{rowHead: rowHeadOf(res), Error: errText(res)}
 	if res.Objects >= 0 {
 		n := res.Objects
 		r.Objects = &n
@@ -434,14 +616,17 @@ func purgeRowOf(res purge.Result) purgeRow {
 }
 
 func checkRowOf(res purge.Result) checkRow {
-	age := ""
-	if res.Age >= 0 {
-		age = strconv.Itoa(res.Age)
+	r := checkRow{rowHead: rowHeadOf(res), Class: string(res.Class), CacheStatus: res.CacheStatus, Source: res.Source,
+		BytesRead: res.BytesRead, Refilled: res.Refilled, Note: res.Note,
+		Vary: res.Vary, Current: res.Current, StaleUnknown: res.StaleUnknown, PredatesPurge: res.PredatesPurge,
+		Uncertain: res.Uncertain, SelfStored: res.SelfStored, MatchedAfterMS: ms(res.MatchedAfter), Error: errText(res)}
+	if ttl, ok := finiteTTL(res.TTL); ok {
+		r.TTL = &ttl
 	}
-	r := checkRow{res.URL.String(), res.Instance.String(), res.Instance.Region, res.Instance.MachineID,
-		res.Status, string(res.Class), res.CacheStatus, res.Source, res.TTL, age, res.OK, res.Refilled, res.Note,
-		res.Attempts, res.BytesRead, ms(res.Duration), errText(res),
-		res.Vary, res.Current, res.StaleUnknown, 0, res.PredatesPurge, res.Uncertain, res.SelfStored, ms(res.MatchedAfter)}
+	if res.Age >= 0 {
+		age := res.Age
+		r.Age = &age
+	}
 	if !res.FetchedAt.IsZero() {
 		r.FetchedAt = stamp(res.FetchedAt)
 	}
@@ -472,45 +657,35 @@ func appendMS(b []byte, us int64) []byte {
 	return append(b, digits[:n]...)
 }
 
+// writePlanJSON writes a dry run in the report's shape: dry_run true, each
+// step with what it would send (method, URLs, headers) and no results.
 func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
-	type request struct {
-		Method string `json:"method"`
-		Target string `json:"target"`
-		Host   string `json:"host"`
-	}
-	v := struct {
-		DryRun    bool          `json:"dry_run"`
-		Scheme    string        `json:"scheme"`
-		Instances []string      `json:"instances"`
-		Skipped   []skippedJSON `json:"skipped,omitempty"`
-		Requests  []request     `json:"requests"`
-		Headers   []string      `json:"headers"`
-		Verify    []string      `json:"verify,omitempty"`
-	}{DryRun: true, Scheme: p.Scheme, Headers: slices.Clone(p.Header)}
 	g := guard{p.Reveals}
-	for _, in := range p.Instances {
-		v.Instances = append(v.Instances, g.json(in.String()))
+	h := head{ok: true, dryRun: true, instances: make([]string, len(p.Instances)), skipped: skippedOf(g, p.Skipped), warnings: []string{}}
+	for i, in := range p.Instances {
+		h.instances[i] = g.json(in.String())
 	}
-	for _, s := range p.Skipped {
-		v.Skipped = append(v.Skipped, skippedJSON{g.json(s.Instance.String()), g.json(s.Instance.Region), g.json(s.Instance.MachineID), g.json(s.State)})
-	}
+	var steps []step
+	var what []string
 	if p.Method != "" {
-		for _, u := range p.URLs.All() {
-			v.Requests = append(v.Requests, request{p.Method, g.json(u.Target), g.json(u.Host)})
-		}
-	}
-	for i, h := range v.Headers {
-		v.Headers[i] = g.json(h)
+		s := fmt.Sprintf("%s to %s x %s over %s", p.Method, count(len(p.Instances), "instance"), count(p.URLs.Len(), "URL"), p.Scheme)
+		steps = append(steps, step{name: string(purge.StepPurge), method: p.Method, ok: true, summary: "would send " + s,
+			scheme: p.Scheme, requestHeaders: guarded(g, p.Header), urls: urlsOf(g, p.URLs)})
+		what = append(what, s)
 	}
 	for _, e := range p.Verify {
-		v.Verify = append(v.Verify, string(e))
+		urls := p.VerifyURLs
+		if urls == nil {
+			urls = p.URLs
+		}
+		s := fmt.Sprintf("%s to %s x %s over %s", p.VerifyMethod, count(len(p.Instances), "instance"), count(urls.Len(), "URL"), p.Scheme)
+		steps = append(steps, step{name: string(purge.StepVerify), method: p.VerifyMethod, expect: string(e), ok: true,
+			summary: "would send " + s + ", expecting " + string(e), scheme: p.Scheme, requestHeaders: guarded(g, p.VerifyHeaders),
+			origin: g.json(p.Origin), urls: urlsOf(g, urls)})
+		what = append(what, fmt.Sprintf("verify (expect %s)", e))
 	}
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(append(b, '\n'))
-	return err
+	h.summary = "dry run: would send " + strings.Join(what, ", then ") + "; nothing was sent"
+	return writeDoc(w, h, steps)
 }
 
 // withheld replaces a text that shows a secret of the job.

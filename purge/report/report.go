@@ -1,13 +1,14 @@
 // Package report writes what a purge job did, for people and for programs:
-// aligned text for a terminal, Markdown for a CI job summary, and JSON with
-// stable field names.
+// aligned text for a terminal, Markdown for a CI job summary, and JSON in
+// one shape for every command, described by a JSON Schema (Schema,
+// report.schema.json; docs/json.md shows it).
 //
 // Large runs stay readable: above a few dozen results, text and Markdown
 // show one line per instance (purged/total, failed, not sent, median and
 // 99th percentile time) and the failures, instead of thousands of
 // identical "ok" lines; Options.Verbose shows every result. JSON always
-// has every result, written one at a time, so a report of a million
-// results is never built in memory.
+// has every result, a line each, written one at a time, so a report of a
+// million results is never built in memory.
 //
 // Everything an instance sent (reasons, bodies, headers) is shown inert:
 // control characters (terminal escape sequences) are escaped in text, and
@@ -32,7 +33,7 @@ type Format string
 // The formats.
 const (
 	Text     Format = "text"     // aligned columns for a terminal
-	JSON     Format = "json"     // one JSON object; field names are stable
+	JSON     Format = "json"     // one JSON object (see Schema); field names are stable
 	Markdown Format = "markdown" // tables for a GitHub job summary
 )
 
@@ -62,9 +63,10 @@ type Options struct {
 	// MaxFailures bounds the failed results listed in a summary; zero
 	// means DefaultMaxFailures. JSON has them all.
 	MaxFailures int
-	// Compact writes JSON without indentation whatever its size (the same
-	// fields and values); a service that writes many small reports saves
-	// most of its time spent on them.
+	// Compact is ignored: JSON has one layout whatever its size (the outer
+	// objects indented, a result a line), as fast to write as compact.
+	//
+	// Deprecated: JSON has one layout; leave Compact out.
 	Compact bool
 }
 
@@ -75,8 +77,9 @@ const (
 )
 
 // Write writes what the job did: the purge report and the verify reports.
-// JSON is one object: a single report as itself (as before verification
-// existed), several as {"ok", "summary", "purge", "verify": [...]}.
+// JSON is one object whatever the job: the run's ok, summary, instances,
+// skipped machines and warnings, then its steps in order, each with its
+// URLs and results (see Schema).
 func Write(w io.Writer, f Format, out *purge.Outcome, o Options) error {
 	if o.Rows == 0 {
 		o.Rows = DefaultRows
@@ -88,7 +91,7 @@ func Write(w io.Writer, f Format, out *purge.Outcome, o Options) error {
 	var err error
 	switch f {
 	case JSON:
-		err = writeJSON(bw, out, o.Compact)
+		err = writeJSON(bw, out)
 	case Markdown:
 		err = writeTables(bw, out, o, markdown{guard{out.Reveals}})
 	case Text, "":
@@ -107,14 +110,13 @@ func count(n int, noun string) string {
 	return fmt.Sprintf("%d %ss", n, noun)
 }
 
-// WritePlan writes what a job would send (a dry run).
+// WritePlan writes what a job would send (a dry run). Its JSON has the
+// shape of a report (dry_run true, each step with what it would send and
+// no results).
 func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
-	bw := bufio.NewWriter(w)
+	bw := bufio.NewWriterSize(w, 64<<10)
 	if f == JSON {
-		if err := writePlanJSON(bw, p); err != nil {
-			return err
-		}
-		return bw.Flush()
+		return errors.Join(writePlanJSON(bw, p), bw.Flush())
 	}
 	g := guard{p.Reveals}
 	st := style(text{g})

@@ -2,8 +2,9 @@
 // sides see it: the request bodies (Request, VerifyRequest), the paths and
 // headers, and Client, which sends a job to a serve and returns its report
 // in the format asked for. It depends on package purge only for its
-// Expect values, so that a front end that only talks to a serve (the
-// Dagger module, say) stays small.
+// Expect values, and on package report to give JSON reports in the
+// current shape whatever the serve's release, so that a front end that
+// only talks to a serve (the Dagger module, say) stays small.
 //
 // The API in short (see the README's serve section):
 //

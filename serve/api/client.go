@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cdnpurge/cdnpurge/purge/report"
 )
 
 // Client sends jobs to a serve. Its zero value is not usable: set URL.
@@ -40,7 +42,8 @@ type Result struct {
 	Status int
 	// Job is the job's ID at the serve.
 	Job string
-	// Report is the report in the format asked for.
+	// Report is the report in the format asked for; a JSON report in the
+	// current shape (report.FormatVersion), whatever the serve's release.
 	Report []byte
 	// Failure says, on a 502, which step failed and how many results.
 	Failure string
@@ -170,6 +173,12 @@ func (c *Client) post(ctx context.Context, hc *http.Client, target string, body 
 		if resp.Header.Get(HeaderJob) == "" {
 			return nil, 0, &StatusError{URL: c.URL, Status: resp.StatusCode, Message: "not a cdnpurge serve (no " + HeaderJob + " header): " + snippet(data)}
 		}
+		if isJSON(resp.Header.Get("Content-Type")) {
+			// A serve of an earlier release answers the earlier shape.
+			if up, err := report.Upgrade(data); err == nil {
+				data = up
+			}
+		}
 		return &Result{Status: resp.StatusCode, Job: resp.Header.Get(HeaderJob), Report: data, Failure: resp.Header.Get(HeaderFailure)}, 0, nil
 	case http.StatusTooManyRequests:
 		wait := time.Second
@@ -186,6 +195,12 @@ func (c *Client) post(ctx context.Context, hc *http.Client, target string, body 
 		se.Message = snippet(data)
 	}
 	return nil, 0, se
+}
+
+// isJSON says whether a Content-Type is JSON's.
+func isJSON(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "application/json")
 }
 
 // snippet is the start of a body that is not ours, printable.

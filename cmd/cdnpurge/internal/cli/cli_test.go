@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/cdnpurge/cdnpurge/internal/dnsserver"
 	"github.com/cdnpurge/cdnpurge/internal/loopback"
 	"github.com/cdnpurge/cdnpurge/purge"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 func TestMain(m *testing.M) {
@@ -118,19 +118,11 @@ func TestPurgePartialFailureExit1(t *testing.T) {
 	bad = f.addrs[1]
 	r := run(t, map[string]string{"PURGE_TOKEN": "wrong"}, "", append([]string{"purge", "--url", "https://example.com/a", "--format", "json"}, f.args()...)...)
 	require.Equal(t, ExitFailed, r.code, r.stderr)
-	var rep struct {
-		OK      bool
-		Results []struct {
-			Instance string
-			OK       bool
-			Status   int
-			Error    string
-		}
-	}
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &rep))
+	rep := reporttest.Require(t, r.stdout)
 	assert.False(t, rep.OK)
-	require.Len(t, rep.Results, 3)
-	for _, res := range rep.Results {
+	results := rep.Only(t).Results
+	require.Len(t, results, 3)
+	for _, res := range results {
 		if strings.HasPrefix(res.Instance, bad+":") {
 			assert.False(t, res.OK)
 			assert.Equal(t, 403, res.Status)
@@ -176,6 +168,21 @@ func TestPurgeDryRunSendsNothing(t *testing.T) {
 	assert.NotContains(t, r.stdout, "secret-xyz")
 	for _, a := range f.addrs {
 		assert.Contains(t, r.stdout, a)
+		assert.Empty(t, f.requests(a))
+	}
+
+	// In JSON: the report's shape, each step with what it would send.
+	r = run(t, map[string]string{"PURGE_TOKEN": "secret-xyz"}, "", append([]string{"purge", "--url", "https://example.com/a?b=1", "--dry-run", "--verify", "--format", "json"}, f.args()...)...)
+	require.Equal(t, ExitOK, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, "secret-xyz")
+	rep := reporttest.Require(t, r.stdout)
+	assert.True(t, rep.DryRun)
+	assert.Len(t, rep.Instances, 2)
+	require.Len(t, rep.Steps, 2)
+	assert.Equal(t, []string{"purge", "PURGE", "verify", "HEAD"}, []string{rep.Steps[0].Name, rep.Steps[0].Method, rep.Steps[1].Name, rep.Steps[1].Method})
+	assert.Equal(t, []string{"https://example.com/a?b=1"}, rep.Steps[0].URLs)
+	assert.Contains(t, rep.Steps[0].RequestHeaders, "Purge-Token: (hidden)")
+	for _, a := range f.addrs {
 		assert.Empty(t, f.requests(a))
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/cdnpurge/cdnpurge/fleet"
 	"github.com/cdnpurge/cdnpurge/purge"
 	"github.com/cdnpurge/cdnpurge/purge/report"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 // Every usage error is one line saying what is wrong and one line saying
@@ -191,6 +192,11 @@ func TestWarningsForASuspectDNSName(t *testing.T) {
 		assert.Equal(t, ExitOK, r.code, r.stderr)
 		assert.Contains(t, r.stdout, "the DNS name example.test. is the URLs' public host, which usually reaches one instance", format)
 		assert.Contains(t, r.stdout, "example.test. lists one instance ("+f.addrs[0]+":", format)
+		if format == "json" {
+			rep := reporttest.Require(t, r.stdout)
+			require.Len(t, rep.Warnings, 2, "the run's warnings, in one place")
+			assert.True(t, strings.HasPrefix(rep.Warnings[0], "the DNS name example.test. is the URLs' public host"))
+		}
 	}
 	g := startFleet(t, 2, nil)
 	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/x"}, g.args()...)...)
@@ -206,7 +212,7 @@ func TestSummaryFile(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("# Deploy\n\n"), 0o644))
 	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/a", "--verify", "--format", "json", "--summary-file", file}, f.args()...)...)
 	require.Equal(t, ExitOK, r.code, r.stderr)
-	assert.True(t, strings.HasPrefix(r.stdout, "{"), "stdout is JSON: %s", r.stdout)
+	reporttest.Require(t, r.stdout) // stdout is the JSON report
 	r = run(t, nil, "", append([]string{"verify", "--url", "https://example.com/a", "--expect", "any", "--summary-file", file}, f.args()...)...)
 	require.Equal(t, ExitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "verified 1 URL on 2/2 instances", "stdout is text")

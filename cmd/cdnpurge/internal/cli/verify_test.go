@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"sync"
@@ -9,6 +8,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 // cacheFleet behaves like a tiny cache per instance: HEAD/GET miss and store,
@@ -128,22 +129,18 @@ func TestPurgeVerifyMissThenHit(t *testing.T) {
 
 	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/ep/1", "--verify=miss,hit", "--format", "json"}, f.args()...)...)
 	require.Equal(t, ExitOK, r.code, r.stdout+r.stderr)
-	var out struct {
-		Purge  struct{ OK bool }
-		Verify []struct {
-			OK     bool
-			Expect string
-			Checks []struct{ Class string }
-		}
-	}
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &out))
-	assert.True(t, out.Purge.OK)
-	require.Len(t, out.Verify, 2)
-	assert.Equal(t, "miss", out.Verify[0].Expect)
-	assert.Equal(t, "hit", out.Verify[1].Expect)
-	for _, v := range out.Verify {
+	out := reporttest.Require(t, r.stdout)
+	assert.True(t, out.Purge().OK)
+	verify := out.Verify()
+	require.Len(t, verify, 2)
+	assert.Equal(t, "miss", verify[0].Expect)
+	assert.Equal(t, "hit", verify[1].Expect)
+	for i, v := range verify {
 		assert.True(t, v.OK)
-		assert.Len(t, v.Checks, 3)
+		require.Len(t, v.Results, 3)
+		for _, c := range v.Results {
+			assert.Equal(t, v.Expect, c.Class, "step %d", i)
+		}
 	}
 }
 

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -116,11 +114,9 @@ func (a *App) viaResult(ctx context.Context, t *target, send func(context.Contex
 		}
 		return err
 	}
-	rep := res.Report
-	if t.format == "json" {
-		rep = indentLikeDirect(rep)
-	}
-	if _, err := a.Stdout.Write(rep); err != nil {
+	// A JSON report is the serve's as the CLI writes its own (the client
+	// gives an older serve's in the current shape).
+	if _, err := a.Stdout.Write(res.Report); err != nil {
 		return &failedError{err: fmt.Errorf("write the report: %w", err)}
 	}
 	if !res.OK() {
@@ -131,41 +127,4 @@ func (a *App) viaResult(ctx context.Context, t *target, send func(context.Contex
 		return &failedError{err: fmt.Errorf("%s (serve job %s)", msg, res.Job)}
 	}
 	return nil
-}
-
-// indentBelow is package report's size under which the CLI indents JSON:
-// serve answers compact JSON, and the CLI writes it as it writes its own.
-const indentBelow = 1000
-
-// indentLikeDirect indents a serve's compact JSON report as the CLI
-// indents its own (reports of at most indentBelow rows).
-func indentLikeDirect(b []byte) []byte {
-	var v struct {
-		Results []json.RawMessage `json:"results"`
-		Checks  []json.RawMessage `json:"checks"`
-		Purge   *struct {
-			Results []json.RawMessage `json:"results"`
-		} `json:"purge"`
-		Verify []struct {
-			Checks []json.RawMessage `json:"checks"`
-		} `json:"verify"`
-	}
-	if json.Unmarshal(b, &v) != nil {
-		return b
-	}
-	n := len(v.Results) + len(v.Checks)
-	if v.Purge != nil {
-		n += len(v.Purge.Results)
-	}
-	for _, c := range v.Verify {
-		n += len(c.Checks)
-	}
-	if n > indentBelow {
-		return b
-	}
-	var out bytes.Buffer
-	if json.Indent(&out, b, "", "  ") != nil {
-		return b
-	}
-	return out.Bytes()
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/cdnpurge/cdnpurge/internal/hostile"
+	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
 // showsRun says whether text shows 8 consecutive characters of secret,
@@ -114,6 +115,9 @@ func TestSecretsNeverShownByTheCLI(t *testing.T) {
 		assert.Equal(t, ExitFailed, r.code, r.stderr)
 		if run, shows := showsRun(r.stdout+r.stderr, token); shows {
 			t.Errorf("%s: shows %q of the token:\n%s\n%s", format, run, r.stdout, r.stderr)
+		}
+		if format == "json" {
+			reporttest.Require(t, r.stdout)
 		}
 	}
 
