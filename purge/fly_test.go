@@ -302,6 +302,24 @@ func TestFlyRegionFilter(t *testing.T) {
 	assert.ElementsMatch(t, []string{"148ed193b95e89", "9080524f610d87"}, ids)
 }
 
+// A region asked for that has no machine (a typo beside right ones, or a
+// region the app left) is said in a warning: the run purges the others,
+// and does not look as if it had covered that region.
+func TestFlyRegionWithoutMachinesBesideOthersIsWarned(t *testing.T) {
+	api := startFlyAPI(t, flyFleet, nil)
+	edge := startFlyEdge(t, false, nil)
+	j := flyJob(api, edge, "https://cdn.example/feed")
+	j.Fly.Regions = []string{"iad", "syd", "lhr"}
+	out := flyRun(t, j)
+	require.True(t, out.OK(), "%v", out.Err())
+	assert.Equal(t, []string{"iad/148ed193b95e89"}, labels(out.Instances))
+	assert.Equal(t, []string{"the app has no machine in syd, a region asked for: check its name (the machines found are in iad and lhr)"}, out.Warnings)
+	assert.Equal(t, out.Warnings, out.Purge.Warnings)
+
+	j.Fly.Regions = []string{"iad", "lhr"}
+	assert.Empty(t, flyRun(t, j).Warnings, "a region whose machines are all stopped has machines: they are listed as skipped")
+}
+
 // flyDiscoveryErr runs j and returns its *DiscoveryError; nothing may
 // have reached the edge.
 func flyDiscoveryErr(t *testing.T, j purge.Job, edge *flyEdge) *purge.DiscoveryError {

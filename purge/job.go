@@ -830,6 +830,7 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		p.versions = versions
 	}
 	warnings := p.sourceWarnings(out.Instances)
+	warnings = append(warnings, p.regionWarnings(out.Instances, out.Skipped)...)
 	budget := p.tr.budget()
 	var pw *purgeWindow
 	if !p.VerifyOnly {
@@ -921,6 +922,31 @@ func (p *plan) sourceWarnings(ins []Instance) []string {
 	}
 	if len(ins) == 1 {
 		w = append(w, fmt.Sprintf("%s lists one instance (%s): if the fleet has more, the name does not list them all", p.DNSName, ins[0]))
+	}
+	return w
+}
+
+// regionWarnings says which Fly.io regions asked for have no machine at
+// all (none started, none skipped), when others have: a typo beside right
+// names, or a region the app left, would otherwise pass unnoticed.
+func (p *plan) regionWarnings(ins []Instance, skipped []Skipped) []string {
+	if len(p.Fly.Regions) < 2 {
+		return nil // one region without machines fails discovery
+	}
+	var found []string
+	for _, in := range ins {
+		found = append(found, in.Region)
+	}
+	for _, s := range skipped {
+		found = append(found, s.Instance.Region)
+	}
+	slices.Sort(found)
+	found = slices.Compact(found)
+	var w []string
+	for _, r := range p.Fly.Regions {
+		if !slices.Contains(found, r) {
+			w = append(w, fmt.Sprintf("the app has no machine in %s, a region asked for: check its name (the machines found are in %s)", r, andList(found)))
+		}
 	}
 	return w
 }
