@@ -331,12 +331,12 @@ func (r *resolver) queryServer(ctx context.Context, server, name string, qtype u
 	m.SetEdns0(dns.DefaultMsgSize, false)
 
 	udp := &dns.Client{Net: "udp", Timeout: r.timeout, UDPSize: dns.MaxMsgSize}
-	resp, _, err := udp.ExchangeContext(ctx, m, server)
+	resp, err := exchange(ctx, udp, m, server)
 	if err == nil && resp.Rcode == dns.RcodeFormatError && resp.IsEdns0() == nil {
 		// An old server that does not speak EDNS0: ask plainly (and over
 		// TCP below if the answer is then truncated).
 		m.Extra = nil
-		resp, _, err = udp.ExchangeContext(ctx, m, server)
+		resp, err = exchange(ctx, udp, m, server)
 	}
 	var ne net.Error
 	switch {
@@ -348,7 +348,7 @@ func (r *resolver) queryServer(ctx context.Context, server, name string, qtype u
 	// Truncated, or an answer that could not be read (too big for a
 	// datagram, say): TCP has no size limit.
 	tcp := &dns.Client{Net: "tcp", Timeout: r.timeout}
-	resp, _, terr := tcp.ExchangeContext(ctx, m, server)
+	resp, terr := exchange(ctx, tcp, m, server)
 	if terr != nil {
 		why := "the answer was truncated over UDP"
 		if err != nil {
@@ -357,6 +357,22 @@ func (r *resolver) queryServer(ctx context.Context, server, name string, qtype u
 		return nil, classifyNetErr(ctx, fmt.Errorf("%s, and TCP failed: %w", why, terr), server, r.timeout)
 	}
 	return resp, nil
+}
+
+// exchange sends m to server and reads its answer, as ExchangeContext does,
+// but a stop (ctx cancelled: a signal, the job's deadline) ends the wait at
+// once: miekg/dns only takes the context's deadline into account, so a
+// cancelled lookup would go on waiting for the DNS timeout.
+func exchange(ctx context.Context, c *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
+	conn, err := c.DialContext(ctx, server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	resp, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	return resp, err
 }
 
 func isRefused(err error) bool {
