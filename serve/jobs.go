@@ -175,7 +175,7 @@ func (s *Server) run(lj *liveJob) {
 		var b bytes.Buffer
 		// About 140 bytes a purge row, more for a check's evidence.
 		b.Grow(len(rec.Spec.URLs) * max(1, len(rec.Instances)) * (160 + 256*len(rec.Spec.Verify)))
-		if werr := report.Write(&b, report.JSON, out, report.Options{Compact: true}); werr == nil {
+		if werr := report.Write(&b, report.JSON, out, report.Options{}); werr == nil {
 			rep = b.Bytes()
 		}
 		rec.OK = out.OK()

@@ -146,10 +146,6 @@ func TestOneLayoutForEverySize(t *testing.T) {
 	assert.Equal(t, shape(small), shape(large))
 	assert.Equal(t, "{", small[0])
 	assert.Equal(t, `  "format_version": 2,`, small[1])
-
-	// Options.Compact, which once chose another layout, changes nothing.
-	out := run(t, purge.Job{Instances: []string{in}, URLs: []string{"https://example.com/"}})
-	assert.Equal(t, len(write(t, report.JSON, out, report.Options{})), len(write(t, report.JSON, out, report.Options{Compact: true}))) //nolint:staticcheck // SA1019: the deprecated field must stay harmless
 }
 
 // The hand-written rows are the structs' JSON byte for byte (field names,

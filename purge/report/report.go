@@ -63,11 +63,6 @@ type Options struct {
 	// MaxFailures bounds the failed results listed in a summary; zero
 	// means DefaultMaxFailures. JSON has them all.
 	MaxFailures int
-	// Compact is ignored: JSON has one layout whatever its size (the outer
-	// objects indented, a result a line), as fast to write as compact.
-	//
-	// Deprecated: JSON has one layout; leave Compact out.
-	Compact bool
 }
 
 // Defaults for Options.
