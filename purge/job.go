@@ -839,7 +839,9 @@ func (p *plan) run(ctx context.Context, t Targets) (*Outcome, error) {
 		pw = &purgeWindow{start: clk.now()}
 		out.Purge = p.purge(ctx, out.Instances, budget)
 		pw.end, pw.rep = clk.now(), out.Purge
-		pw.link(p.urls, p.verifyURLs)
+		if len(p.Verify) > 0 {
+			pw.link(p.urls, p.verifyURLs)
+		}
 		out.Purge.Warnings = append(out.Purge.Warnings, out.Purge.objectsWarnings(p.objectsWhat())...)
 	}
 	for i, e := range p.Verify {

@@ -666,6 +666,9 @@ func (p *plan) objectsWhat() string {
 // link says which purge URLs each verify URL's copies should have been
 // removed by: the same URL, index for index, or the purges of its Host.
 func (w *purgeWindow) link(purged, verified *URLList) {
+	if verified == nil {
+		return // nothing to verify: no index to build (a million URLs would cost megabytes)
+	}
 	w.same = purged == verified
 	if !w.same && purged.Len() == verified.Len() {
 		w.same = true
