@@ -19,17 +19,6 @@ import (
 	"github.com/cdnpurge/cdnpurge/purge"
 )
 
-// showsRun says whether text shows 8 consecutive characters of secret.
-func showsRun(text, secret string) (string, bool) {
-	lt := strings.ToLower(text)
-	for i := 0; i+8 <= len(secret); i++ {
-		if strings.Contains(lt, strings.ToLower(secret[i:i+8])) {
-			return secret[i : i+8], true
-		}
-	}
-	return "", false
-}
-
 // A Machines API error that repeats part of the token: one part of a
 // macaroon, a prefix, the raw body with its spaces doubled. No 8
 // consecutive characters of it are shown.
@@ -51,7 +40,7 @@ func TestFlyTokenPartsNeverShown(t *testing.T) {
 		j.Fly.Token = macaroon
 		_, err := j.Run(context.Background())
 		require.Error(t, err, name)
-		if run, shows := showsRun(err.Error(), macaroon); shows {
+		if run, shows := hostile.ShowsRun(err.Error(), macaroon); shows {
 			t.Errorf("%s: the error shows %q of the token: %v", name, run, err)
 		}
 		assert.Contains(t, err.Error(), "refused the Fly.io token", name)

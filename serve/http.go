@@ -55,6 +55,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // refuse answers a request that sent nothing.
+// accept submits a job; when it is not accepted, it answers why and
+// returns nil.
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, kind, who string, sp *spec) *liveJob {
+	lj, err := s.submit(r.Context(), kind, who, r.RemoteAddr, sp)
+	if err == nil {
+		return lj
+	}
+	var se *submitError
+	if errors.As(err, &se) {
+		s.refuse(w, r, se.status, se.reason, se.err)
+	} else {
+		s.refuse(w, r, http.StatusInternalServerError, "unavailable", err)
+	}
+	return nil
+}
+
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, reason string, err error) {
 	s.met.rejected.WithLabelValues(reason).Inc()
 	switch status {
@@ -185,14 +201,8 @@ func (s *Server) runAPI(w http.ResponseWriter, r *http.Request, kind, who string
 			return
 		}
 	}
-	lj, err := s.submit(r.Context(), kind, who, r.RemoteAddr, sp)
-	if err != nil {
-		var se *submitError
-		if errors.As(err, &se) {
-			s.refuse(w, r, se.status, se.reason, se.err)
-		} else {
-			s.refuse(w, r, http.StatusInternalServerError, "unavailable", err)
-		}
+	lj := s.accept(w, r, kind, who, sp)
+	if lj == nil {
 		return
 	}
 	id := idString(lj.rec.ID)
@@ -472,14 +482,8 @@ func (s *Server) handleTransparent(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	lj, err := s.submit(r.Context(), kindTransparent, who, r.RemoteAddr, sp)
-	if err != nil {
-		var se *submitError
-		if errors.As(err, &se) {
-			s.refuse(w, r, se.status, se.reason, se.err)
-		} else {
-			s.refuse(w, r, http.StatusInternalServerError, "unavailable", err)
-		}
+	lj := s.accept(w, r, kindTransparent, who, sp)
+	if lj == nil {
 		return
 	}
 	id := idString(lj.rec.ID)

@@ -309,3 +309,17 @@ func (c *Conn) done() bool {
 func (r *Request) Get(name string) string {
 	return r.Header.Get(textproto.CanonicalMIMEHeaderKey(name))
 }
+
+// ShowsRun says whether text shows 8 consecutive characters of secret
+// (letters compared without case), and which: the tests' own statement of
+// the rule that no output may show part of a token, kept apart from the
+// code under test (internal/secret).
+func ShowsRun(text, secret string) (string, bool) {
+	lt := strings.ToLower(text)
+	for i := 0; i+8 <= len(secret); i++ {
+		if strings.Contains(lt, strings.ToLower(secret[i:i+8])) {
+			return secret[i : i+8], true
+		}
+	}
+	return "", false
+}

@@ -203,7 +203,7 @@ func checkRandomReport(t *testing.T, data []byte) {
 	}
 	for _, secret := range secrets {
 		if len(secret) >= 8 {
-			if run, shows := showsRun(b.String(), secret); shows {
+			if run, shows := hostile.ShowsRun(b.String(), secret); shows {
 				t.Fatalf("the report shows %q of a secret:\n%s", run, b.String())
 			}
 		}

@@ -413,18 +413,6 @@ func TestProofInEveryFormat(t *testing.T) {
 	}
 }
 
-// showsRun says whether text shows 8 consecutive characters of secret,
-// letters compared without case.
-func showsRun(text, secret string) (string, bool) {
-	lt := strings.ToLower(text)
-	for i := 0; i+8 <= len(secret); i++ {
-		if strings.Contains(lt, strings.ToLower(secret[i:i+8])) {
-			return secret[i : i+8], true
-		}
-	}
-	return "", false
-}
-
 // An instance echoes the request's headers in its reason phrase and body:
 // no 8 consecutive characters of the token reach any format, whatever the
 // cut (a long JWT-like token; a short one after a padding header that
@@ -463,7 +451,7 @@ func TestTokenPiecesNeverShownInAnyFormat(t *testing.T) {
 						reporttest.Require(t, got)
 					}
 					assert.Contains(t, got, "500")
-					if run, shows := showsRun(got, tc.token); shows {
+					if run, shows := hostile.ShowsRun(got, tc.token); shows {
 						t.Errorf("%s (verbose %v, %d URLs): shows %q of the token:\n%s", f, verbose, len(u), run, got)
 					}
 				}

@@ -21,18 +21,6 @@ import (
 	"github.com/cdnpurge/cdnpurge/purge/report/reporttest"
 )
 
-// showsRun says whether text shows 8 consecutive characters of secret,
-// letters compared without case.
-func showsRun(text, secret string) (string, bool) {
-	lt := strings.ToLower(text)
-	for i := 0; i+8 <= len(secret); i++ {
-		if strings.Contains(lt, strings.ToLower(secret[i:i+8])) {
-			return secret[i : i+8], true
-		}
-	}
-	return "", false
-}
-
 // SIGINT or SIGTERM mid-run: the report is written, and the hint names
 // the signal (not --deadline).
 func TestSignalStopsTheRunAndTheHintNamesIt(t *testing.T) {
@@ -113,7 +101,7 @@ func TestSecretsNeverShownByTheCLI(t *testing.T) {
 		r := run(t, map[string]string{"PURGE_TOKEN": token}, "", "purge", "--url", "https://example.com/x", "--instance", echo.Addr,
 			"--header", "X-Pad: "+strings.Repeat("p", 60), "--format", format)
 		assert.Equal(t, ExitFailed, r.code, r.stderr)
-		if run, shows := showsRun(r.stdout+r.stderr, token); shows {
+		if run, shows := hostile.ShowsRun(r.stdout+r.stderr, token); shows {
 			t.Errorf("%s: shows %q of the token:\n%s\n%s", format, run, r.stdout, r.stderr)
 		}
 		if format == "json" {
@@ -131,7 +119,7 @@ func TestSecretsNeverShownByTheCLI(t *testing.T) {
 	r := run(t, map[string]string{"FLY_API_TOKEN": fly}, "", "purge", "--url", "https://example.com/x", "--fly-app", "my-cdn", "--fly-api", api.URL)
 	assert.Equal(t, ExitUsage, r.code)
 	assert.Contains(t, r.stderr, "the Machines API answered 500")
-	if run, shows := showsRun(r.stdout+r.stderr, fly); shows {
+	if run, shows := hostile.ShowsRun(r.stdout+r.stderr, fly); shows {
 		t.Errorf("shows %q of the Fly token: %s", run, r.stderr)
 	}
 }
