@@ -224,6 +224,19 @@ func TestDryRunSaysTheWarnings(t *testing.T) {
 	}
 }
 
+// A --summary-file that cannot be written fails the run (exit 1, stderr
+// says why) after the purge was sent: the JSON report on stdout says ok,
+// as every instance did what was asked. docs/json.md and the schema name
+// this one case where ok and the exit code part.
+func TestSummaryFileWriteFailureExits1WithTheReportOK(t *testing.T) {
+	f := startFleet(t, 1, nil)
+	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/a", "--format", "json", "--summary-file", "/dev/full"}, f.args()...)...)
+	assert.Equal(t, ExitFailed, r.code)
+	assert.Contains(t, r.stderr, "--summary-file: write the report")
+	assert.True(t, reporttest.Require(t, r.stdout).OK, "every instance took the purge")
+	assert.Len(t, f.requests(f.addrs[0]), 1, "the purge was sent")
+}
+
 // --summary-file appends the Markdown report while stdout has the chosen
 // format: a CI log and a job summary from one run.
 func TestSummaryFile(t *testing.T) {
