@@ -888,6 +888,7 @@ func (j Job) Plan(ctx context.Context) (*Plan, error) {
 		return nil, err
 	}
 	pl := &Plan{Instances: ins, Skipped: skipped, Method: p.Method, Scheme: p.Scheme, URLs: p.urls, Verify: p.Verify, secrets: p.secrets}
+	pl.Warnings = append(p.sourceWarnings(ins), p.regionWarnings(ins, skipped)...)
 	pl.Header = append(pl.Header, p.requestHeaders(true)...)
 	if len(p.Verify) > 0 {
 		pl.VerifyMethod, pl.VerifyURLs, pl.VerifyHeaders = p.VerifyMethod, p.verifyURLs, p.verifyHeaders()
@@ -990,6 +991,10 @@ type Plan struct {
 	VerifyURLs    *URLList
 	VerifyHeaders []string
 	Origin        string
+	// Warnings are what Run would warn of before sending anything: the
+	// DNS name looks like the wrong one, a region asked for has no
+	// machine.
+	Warnings []string
 
 	secrets *secret.Set
 }

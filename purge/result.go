@@ -228,15 +228,18 @@ const (
 
 // vrow is what a verify step adds to a row.
 type vrow struct {
+	// ttl is the header's number as parsed: a float32 showed ttl=59.9 as
+	// 59.900001525878906. The 8-byte fields come first, so the row is 48
+	// bytes as it was with a float32.
+	ttl     float64
+	fetched int64  // FetchTimeHeader in microseconds since the epoch; 0: none
 	header  uint32 // 1 + index into strs: the cache header's value
 	note    uint32 // 1 + index into strs
 	source  uint32 // 1 + index into strs: the header the class came from
 	vary    uint32 // 1 + index into strs
 	bytes   uint32
-	age     int32 // -1: none
-	ttl     float32
+	age     int32  // -1: none
 	at      uint32 // 1 + milliseconds until the check matched (see Result.MatchedAfter); 0: unknown
-	fetched int64  // FetchTimeHeader in microseconds since the epoch; 0: none
 	vflags  uint16
 	class   uint8
 	hasTTL  bool
@@ -338,7 +341,7 @@ func (r *Report) Result(k int) Result {
 	res.BytesRead = int64(v.bytes)
 	res.Refilled = w.flags&rowRefilled != 0
 	if v.hasTTL {
-		t := float64(v.ttl)
+		t := v.ttl
 		res.TTL = &t
 	}
 	res.Vary = r.str(v.vary)

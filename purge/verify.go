@@ -584,7 +584,7 @@ func (v *verifier) store(vr *vrow, st cachestatus.Status, notes []string, r *res
 		vary: rep.intern(r.header.Get("Vary")), class: classCode(st.Class), age: int32(max(st.Age, -1)),
 		bytes: uint32(min(n, 1<<32-1)), fetched: fetched, vflags: flags}
 	if st.TTL != nil {
-		vr.ttl, vr.hasTTL = float32(*st.TTL), true
+		vr.ttl, vr.hasTTL = *st.TTL, true
 	}
 	if matched && v.p.Wait > 0 {
 		vr.at = uint32(min(now.Sub(v.ref).Milliseconds(), 1<<32-2)) + 1

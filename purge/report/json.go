@@ -661,7 +661,7 @@ func appendMS(b []byte, us int64) []byte {
 // step with what it would send (method, URLs, headers) and no results.
 func writePlanJSON(w *bufio.Writer, p *purge.Plan) error {
 	g := guard{p.Reveals}
-	h := head{ok: true, dryRun: true, instances: make([]string, len(p.Instances)), skipped: skippedOf(g, p.Skipped), warnings: []string{}}
+	h := head{ok: true, dryRun: true, instances: make([]string, len(p.Instances)), skipped: skippedOf(g, p.Skipped), warnings: guarded(g, p.Warnings)}
 	for i, in := range p.Instances {
 		h.instances[i] = g.json(in.String())
 	}

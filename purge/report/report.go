@@ -131,6 +131,9 @@ func WritePlan(w io.Writer, f Format, p *purge.Plan) error {
 	for _, s := range p.Skipped {
 		st.item(bw, fmt.Sprintf("%s: skipped (%s)", s.Instance, s.State))
 	}
+	for _, warn := range p.Warnings {
+		st.line(bw, "warning: "+warn)
+	}
 	if p.Method != "" {
 		st.line(bw, "requests per instance:")
 		for _, u := range p.URLs.All() {

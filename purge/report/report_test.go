@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -245,6 +246,31 @@ func TestLargeRunsAreSummarised(t *testing.T) {
 	got := reporttest.Require(t, js)
 	assert.Len(t, got.Only(t).Results, 1800)
 	assert.Equal(t, 1800, strings.Count(js, "\n        {\"url\":"), "a row a line")
+}
+
+// A result's ttl is the number its header stated, to every digit an RFC
+// 8941 decimal can have (12 before the point, 3 after): not 59.900001525878906
+// for ttl=59.9.
+func TestTTLIsTheOneTheHeaderStated(t *testing.T) {
+	ttls := []string{"59.9", "0.1", "-0.3", "86399.125", "123456.789", "999999999999.999", "-999999999999.999", "3599"}
+	in := server(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Status", "c; hit; ttl="+strings.TrimPrefix(r.URL.Path, "/"))
+	})
+	var urls []string
+	for _, ttl := range ttls {
+		urls = append(urls, "https://example.com/"+ttl)
+	}
+	out := run(t, purge.Job{Instances: []string{in}, URLs: urls, VerifyOnly: true, Verify: []purge.Expect{purge.ExpectAny}})
+	js := write(t, report.JSON, out, report.Options{})
+	v := reporttest.Require(t, js).Only(t)
+	require.Len(t, v.Results, len(ttls))
+	for i, ttl := range ttls {
+		want, err := strconv.ParseFloat(ttl, 64)
+		require.NoError(t, err)
+		require.NotNil(t, v.Results[i].TTL, ttl)
+		assert.Equal(t, want, *v.Results[i].TTL, "ttl=%s", ttl)
+		assert.Contains(t, js, `"ttl":`+ttl+`,`, "written as stated")
+	}
 }
 
 // What an instance sends never acts on a terminal or a job summary.

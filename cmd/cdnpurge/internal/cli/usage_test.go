@@ -204,6 +204,39 @@ func TestWarningsForASuspectDNSName(t *testing.T) {
 	assert.NotContains(t, r.stdout, "warning")
 }
 
+// A dry run says the same warnings about the DNS name as the run would:
+// checking the settings is what a dry run is for.
+func TestDryRunSaysTheWarnings(t *testing.T) {
+	f := startFleet(t, 1, nil)
+	require.NoError(t, f.dns.Add("example.test. IN A "+f.addrs[0]))
+	for _, format := range []string{"text", "markdown", "json"} {
+		r := run(t, nil, "", "purge", "--url", "https://Example.test/x", "--dns-name", "example.test.", "--record", "a", "--resolver", f.dns.Addr,
+			"--port", f.portString(), "--dry-run", "--format", format)
+		assert.Equal(t, ExitOK, r.code, r.stderr)
+		assert.Contains(t, r.stdout, "the DNS name example.test. is the URLs' public host, which usually reaches one instance", format)
+		assert.Contains(t, r.stdout, "example.test. lists one instance ("+f.addrs[0]+":", format)
+		if format == "json" {
+			rep := reporttest.Require(t, r.stdout)
+			assert.True(t, rep.DryRun)
+			require.Len(t, rep.Warnings, 2, "the run's warnings, in one place")
+			assert.True(t, strings.HasPrefix(rep.Warnings[0], "the DNS name example.test. is the URLs' public host"))
+		}
+	}
+}
+
+// A --summary-file that cannot be written fails the run (exit 1, stderr
+// says why) after the purge was sent: the JSON report on stdout says ok,
+// as every instance did what was asked. docs/json.md and the schema name
+// this one case where ok and the exit code part.
+func TestSummaryFileWriteFailureExits1WithTheReportOK(t *testing.T) {
+	f := startFleet(t, 1, nil)
+	r := run(t, nil, "", append([]string{"purge", "--url", "https://example.com/a", "--format", "json", "--summary-file", "/dev/full"}, f.args()...)...)
+	assert.Equal(t, ExitFailed, r.code)
+	assert.Contains(t, r.stderr, "--summary-file: write the report")
+	assert.True(t, reporttest.Require(t, r.stdout).OK, "every instance took the purge")
+	assert.Len(t, f.requests(f.addrs[0]), 1, "the purge was sent")
+}
+
 // --summary-file appends the Markdown report while stdout has the chosen
 // format: a CI log and a job summary from one run.
 func TestSummaryFile(t *testing.T) {
