@@ -177,12 +177,14 @@ func (p *plan) verify(ctx context.Context, expect Expect, instances []Instance, 
 	v.roundStart = start
 	p.newEngine(ps, rep, budget).run(ctx)
 	deadline := start.Add(window)
-	for window > 0 && !rep.OK() && !clk.now().Add(interval).After(deadline) {
+	// Every interval until the window ends, and once more as it ends: a
+	// wait shorter than the interval still asks again when it is over.
+	for window > 0 && !rep.OK() && clk.now().Before(deadline) {
 		again := func(k int) bool { return p.Wait > 0 || v.state[k].pending }
 		if !v.anyAgain(again) {
 			break
 		}
-		if clk.sleep(ctx, interval) != nil {
+		if clk.sleep(ctx, min(interval, deadline.Sub(clk.now()))) != nil {
 			break
 		}
 		ps.todo = rep.unmatched(again)

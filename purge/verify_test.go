@@ -202,6 +202,25 @@ func TestVerifyWaitRoundsFollowTheInterval(t *testing.T) {
 	assert.Equal(t, []time.Duration{5 * time.Second, 5 * time.Second, 5 * time.Second, 5 * time.Second}, slept)
 	assert.Equal(t, 20*time.Second, rep.Duration)
 	assert.Len(t, cold.requests(), 5)
+
+	// A wait that does not end on a round, or is shorter than the
+	// interval, still asks once more as it ends.
+	for _, tc := range []struct {
+		wait  time.Duration
+		slept []time.Duration
+	}{
+		{12 * time.Second, []time.Duration{5 * time.Second, 5 * time.Second, 2 * time.Second}},
+		{2 * time.Second, []time.Duration{2 * time.Second}},
+	} {
+		slept, now = nil, now.Add(time.Hour)
+		before := len(cold.requests())
+		j.Wait = tc.wait
+		rep := run(t, j).Verify[0]
+		assert.Equal(t, tc.slept, slept, "wait %s", tc.wait)
+		assert.Equal(t, len(tc.slept)+1, rep.Rounds, "wait %s", tc.wait)
+		assert.Equal(t, tc.wait, rep.Duration, "wait %s", tc.wait)
+		assert.Len(t, cold.requests(), before+len(tc.slept)+1, "wait %s", tc.wait)
+	}
 }
 
 func TestVerifyVariantSelectedByHeader(t *testing.T) {

@@ -43,9 +43,10 @@ Asking an instance for a URL can itself fill its cache: a miss now is
 usually a hit on the next request, but not a browser's, so a waiting hit
 check never counts a copy its own earlier request stored. With --wait,
 instances that do not match are asked again every --interval until all match
-or the time is up; the report then shows the last state of each, and how
-long each instance took to match (with --origin: to serve the current
-version).`
+or the time is up, and once more as it ends (so a --wait shorter than the
+interval still asks twice); the report then shows the last state of each,
+and how long each instance took to match (with --origin: to serve the
+current version).`
 
 const verifyExamples = `  cdnpurge verify --url https://example.com/feed --dns-name my-cdn.internal --port 9000 --expect hit
   cdnpurge verify --url https://example.com/feed --dns-name my-cdn.internal --expect hit --wait 2m --interval 5s
