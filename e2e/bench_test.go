@@ -38,22 +38,7 @@ end
 // ratios are of the totals. It also reports the CLI's CPU time (user +
 // system) per purge.
 func BenchmarkPurgeVsWrk(b *testing.B) {
-	fleettest.NeedVarnishd(b)
-	if _, err := exec.LookPath("wrk"); err != nil {
-		b.Skip("wrk is not installed (apt-get install -y wrk)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	f, err := fleet.Start(ctx, fleet.Options{N: 3, Mode: fleet.ModeLoopback, Token: token})
-	cancel()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = f.Close() })
-	dir := b.TempDir()
-	script := filepath.Join(dir, "purge.lua")
-	if err := os.WriteFile(script, []byte(wrkScript), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	f, dir, script := wrkFleet(b, "purge.lua", wrkScript)
 	const nURLs = 10000
 	var raw []string
 	for i := 0; i < nURLs; i++ {
@@ -170,22 +155,7 @@ end
 // sent. On loopback a sender's system time includes the receiver's TCP
 // work: both pay it alike.
 func BenchmarkPurgeVsWrkPipelined(b *testing.B) {
-	fleettest.NeedVarnishd(b)
-	if _, err := exec.LookPath("wrk"); err != nil {
-		b.Skip("wrk is not installed (apt-get install -y wrk)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	f, err := fleet.Start(ctx, fleet.Options{N: 3, Mode: fleet.ModeLoopback, Token: token})
-	cancel()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = f.Close() })
-	dir := b.TempDir()
-	script := filepath.Join(dir, "pipeline.lua")
-	if err := os.WriteFile(script, []byte(wrkPipelineScript), 0o644); err != nil {
-		b.Fatal(err)
-	}
+	f, dir, script := wrkFleet(b, "pipeline.lua", wrkPipelineScript)
 	const nURLs = 100_000
 	var raw strings.Builder
 	for i := range nURLs {
@@ -291,4 +261,28 @@ func wrkPipelined(b *testing.B, f *fleet.Fleet, script string, d time.Duration) 
 	}
 	wg.Wait()
 	return reqs, secs, cpu
+}
+
+// wrkFleet starts the 3 varnishd both contests run against (skipping
+// without varnishd or wrk) and writes wrk's Lua script into the
+// benchmark's directory, which it returns with the script's path.
+func wrkFleet(b *testing.B, name, lua string) (f *fleet.Fleet, dir, script string) {
+	b.Helper()
+	fleettest.NeedVarnishd(b)
+	if _, err := exec.LookPath("wrk"); err != nil {
+		b.Skip("wrk is not installed (apt-get install -y wrk)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	f, err := fleet.Start(ctx, fleet.Options{N: 3, Mode: fleet.ModeLoopback, Token: token})
+	cancel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = f.Close() })
+	dir = b.TempDir()
+	script = filepath.Join(dir, name)
+	if err := os.WriteFile(script, []byte(lua), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return f, dir, script
 }
